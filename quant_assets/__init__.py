@@ -1,0 +1,1 @@
+"""quant-assets: one Dagster code location for quant research."""

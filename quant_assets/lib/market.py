@@ -1,0 +1,479 @@
+"""Market-data transforms: vendor rows -> research tables (daily, weekly, filtered, minute features).
+
+Units: prices in USD (unadjusted, as the vendor publishes them), volume in shares, returns as
+fractions (0.01 = 1 %), timestamps in New York time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Iterable
+
+import polars as pl
+
+from quant_assets.lib import calendar as cal
+
+# ---------------------------------------------------------------------------------------------
+# Typed vendor tables
+# ---------------------------------------------------------------------------------------------
+
+DAY_AGGS_SCHEMA: dict[str, pl.DataType] = {
+    "ticker": pl.String(),
+    "date": pl.Date(),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Int64(),
+    "transactions": pl.Int64(),
+}
+
+MINUTE_TS_DTYPE = pl.Datetime("ns", cal.NY_TZ_NAME)
+SESSION_DTYPE = pl.Enum(["pre", "rth", "post"])
+MINUTE_AGGS_SCHEMA: dict[str, pl.DataType] = {
+    "ticker": pl.String(),
+    "date": pl.Date(),
+    "window_start": MINUTE_TS_DTYPE,
+    "session": SESSION_DTYPE,
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Int64(),
+    "transactions": pl.Int64(),
+}
+
+
+def empty_frame(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
+
+
+def to_day_aggs(rows: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+    """Validated day-aggregate rows of one file -> ``DAY_AGGS_SCHEMA``, sorted by ticker."""
+    return rows.select(
+        "ticker",
+        pl.lit(day, dtype=pl.Date).alias("date"),
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "transactions",
+    )
+
+
+def to_minute_aggs(rows: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+    """Validated minute rows of one file -> ``MINUTE_AGGS_SCHEMA`` with the trading session.
+
+    ``session`` is ``pre`` before 09:30, ``rth`` from 09:30 up to 16:00 and ``post`` from 16:00,
+    New York time. The UTC offset is constant during a trading day (clocks change at 02:00 on a
+    Sunday), so the minute of the day is integer arithmetic on the vendor's nanoseconds.
+    """
+    offset_ns = cal.ny_utc_offset_seconds(day) * cal.NS_PER_SECOND
+    minute_of_day = ((pl.col("window_start") + offset_ns) % (86_400 * cal.NS_PER_SECOND)) // (
+        60 * cal.NS_PER_SECOND
+    )
+    session = (
+        pl.when(minute_of_day < cal.RTH_OPEN_MINUTE)
+        .then(pl.lit("pre"))
+        .when(minute_of_day < cal.RTH_CLOSE_MINUTE)
+        .then(pl.lit("rth"))
+        .otherwise(pl.lit("post"))
+        .cast(SESSION_DTYPE)
+    )
+    return rows.select(
+        "ticker",
+        pl.lit(day, dtype=pl.Date).alias("date"),
+        pl.col("window_start").cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(cal.NY_TZ_NAME),
+        session.alias("session"),
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "transactions",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Tradable universe
+# ---------------------------------------------------------------------------------------------
+
+# Exchange test issues that show up in consolidated feeds.
+TEST_SYMBOLS = frozenset(
+    {"ZVZZT", "ZWZZT", "ZXZZT", "ZAZZT", "ZBZZT", "ZCZZT", "ZJZZT", "ZVV", "ZXIET", "NTEST", "CBO", "CBX", "IGZ"}
+)
+NON_TRADABLE_RULES = ("test_symbol", "preferred", "warrant", "unit", "right", "special_characters")
+
+
+def classify_tickers(tickers: Iterable[str]) -> pl.DataFrame:
+    """``ticker, reason`` for each distinct ticker; ``reason`` is null for a tradable common/ETF.
+
+    Rules, first match wins (Polygon spells NYSE suffixes with a dot and preferreds with ``p``):
+      test_symbol         an exchange test issue (ZVZZT, NTEST, ...)
+      preferred           ``ABCpA`` (root, lowercase p, series) or ``ABC.PR...``
+      warrant             ``ABC.WS``/``ABC.WS.A``/``ABC.W``; a 5-letter NASDAQ symbol ending W; or
+                          root + W where the root itself trades that day (``ABCW`` beside ``ABC``)
+      unit                the same with U (``ABC.U``, ``ABCDU``, ``ABCU`` beside ``ABC``)
+      right               the same with R (``ABC.RT``, ``ABC.R``, ``ABCDR``, ``ABCR`` beside ``ABC``)
+      special_characters  anything else that is not 1-5 capitals with an optional class letter
+                          (``BRK.A`` and ``BF.B`` are kept)
+    Symbols such as SNOW or PLTR are kept: their root (SNO, PLT) does not trade.
+    """
+    uniq = pl.Series("ticker", list(tickers), dtype=pl.String).unique()
+    listed = set(uniq.to_list())
+    t = pl.col("ticker")
+    root = t.str.slice(0, t.str.len_chars() - 1)
+    last = t.str.slice(-1)
+    root_listed = root.is_in(pl.Series(sorted(listed), dtype=pl.String))
+    plain = t.str.contains(r"^[A-Z]{1,5}$")
+
+    def suffix_rule(letter: str, dotted: str) -> pl.Expr:
+        return t.str.contains(dotted) | (
+            plain & (last == letter) & ((t.str.len_chars() == 5) | (root_listed & (t.str.len_chars() >= 2)))
+        )
+
+    reason = (
+        pl.when(t.is_in(sorted(TEST_SYMBOLS)) | t.str.contains(r"TEST"))
+        .then(pl.lit("test_symbol"))
+        .when(t.str.contains(r"^[A-Z]+p[A-Z]?$") | t.str.contains(r"\.PR"))
+        .then(pl.lit("preferred"))
+        .when(suffix_rule("W", r"\.WS(\.[A-Z])?$|\.W$"))
+        .then(pl.lit("warrant"))
+        .when(suffix_rule("U", r"\.U$"))
+        .then(pl.lit("unit"))
+        .when(suffix_rule("R", r"\.RT$|\.R$"))
+        .then(pl.lit("right"))
+        .when(~t.str.contains(r"^[A-Z]{1,5}(\.[A-Z])?$"))
+        .then(pl.lit("special_characters"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    return uniq.to_frame().with_columns(reason.alias("reason")).sort("ticker")
+
+
+def remove_non_tradable(day_rows: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Drop non-tradable tickers, judging each date against the tickers that traded that date.
+
+    Returns the kept rows and the number of removed rows per rule.
+    """
+    if day_rows.is_empty():
+        return day_rows, {r: 0 for r in NON_TRADABLE_RULES}
+    parts = []
+    for (day,), group in day_rows.group_by(["date"], maintain_order=True):
+        cls = classify_tickers(group["ticker"])
+        parts.append(group.join(cls, on="ticker", how="left"))
+    tagged = pl.concat(parts)
+    counts = {r: 0 for r in NON_TRADABLE_RULES}
+    for reason, n in tagged.filter(pl.col("reason").is_not_null()).group_by("reason").len().iter_rows():
+        counts[reason] = int(n)
+    return tagged.filter(pl.col("reason").is_null()).drop("reason"), counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Daily research table
+# ---------------------------------------------------------------------------------------------
+
+DAILY_BARS_SCHEMA: dict[str, pl.DataType] = {
+    **DAY_AGGS_SCHEMA,
+    "prev_close": pl.Float64(),
+    "ret_1d": pl.Float64(),
+    "log_ret_1d": pl.Float64(),
+}
+
+
+class MissingHistoryError(RuntimeError):
+    pass
+
+
+def missing_sessions(
+    loaded_dates: Iterable[dt.date], start: dt.date, end: dt.date, history_start: dt.date
+) -> list[dt.date]:
+    """NYSE sessions in ``[max(start, history_start), end]`` absent from ``loaded_dates``."""
+    have = set(loaded_dates)
+    lo = max(start, history_start)
+    return [d for d in cal.trading_days(lo, end) if d not in have]
+
+
+def build_daily_bars(
+    day_aggs: pl.DataFrame, targets: list[dt.date], history_start: dt.date
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Cleaned daily bars for ``targets`` with 1-day returns against the previous session's close.
+
+    ``day_aggs`` holds the target dates plus earlier partitions; the previous NYSE session of
+    every target must be among them unless it precedes ``history_start`` (then the return is
+    null). ``ret_1d = close / prev_close - 1``; ``log_ret_1d = ln(close / prev_close)``; both null
+    when the ticker did not trade in the previous session (no stale multi-day returns).
+    """
+    if not targets:
+        return empty_frame(DAILY_BARS_SCHEMA), {r: 0 for r in NON_TRADABLE_RULES}
+    first = min(targets)
+    prev_needed = cal.previous_trading_day(first)
+    gaps = missing_sessions(day_aggs["date"].unique().to_list(), prev_needed, max(targets), history_start)
+    gaps = [d for d in gaps if d <= max(targets)]
+    if gaps:
+        raise MissingHistoryError(
+            "market/day_aggs has no rows for session(s) "
+            + ", ".join(str(d) for d in gaps[:10])
+            + (" ..." if len(gaps) > 10 else "")
+            + "; materialize those partitions first (a session's file must exist before returns can use it)"
+        )
+    window = day_aggs.filter(pl.col("date") >= min(prev_needed, first))
+    clean, removed = remove_non_tradable(window)
+    sessions = pl.DataFrame(
+        {"date": cal.trading_days(min(prev_needed, first), max(targets))}, schema={"date": pl.Date}
+    ).with_columns(pl.col("date").shift(1).alias("prev_date"))
+    prev = clean.select("ticker", pl.col("date").alias("prev_date"), pl.col("close").alias("prev_close"))
+    out = (
+        clean.filter(pl.col("date").is_in(targets))
+        .join(sessions, on="date", how="left")
+        .join(prev, on=["ticker", "prev_date"], how="left")
+        .with_columns(
+            (pl.col("close") / pl.col("prev_close") - 1.0).alias("ret_1d"),
+            (pl.col("close") / pl.col("prev_close")).log().alias("log_ret_1d"),
+        )
+        .select(list(DAILY_BARS_SCHEMA))
+        .sort(["date", "ticker"])
+    )
+    target_set = set(targets)
+    removed_in_targets = remove_non_tradable(day_aggs.filter(pl.col("date").is_in(list(target_set))))[1]
+    return out, removed_in_targets
+
+
+# ---------------------------------------------------------------------------------------------
+# Weekly bars
+# ---------------------------------------------------------------------------------------------
+
+WEEKLY_BARS_SCHEMA: dict[str, pl.DataType] = {
+    "ticker": pl.String(),
+    "week_start": pl.Date(),
+    "week_ending": pl.Date(),
+    "first_date": pl.Date(),
+    "last_date": pl.Date(),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Int64(),
+    "transactions": pl.Int64(),
+    "trading_days": pl.UInt32(),
+}
+
+
+def build_weekly_bars(daily: pl.DataFrame) -> pl.DataFrame:
+    """Weeks ending Friday: first open, max high, min low, last close, summed volume and trades.
+
+    ``week_start`` is the Monday, ``week_ending`` the Friday of the calendar week (even when
+    Friday is a holiday); ``trading_days`` counts the sessions the ticker traded that week.
+    """
+    if daily.is_empty():
+        return empty_frame(WEEKLY_BARS_SCHEMA)
+    week_start = pl.col("date") - pl.duration(days=pl.col("date").dt.weekday() - 1)
+    return (
+        daily.sort(["ticker", "date"])
+        .with_columns(week_start.alias("week_start"))
+        .group_by(["ticker", "week_start"], maintain_order=True)
+        .agg(
+            pl.col("date").first().alias("first_date"),
+            pl.col("date").last().alias("last_date"),
+            pl.col("open").first(),
+            pl.col("high").max(),
+            pl.col("low").min(),
+            pl.col("close").last(),
+            pl.col("volume").sum(),
+            pl.col("transactions").sum(),
+            pl.len().cast(pl.UInt32).alias("trading_days"),
+        )
+        .with_columns((pl.col("week_start") + pl.duration(days=4)).alias("week_ending"))
+        .select(list(WEEKLY_BARS_SCHEMA))
+        .sort(["week_start", "ticker"])
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Swing-trading universe
+# ---------------------------------------------------------------------------------------------
+
+DAILY_FILTERED_EXTRA: dict[str, pl.DataType] = {"avg_volume": pl.Float64(), "days_observed": pl.UInt32()}
+
+
+def build_daily_filtered(
+    daily: pl.DataFrame,
+    targets: list[dt.date],
+    *,
+    price_min: float,
+    price_max: float,
+    min_avg_volume: float,
+    min_days: int,
+) -> pl.DataFrame:
+    """Bars of the tickers in the swing-trading universe on each target date.
+
+    A ticker is in the universe on date D when, over the window of the last ``min_days`` NYSE
+    sessions ending on D (inclusive, no later data):
+      * it has a bar in every one of those sessions (``days_observed == min_days``), so the
+        window also needs ``min_days`` sessions of history before anyone qualifies;
+      * ``avg_volume`` -- the arithmetic mean of its daily share volume over those sessions -- is
+        at least ``min_avg_volume``;
+      * its close on D is within ``[price_min, price_max]``.
+    """
+    schema = {**DAILY_BARS_SCHEMA, **DAILY_FILTERED_EXTRA}
+    if not targets or daily.is_empty():
+        return empty_frame(schema)
+    have = sorted(set(daily["date"].to_list()))
+    out = []
+    for d in sorted(targets):
+        window_start = _nth_session_back(d, min_days)
+        window = daily.filter((pl.col("date") >= window_start) & (pl.col("date") <= d))
+        n_sessions = len(cal.trading_days(window_start, d))
+        if n_sessions < min_days or window_start < have[0]:
+            continue  # not enough history yet: nobody qualifies (point-in-time)
+        stats = window.group_by("ticker").agg(
+            pl.col("volume").mean().alias("avg_volume"), pl.len().cast(pl.UInt32).alias("days_observed")
+        )
+        today = daily.filter(pl.col("date") == d).join(stats, on="ticker", how="inner")
+        out.append(
+            today.filter(
+                (pl.col("days_observed") >= min_days)
+                & (pl.col("avg_volume") >= min_avg_volume)
+                & pl.col("close").is_between(price_min, price_max)
+            )
+        )
+    if not out:
+        return empty_frame(schema)
+    return pl.concat(out).select(list(schema)).sort(["date", "ticker"])
+
+
+def _nth_session_back(day: dt.date, n: int) -> dt.date:
+    """The session ``n - 1`` sessions before ``day`` (so ``[result, day]`` spans ``n`` sessions)."""
+    lo = day - dt.timedelta(days=int(n * 7 / 5) + 20)
+    sessions = [s for s in cal.trading_days(lo, day)]
+    if cal.is_trading_day(day):
+        return sessions[-n] if len(sessions) >= n else sessions[0]
+    return sessions[-n] if len(sessions) >= n else sessions[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Minute features
+# ---------------------------------------------------------------------------------------------
+
+MINUTE_FEATURES_SCHEMA: dict[str, pl.DataType] = {
+    "ticker": pl.String(),
+    "date": pl.Date(),
+    "bars": pl.UInt32(),
+    "bars_rth": pl.UInt32(),
+    "open_rth": pl.Float64(),
+    "high_rth": pl.Float64(),
+    "low_rth": pl.Float64(),
+    "close_rth": pl.Float64(),
+    "range_pct": pl.Float64(),
+    "range_pct_rth": pl.Float64(),
+    "realized_vol_rth": pl.Float64(),
+    "realized_vol": pl.Float64(),
+    "volume_pre": pl.Int64(),
+    "volume_rth": pl.Int64(),
+    "volume_post": pl.Int64(),
+    "volume_total": pl.Int64(),
+    "vwap": pl.Float64(),
+    "vwap_rth": pl.Float64(),
+    "baseline_volume": pl.Float64(),
+    "volume_spike_ratio": pl.Float64(),
+}
+
+
+def minute_day_features(minute: pl.DataFrame) -> pl.DataFrame:
+    """Per (ticker, date) features from minute bars (``MINUTE_AGGS_SCHEMA`` rows).
+
+    * ``range_pct`` = (max high - min low) / first open, all sessions; ``range_pct_rth`` the same
+      over 09:30-16:00 relative to the first regular-hours open.
+    * ``realized_vol_rth`` = sqrt(sum of squared log returns between consecutive regular-hours
+      bars), a daily (not annualised) figure; ``realized_vol`` the same over all sessions.
+    * ``volume_pre/rth/post/total`` shares per session.
+    * ``vwap`` volume-weighted typical price (h+l+c)/3 per bar -- flat files carry no per-bar VWAP,
+      so this is the standard approximation; ``vwap_rth`` over regular hours only.
+    Rows must be sorted by (ticker, window_start), as ``minute_aggs`` stores them.
+    """
+    if minute.is_empty():
+        return empty_frame({k: v for k, v in MINUTE_FEATURES_SCHEMA.items() if k not in ("baseline_volume", "volume_spike_ratio")})
+    rth = pl.col("session") == "rth"
+    log_close = pl.col("close").log()
+    same_ticker = pl.col("ticker") == pl.col("ticker").shift(1)
+    typical_x_vol = (pl.col("high") + pl.col("low") + pl.col("close")) / 3.0 * pl.col("volume")
+    frame = minute.select(
+        "ticker",
+        "date",
+        "session",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        pl.when(same_ticker).then(log_close - log_close.shift(1)).alias("lr_all"),
+        typical_x_vol.alias("pv"),
+    )
+    # Regular-hours returns link consecutive RTH bars only (the pre->rth jump is not intraday vol).
+    rth_frame = frame.filter(rth).with_columns(
+        pl.when(same_ticker).then(pl.col("close").log() - pl.col("close").log().shift(1)).alias("lr_rth")
+    )
+    all_feats = frame.group_by(["ticker", "date"]).agg(
+        pl.len().cast(pl.UInt32).alias("bars"),
+        ((pl.col("high").max() - pl.col("low").min()) / pl.col("open").first()).alias("range_pct"),
+        (pl.col("lr_all").pow(2).sum()).sqrt().alias("realized_vol"),
+        pl.col("volume").filter(pl.col("session") == "pre").sum().alias("volume_pre"),
+        pl.col("volume").filter(pl.col("session") == "post").sum().alias("volume_post"),
+        pl.col("volume").sum().alias("volume_total"),
+        (pl.col("pv").sum() / pl.col("volume").sum()).alias("vwap"),
+    )
+    rth_feats = rth_frame.group_by(["ticker", "date"]).agg(
+        pl.len().cast(pl.UInt32).alias("bars_rth"),
+        pl.col("open").first().alias("open_rth"),
+        pl.col("high").max().alias("high_rth"),
+        pl.col("low").min().alias("low_rth"),
+        pl.col("close").last().alias("close_rth"),
+        (pl.col("lr_rth").pow(2).sum()).sqrt().alias("realized_vol_rth"),
+        pl.col("volume").sum().alias("volume_rth"),
+        (pl.col("pv").sum() / pl.col("volume").sum()).alias("vwap_rth"),
+    )
+    out = all_feats.join(rth_feats, on=["ticker", "date"], how="left").with_columns(
+        ((pl.col("high_rth") - pl.col("low_rth")) / pl.col("open_rth")).alias("range_pct_rth"),
+        pl.col("bars_rth").fill_null(0),
+        pl.col("volume_rth").fill_null(0),
+    )
+    cols = [c for c in MINUTE_FEATURES_SCHEMA if c not in ("baseline_volume", "volume_spike_ratio")]
+    return out.select(cols).sort(["date", "ticker"])
+
+
+def add_volume_spike(features: pl.DataFrame, daily: pl.DataFrame, lookback: int) -> pl.DataFrame:
+    """Add ``baseline_volume`` and ``volume_spike_ratio = volume_total / baseline_volume``.
+
+    ``baseline_volume`` is the mean daily share volume (from ``market/daily_bars``) over the
+    ``lookback`` NYSE sessions strictly before the feature's date; null unless the ticker traded
+    in all of them, so new listings do not get ratios against a few days.
+    """
+    if features.is_empty():
+        return features.with_columns(
+            pl.lit(None, dtype=pl.Float64).alias("baseline_volume"),
+            pl.lit(None, dtype=pl.Float64).alias("volume_spike_ratio"),
+        ).select(list(MINUTE_FEATURES_SCHEMA))
+    baselines = []
+    for d in sorted(set(features["date"].to_list())):
+        prev_end = cal.previous_trading_day(d)
+        start = _nth_session_back(prev_end, lookback)
+        window = daily.filter((pl.col("date") >= start) & (pl.col("date") <= prev_end))
+        baselines.append(
+            window.group_by("ticker")
+            .agg(pl.col("volume").mean().alias("baseline_volume"), pl.len().alias("_n"))
+            .filter(pl.col("_n") >= lookback)
+            .select("ticker", pl.lit(d, dtype=pl.Date).alias("date"), "baseline_volume")
+        )
+    base = pl.concat(baselines) if baselines else pl.DataFrame(schema={"ticker": pl.String, "date": pl.Date, "baseline_volume": pl.Float64})
+    return (
+        features.join(base, on=["ticker", "date"], how="left")
+        .with_columns((pl.col("volume_total") / pl.col("baseline_volume")).alias("volume_spike_ratio"))
+        .select(list(MINUTE_FEATURES_SCHEMA))
+    )
+
+
+def finite_or_none(x: float | None) -> float | None:
+    if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))):
+        return None
+    return x

@@ -1,0 +1,303 @@
+"""Polygon (Massive) flat files: ``us_stocks_sip/{day,minute}_aggs_v1/YYYY/MM/YYYY-MM-DD.csv.gz``.
+
+Each file is a gzip CSV with the header ``ticker,volume,open,close,high,low,window_start,transactions``
+and ``window_start`` in Unix nanoseconds. Prices are unadjusted.
+
+Bad input policy (one rule name per problem; the asset metadata reports a count per rule):
+
+fail the run, naming the file (and line / column where there is one):
+  ``corrupt_gzip``        truncated stream or checksum mismatch
+  ``missing_header``      empty file
+  ``missing_columns``     a required column is absent or renamed
+  ``extra_columns``       an unknown column appeared (a vendor schema change; opt in with
+                          ``allow_extra_columns`` to load while ignoring it)
+  ``unparseable_value``   a value that is not a number where one is required
+  ``too_many_rejected``   more than ``max_rejected_fraction`` of the rows were quarantined
+
+quarantine the row (kept in a quarantine table with its line number, never silently dropped):
+  ``null_value``             a required field is empty
+  ``non_finite_price``       NaN or infinite open/high/low/close
+  ``non_positive_price``     a price <= 0
+  ``high_below_low``         high < low
+  ``open_close_outside_range`` open or close outside [low, high]
+  ``negative_volume``        volume or transactions < 0
+  ``wrong_date``             ``window_start`` is not on the file's trading date (New York time)
+  ``duplicate_row``          an exact copy of an earlier row (the first copy is kept)
+  ``conflicting_duplicate``  several different rows for one (ticker, window_start); all are
+                             quarantined because none can be trusted over the others
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import polars as pl
+
+from quant_assets.lib import calendar as cal
+
+COLUMNS: tuple[str, ...] = ("ticker", "volume", "open", "close", "high", "low", "window_start", "transactions")
+SCHEMA: dict[str, pl.DataType] = {
+    "ticker": pl.String(),
+    "volume": pl.Int64(),
+    "open": pl.Float64(),
+    "close": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "window_start": pl.Int64(),
+    "transactions": pl.Int64(),
+}
+PRICE_COLUMNS = ("open", "high", "low", "close")
+LINE = "line"  # 1-based line number in the source file (the header is line 1)
+
+DAY_PREFIX = "us_stocks_sip/day_aggs_v1"
+MINUTE_PREFIX = "us_stocks_sip/minute_aggs_v1"
+
+QUARANTINE_RULES = (
+    "null_value",
+    "non_finite_price",
+    "non_positive_price",
+    "high_below_low",
+    "open_close_outside_range",
+    "negative_volume",
+    "wrong_date",
+    "duplicate_row",
+    "conflicting_duplicate",
+)
+
+
+def day_aggs_key(day: dt.date | str) -> str:
+    d = cal.as_date(day)
+    return f"{DAY_PREFIX}/{d:%Y}/{d:%m}/{d:%Y-%m-%d}.csv.gz"
+
+
+def minute_aggs_key(day: dt.date | str) -> str:
+    d = cal.as_date(day)
+    return f"{MINUTE_PREFIX}/{d:%Y}/{d:%m}/{d:%Y-%m-%d}.csv.gz"
+
+
+def parse_key(key: str) -> tuple[str, dt.date] | None:
+    """``("day" | "minute", date)`` for a flat-file key, ``None`` for anything else."""
+    for kind, prefix in (("day", DAY_PREFIX), ("minute", MINUTE_PREFIX)):
+        if key.startswith(prefix + "/") and key.endswith(".csv.gz"):
+            name = key.rsplit("/", 1)[-1][: -len(".csv.gz")]
+            try:
+                day = dt.date.fromisoformat(name)
+            except ValueError:
+                return None
+            # The folder must agree with the file name, or it is not a vendor file.
+            if key != (day_aggs_key(day) if kind == "day" else minute_aggs_key(day)):
+                return None
+            return kind, day
+    return None
+
+
+class PolygonFileError(ValueError):
+    """A flat file that cannot be loaded. The message names the file, the rule and where."""
+
+    def __init__(self, source: str, rule: str, detail: str, line: int | None = None):
+        self.source, self.rule, self.detail, self.line = source, rule, detail, line
+        where = f" line {line}" if line is not None else ""
+        super().__init__(f"{source}{where}: [{rule}] {detail}")
+
+
+@dataclasses.dataclass
+class ValidatedAggs:
+    """Rows that passed every rule, the rows that did not, and a count per rule."""
+
+    rows: pl.DataFrame
+    rejected: pl.DataFrame
+    rule_counts: dict[str, int]
+    rows_read: int
+    ignored_columns: list[str]
+
+
+def read_aggs_csv(data: bytes, source: str, *, allow_extra_columns: bool = False) -> tuple[pl.DataFrame, list[str]]:
+    """Decode one flat file into typed columns plus ``line``; raise :class:`PolygonFileError`."""
+    if not data:
+        raise PolygonFileError(source, "missing_header", "the file is empty")
+    try:
+        header_df = pl.read_csv(data, n_rows=0)
+    except Exception as exc:  # noqa: BLE001 - polars raises OSError/ComputeError/NoDataError
+        raise _decode_error(source, exc) from None
+    found = list(header_df.columns)
+    missing = [c for c in COLUMNS if c not in found]
+    if missing:
+        raise PolygonFileError(
+            source,
+            "missing_columns",
+            f"missing column(s) {missing}; found {found}; expected {list(COLUMNS)}",
+            line=1,
+        )
+    extra = [c for c in found if c not in COLUMNS]
+    if extra and not allow_extra_columns:
+        raise PolygonFileError(
+            source,
+            "extra_columns",
+            f"unexpected column(s) {extra} (vendor schema change?); expected {list(COLUMNS)}. "
+            "Set allow_extra_columns to load while ignoring them.",
+            line=1,
+        )
+    try:
+        df = pl.read_csv(
+            data,
+            columns=list(COLUMNS),
+            schema_overrides=SCHEMA,
+            row_index_name=LINE,
+            row_index_offset=2,
+        )
+    except Exception as exc:  # noqa: BLE001
+        if isinstance(exc, OSError):
+            raise _decode_error(source, exc) from None
+        raise _locate_parse_error(data, source, exc) from None
+    return df.with_columns(pl.col(LINE).cast(pl.Int64)), extra
+
+
+def _decode_error(source: str, exc: Exception) -> PolygonFileError:
+    text = str(exc)
+    if "gzip" in text or "end of file" in text or "checksum" in text or isinstance(exc, OSError):
+        return PolygonFileError(source, "corrupt_gzip", f"cannot decompress: {text}")
+    if "empty" in text.lower():
+        return PolygonFileError(source, "missing_header", "the file has no header")
+    return PolygonFileError(source, "corrupt_gzip", f"cannot decode: {text}")
+
+
+def _locate_parse_error(data: bytes, source: str, exc: Exception) -> PolygonFileError:
+    """Re-read as text to name the first line and column that does not parse (slow path, errors only)."""
+    raw = pl.read_csv(data, columns=list(COLUMNS), infer_schema=False, row_index_name=LINE, row_index_offset=2)
+    for col, dtype in SCHEMA.items():
+        if dtype == pl.String():
+            continue
+        bad = raw.filter(pl.col(col).is_not_null() & pl.col(col).cast(dtype, strict=False).is_null())
+        if bad.height:
+            line = int(bad[LINE][0])
+            return PolygonFileError(
+                source,
+                "unparseable_value",
+                f"column {col!r} value {bad[col][0]!r} is not a valid {dtype} ({bad.height} such row(s))",
+                line=line,
+            )
+    return PolygonFileError(source, "unparseable_value", str(exc).splitlines()[0])
+
+
+def validate_aggs(
+    df: pl.DataFrame,
+    source: str,
+    day: dt.date,
+    *,
+    max_rejected_fraction: float = 0.05,
+    ignored_columns: list[str] | None = None,
+) -> ValidatedAggs:
+    """Apply the quarantine rules; return clean rows sorted by (ticker, window_start)."""
+    rows_read = df.height
+    lo = cal.ny_midnight_ns(day)
+    hi = cal.ny_midnight_ns(day + dt.timedelta(days=1))
+
+    # Sorting is skipped when the vendor already sorted the file (the usual case).
+    key_order_ok = (pl.col("ticker") > pl.col("ticker").shift(1)) | (
+        (pl.col("ticker") == pl.col("ticker").shift(1)) & (pl.col("window_start") >= pl.col("window_start").shift(1))
+    )
+    if df.height > 1 and not bool(df.select(key_order_ok.slice(1).all()).item()):
+        df = df.sort(["ticker", "window_start", LINE])
+
+    prices = [pl.col(c) for c in PRICE_COLUMNS]
+    rule_exprs: list[tuple[str, pl.Expr]] = [
+        ("null_value", pl.any_horizontal([pl.col(c).is_null() for c in COLUMNS])),
+        ("non_finite_price", pl.any_horizontal([~p.is_finite() for p in prices])),
+        ("non_positive_price", pl.any_horizontal([p <= 0 for p in prices])),
+        ("high_below_low", pl.col("high") < pl.col("low")),
+        (
+            "open_close_outside_range",
+            pl.any_horizontal(
+                [pl.col(c) < pl.col("low") for c in ("open", "close")]
+                + [pl.col(c) > pl.col("high") for c in ("open", "close")]
+            ),
+        ),
+        ("negative_volume", (pl.col("volume") < 0) | (pl.col("transactions") < 0)),
+        ("wrong_date", (pl.col("window_start") < lo) | (pl.col("window_start") >= hi)),
+    ]
+    same_key_as_prev = (pl.col("ticker") == pl.col("ticker").shift(1)) & (
+        pl.col("window_start") == pl.col("window_start").shift(1)
+    )
+    flagged = df.with_columns(
+        [expr.fill_null(True).alias(f"_r_{name}") for name, expr in rule_exprs]
+        + [same_key_as_prev.fill_null(False).alias("_dup_key")]
+    )
+
+    has_dup = bool(flagged["_dup_key"].any())
+    if has_dup:
+        flagged = _flag_duplicates(flagged)
+    else:
+        flagged = flagged.with_columns(
+            pl.lit(False).alias("_r_duplicate_row"), pl.lit(False).alias("_r_conflicting_duplicate")
+        )
+
+    rule_cols = [f"_r_{r}" for r in QUARANTINE_RULES]
+    # First failing rule names the row's reason; the order of QUARANTINE_RULES is the priority.
+    reason = pl.when(pl.col(rule_cols[0])).then(pl.lit(QUARANTINE_RULES[0]))
+    for rule, col in zip(QUARANTINE_RULES[1:], rule_cols[1:]):
+        reason = reason.when(pl.col(col)).then(pl.lit(rule))
+    any_bad = pl.any_horizontal([pl.col(c) for c in rule_cols])
+
+    bad_mask = flagged.select(any_bad).to_series()
+    n_bad = int(bad_mask.sum())
+    if n_bad == 0:
+        clean = df
+        rejected = _empty_rejected()
+        counts = {r: 0 for r in QUARANTINE_RULES}
+    else:
+        rejected = flagged.filter(bad_mask).with_columns(reason.alias("rule")).select([LINE, *COLUMNS, "rule"])
+        # with_columns/over keep row order, so the mask lines up with ``df``.
+        clean = df.filter(~bad_mask)
+        counts = {r: 0 for r in QUARANTINE_RULES}
+        for rule, n in rejected.group_by("rule").len().iter_rows():
+            counts[rule] = int(n)
+
+    if rows_read and n_bad / rows_read > max_rejected_fraction:
+        worst = max(counts, key=lambda k: counts[k])
+        first = rejected.filter(pl.col("rule") == worst)[LINE][0]
+        raise PolygonFileError(
+            source,
+            "too_many_rejected",
+            f"{n_bad} of {rows_read} rows ({n_bad / rows_read:.1%}) broke a rule, above the "
+            f"{max_rejected_fraction:.1%} limit; per rule {dict((k, v) for k, v in counts.items() if v)}; "
+            f"first {worst!r} at line {first}",
+        )
+    return ValidatedAggs(clean, rejected, counts, rows_read, list(ignored_columns or []))
+
+
+def _flag_duplicates(flagged: pl.DataFrame) -> pl.DataFrame:
+    # Rows of one (ticker, window_start) are adjacent after sorting; a group is "conflicting"
+    # when any two neighbours in it differ in a value column.
+    values = [c for c in COLUMNS if c not in ("ticker", "window_start")]
+    same_values_as_prev = pl.all_horizontal([pl.col(c).eq_missing(pl.col(c).shift(1)) for c in values])
+    return (
+        flagged.with_columns((~pl.col("_dup_key")).cum_sum().alias("_grp"))
+        .with_columns(
+            (pl.col("_dup_key") & ~same_values_as_prev.fill_null(False)).alias("_conflict_step"),
+            pl.len().over("_grp").alias("_grp_n"),
+        )
+        .with_columns(pl.col("_conflict_step").any().over("_grp").alias("_grp_conflict"))
+        .with_columns(
+            (pl.col("_dup_key") & ~pl.col("_grp_conflict")).alias("_r_duplicate_row"),
+            (pl.col("_grp_conflict") & (pl.col("_grp_n") > 1)).alias("_r_conflicting_duplicate"),
+        )
+        .drop("_grp", "_conflict_step", "_grp_n", "_grp_conflict")
+    )
+
+
+def _empty_rejected() -> pl.DataFrame:
+    return pl.DataFrame(schema={LINE: pl.Int64, **SCHEMA, "rule": pl.String})
+
+
+def load_aggs(
+    data: bytes,
+    source: str,
+    day: dt.date,
+    *,
+    allow_extra_columns: bool = False,
+    max_rejected_fraction: float = 0.05,
+) -> ValidatedAggs:
+    """Read and validate one flat file (day or minute)."""
+    df, extra = read_aggs_csv(data, source, allow_extra_columns=allow_extra_columns)
+    return validate_aggs(df, source, day, max_rejected_fraction=max_rejected_fraction, ignored_columns=extra)

@@ -1,0 +1,1 @@
+"""Shared test fixtures for market data (simulated landing zones, Dagster instances)."""

@@ -113,3 +113,15 @@ def latest_complete_weekday(now: dt.datetime | None = None) -> dt.date:
     while d.weekday() >= 5:
         d -= dt.timedelta(days=1)
     return d
+
+
+def regular_session_minutes(day: dt.date | str) -> tuple[int, int]:
+    """(open, close) of the regular session as minutes after New York midnight; early-close days
+    (e.g. the day after Thanksgiving) close at 13:00."""
+    d = as_date(day)
+    xnys = _xnys()
+    midnight = ny_midnight_ns(d)
+    minute_ns = 60 * NS_PER_SECOND
+    open_minute = int((xnys.session_open(d.isoformat()).value - midnight) // minute_ns)
+    close_minute = int((xnys.session_close(d.isoformat()).value - midnight) // minute_ns)
+    return open_minute, close_minute

@@ -1,0 +1,29 @@
+"""Deterministic market simulators that write the vendors' own file formats into a landing zone."""
+
+from quant_assets.simulate.polygon import (
+    HEADER,
+    KINDS,
+    TRADABLE_KINDS,
+    PolygonSimSpec,
+    SimReport,
+    day_aggs_key,
+    encode_polygon_csv_gz,
+    minute_aggs_key,
+    polygon_universe,
+    simulate_minute_day,
+    simulate_polygon,
+)
+
+__all__ = [
+    "HEADER",
+    "KINDS",
+    "TRADABLE_KINDS",
+    "PolygonSimSpec",
+    "SimReport",
+    "day_aggs_key",
+    "encode_polygon_csv_gz",
+    "minute_aggs_key",
+    "polygon_universe",
+    "simulate_minute_day",
+    "simulate_polygon",
+]

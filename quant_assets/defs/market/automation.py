@@ -156,7 +156,7 @@ def market_after_publish_schedule(context: ScheduleEvaluationContext):
     while day.weekday() >= 5:
         day -= dt.timedelta(days=1)
     pk = day.isoformat()
-    if not trading_days.has_partition_key(pk, current_time=tick):
+    if pk not in trading_days.get_partition_keys(current_time=tick):
         return SkipReason(f"{pk} is outside the trading-day partitions")
     return RunRequest(run_key=pk, partition_key=pk)
 

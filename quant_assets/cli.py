@@ -16,9 +16,13 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _landing_store():
-    from quant_assets.defs.resources import default_resources
+    """The configured landing zone, opened directly (resources resolve EnvVars only inside runs)."""
+    from quant_assets.defs.resources import LandingZone
+    from quant_assets.lib import settings
 
-    return default_resources()["landing"].store()
+    from dagster_aws.s3 import S3Resource
+
+    return LandingZone(url=settings.landing_url(), s3=S3Resource()).store()
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

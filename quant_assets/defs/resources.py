@@ -49,7 +49,7 @@ class LandingZone(ConfigurableResource):
     """Where vendor drops arrive: a local folder or ``s3://bucket/prefix``, in the vendors' own layout."""
 
     url: str
-    s3: S3Resource = S3Resource()
+    s3: S3Resource
 
     def store(self) -> Store:
         return _cached_store(self.url, self.s3)
@@ -63,7 +63,7 @@ class Lake(ConfigurableResource):
     """The Parquet lake: ``<url>/<asset key path>/<partition>.parquet`` (zstd), local or ``s3://``."""
 
     url: str
-    s3: S3Resource = S3Resource()
+    s3: S3Resource
 
     def store(self) -> Store:
         return _cached_store(self.url, self.s3)

@@ -319,36 +319,37 @@ def build_daily_filtered(
     schema = {**DAILY_BARS_SCHEMA, **DAILY_FILTERED_EXTRA}
     if not targets or daily.is_empty():
         return empty_frame(schema)
-    have = sorted(set(daily["date"].to_list()))
-    out = []
-    for d in sorted(targets):
-        window_start = _nth_session_back(d, min_days)
-        window = daily.filter((pl.col("date") >= window_start) & (pl.col("date") <= d))
-        n_sessions = len(cal.trading_days(window_start, d))
-        if n_sessions < min_days or window_start < have[0]:
-            continue  # not enough history yet: nobody qualifies (point-in-time)
-        stats = window.group_by("ticker").agg(
-            pl.col("volume").mean().alias("avg_volume"), pl.len().cast(pl.UInt32).alias("days_observed")
+    # Number the sessions from the first loaded day; a ticker has at most one bar per session, so
+    # a rolling window of ``min_days`` session numbers counts its bars and averages its volume.
+    first_loaded = daily["date"].min()
+    sessions = pl.DataFrame(
+        {"date": cal.trading_days(first_loaded, max(targets))}, schema={"date": pl.Date}
+    ).with_row_index("sidx")
+    stats = (
+        daily.select("ticker", "date", "volume")
+        .join(sessions, on="date", how="inner")
+        .sort(["ticker", "sidx"])
+        .rolling(index_column="sidx", period=f"{min_days}i", group_by="ticker")
+        .agg(pl.col("volume").mean().alias("avg_volume"), pl.len().cast(pl.UInt32).alias("days_observed"))
+        .join(sessions, on="sidx")
+    )
+    return (
+        daily.filter(pl.col("date").is_in(list(targets)))
+        .join(stats.drop("sidx"), on=["ticker", "date"], how="inner")
+        .filter(
+            (pl.col("days_observed") >= min_days)
+            & (pl.col("avg_volume") >= min_avg_volume)
+            & pl.col("close").is_between(price_min, price_max)
         )
-        today = daily.filter(pl.col("date") == d).join(stats, on="ticker", how="inner")
-        out.append(
-            today.filter(
-                (pl.col("days_observed") >= min_days)
-                & (pl.col("avg_volume") >= min_avg_volume)
-                & pl.col("close").is_between(price_min, price_max)
-            )
-        )
-    if not out:
-        return empty_frame(schema)
-    return pl.concat(out).select(list(schema)).sort(["date", "ticker"])
+        .select(list(schema))
+        .sort(["date", "ticker"])
+    )
 
 
 def _nth_session_back(day: dt.date, n: int) -> dt.date:
     """The session ``n - 1`` sessions before ``day`` (so ``[result, day]`` spans ``n`` sessions)."""
     lo = day - dt.timedelta(days=int(n * 7 / 5) + 20)
-    sessions = [s for s in cal.trading_days(lo, day)]
-    if cal.is_trading_day(day):
-        return sessions[-n] if len(sessions) >= n else sessions[0]
+    sessions = cal.trading_days(lo, day)
     return sessions[-n] if len(sessions) >= n else sessions[0]
 
 

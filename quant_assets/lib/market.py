@@ -74,13 +74,13 @@ def to_minute_aggs(rows: pl.DataFrame, day: dt.date) -> pl.DataFrame:
     minute_of_day = ((pl.col("window_start") + offset_ns) % (86_400 * cal.NS_PER_SECOND)) // (
         60 * cal.NS_PER_SECOND
     )
+    # Enum literals: no per-row string cast.
     session = (
         pl.when(minute_of_day < cal.RTH_OPEN_MINUTE)
-        .then(pl.lit("pre"))
+        .then(pl.lit("pre", dtype=SESSION_DTYPE))
         .when(minute_of_day < cal.RTH_CLOSE_MINUTE)
-        .then(pl.lit("rth"))
-        .otherwise(pl.lit("post"))
-        .cast(SESSION_DTYPE)
+        .then(pl.lit("rth", dtype=SESSION_DTYPE))
+        .otherwise(pl.lit("post", dtype=SESSION_DTYPE))
     )
     return rows.select(
         "ticker",
@@ -395,44 +395,59 @@ def minute_day_features(minute: pl.DataFrame) -> pl.DataFrame:
     """
     if minute.is_empty():
         return empty_frame({k: v for k, v in MINUTE_FEATURES_SCHEMA.items() if k not in ("baseline_volume", "volume_spike_ratio")})
-    rth = pl.col("session") == "rth"
-    log_close = pl.col("close").log()
+    # Only plain sum/min/max/first/last/len inside the group-by (polars' fast path); every ratio
+    # is computed on the per-group results afterwards.
     same_ticker = pl.col("ticker") == pl.col("ticker").shift(1)
-    typical_x_vol = (pl.col("high") + pl.col("low") + pl.col("close")) / 3.0 * pl.col("volume")
-    frame = minute.select(
+    log_close = pl.col("close").log()
+    base = minute.lazy().select(
         "ticker",
         "date",
         "session",
         "open",
         "high",
         "low",
-        "close",
         "volume",
-        pl.when(same_ticker).then(log_close - log_close.shift(1)).alias("lr_all"),
-        typical_x_vol.alias("pv"),
+        pl.col("close"),
+        pl.when(same_ticker).then(log_close - log_close.shift(1)).pow(2).alias("lr2_all"),
+        ((pl.col("high") + pl.col("low") + pl.col("close")) / 3.0 * pl.col("volume")).alias("pv"),
+        pl.when(pl.col("session") == "pre").then(pl.col("volume")).otherwise(0).alias("v_pre"),
+        pl.when(pl.col("session") == "post").then(pl.col("volume")).otherwise(0).alias("v_post"),
+    )
+    all_feats = (
+        base.group_by(["ticker", "date"])
+        .agg(
+            pl.len().cast(pl.UInt32).alias("bars"),
+            pl.col("high").max().alias("_hi"),
+            pl.col("low").min().alias("_lo"),
+            pl.col("open").first().alias("_open"),
+            pl.col("lr2_all").sum().alias("_lr2"),
+            pl.col("v_pre").sum().alias("volume_pre"),
+            pl.col("v_post").sum().alias("volume_post"),
+            pl.col("volume").sum().alias("volume_total"),
+            pl.col("pv").sum().alias("_pv"),
+        )
+        .with_columns(
+            ((pl.col("_hi") - pl.col("_lo")) / pl.col("_open")).alias("range_pct"),
+            pl.col("_lr2").sqrt().alias("realized_vol"),
+            (pl.col("_pv") / pl.col("volume_total")).alias("vwap"),
+        )
     )
     # Regular-hours returns link consecutive RTH bars only (the pre->rth jump is not intraday vol).
-    rth_frame = frame.filter(rth).with_columns(
-        pl.when(same_ticker).then(pl.col("close").log() - pl.col("close").log().shift(1)).alias("lr_rth")
-    )
-    all_feats = frame.group_by(["ticker", "date"]).agg(
-        pl.len().cast(pl.UInt32).alias("bars"),
-        ((pl.col("high").max() - pl.col("low").min()) / pl.col("open").first()).alias("range_pct"),
-        (pl.col("lr_all").pow(2).sum()).sqrt().alias("realized_vol"),
-        pl.col("volume").filter(pl.col("session") == "pre").sum().alias("volume_pre"),
-        pl.col("volume").filter(pl.col("session") == "post").sum().alias("volume_post"),
-        pl.col("volume").sum().alias("volume_total"),
-        (pl.col("pv").sum() / pl.col("volume").sum()).alias("vwap"),
-    )
-    rth_feats = rth_frame.group_by(["ticker", "date"]).agg(
-        pl.len().cast(pl.UInt32).alias("bars_rth"),
-        pl.col("open").first().alias("open_rth"),
-        pl.col("high").max().alias("high_rth"),
-        pl.col("low").min().alias("low_rth"),
-        pl.col("close").last().alias("close_rth"),
-        (pl.col("lr_rth").pow(2).sum()).sqrt().alias("realized_vol_rth"),
-        pl.col("volume").sum().alias("volume_rth"),
-        (pl.col("pv").sum() / pl.col("volume").sum()).alias("vwap_rth"),
+    rth_feats = (
+        base.filter(pl.col("session") == "rth")
+        .with_columns(pl.when(same_ticker).then(log_close - log_close.shift(1)).pow(2).alias("lr2_rth"))
+        .group_by(["ticker", "date"])
+        .agg(
+            pl.len().cast(pl.UInt32).alias("bars_rth"),
+            pl.col("open").first().alias("open_rth"),
+            pl.col("high").max().alias("high_rth"),
+            pl.col("low").min().alias("low_rth"),
+            pl.col("close").last().alias("close_rth"),
+            pl.col("lr2_rth").sum().sqrt().alias("realized_vol_rth"),
+            pl.col("volume").sum().alias("volume_rth"),
+            pl.col("pv").sum().alias("_pv_rth"),
+        )
+        .with_columns((pl.col("_pv_rth") / pl.col("volume_rth")).alias("vwap_rth"))
     )
     out = all_feats.join(rth_feats, on=["ticker", "date"], how="left").with_columns(
         ((pl.col("high_rth") - pl.col("low_rth")) / pl.col("open_rth")).alias("range_pct_rth"),
@@ -440,7 +455,7 @@ def minute_day_features(minute: pl.DataFrame) -> pl.DataFrame:
         pl.col("volume_rth").fill_null(0),
     )
     cols = [c for c in MINUTE_FEATURES_SCHEMA if c not in ("baseline_volume", "volume_spike_ratio")]
-    return out.select(cols).sort(["date", "ticker"])
+    return out.select(cols).sort(["date", "ticker"]).collect()
 
 
 def add_volume_spike(features: pl.DataFrame, daily: pl.DataFrame, lookback: int) -> pl.DataFrame:

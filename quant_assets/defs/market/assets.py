@@ -324,7 +324,7 @@ def minute_features(
     if minute.height:
         reasons = market.classify_tickers(minute["ticker"].unique())
         keep = reasons.filter(pl.col("reason").is_null())["ticker"]
-        minute = minute.filter(pl.col("ticker").is_in(keep))
+        minute = minute.filter(pl.col("ticker").is_in(keep.implode()))
     feats = market.add_volume_spike(market.minute_day_features(minute), daily, config.vol_spike_lookback)
     context.add_output_metadata(
         {

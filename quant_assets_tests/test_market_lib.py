@@ -147,7 +147,6 @@ def test_daily_filtered_needs_full_history():
 
 def _minute_frame(day, bars):
     """bars: (ticker, 'HH:MM', o, h, l, c, v)"""
-    off = cal.ny_utc_offset_seconds(day)
     rows = []
     for t, hm, o, h, l, c, v in bars:
         hh, mm = map(int, hm.split(":"))

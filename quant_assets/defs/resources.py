@@ -9,7 +9,6 @@ variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...), read by boto3 thro
 import contextlib
 import io
 import os
-import tempfile
 import threading
 from typing import Any
 
@@ -74,20 +73,10 @@ class Lake(ConfigurableResource):
     def write_frame(self, key: str, df: pl.DataFrame) -> int:
         """Write atomically (temp file + rename locally; single PUT on S3). Returns bytes written."""
         store = self.store()
-        path = store.local_path(key)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            try:
+        if isinstance(store, LocalStore):
+            with store.atomic_path(key) as tmp:
                 df.write_parquet(tmp, compression="zstd", compression_level=ZSTD_LEVEL, statistics=True)
-                size = os.path.getsize(tmp)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
-            return size
+                return tmp.stat().st_size
         buf = io.BytesIO()
         df.write_parquet(buf, compression="zstd", compression_level=ZSTD_LEVEL, statistics=True)
         data = buf.getvalue()
@@ -174,9 +163,8 @@ class LakeIOManager(ConfigurableIOManager):
             ),
             "preview": MetadataValue.md(_markdown_preview(sample)),
             "location": MetadataValue.path(
-                f"{self.lake.url.rstrip('/')}/{partition_file(context.asset_key, keys[0] if len(keys) == 1 else None)}"
-                if len(keys) == 1
-                else f"{self.lake.url.rstrip('/')}/{asset_prefix(context.asset_key)}/"
+                f"{self.lake.url.rstrip('/')}/"
+                + (partition_file(context.asset_key, keys[0]) if len(keys) == 1 else f"{asset_prefix(context.asset_key)}/")
             ),
         }
         context.add_output_metadata(meta)
@@ -256,5 +244,3 @@ def default_resources() -> dict[str, Any]:
         "warehouse": WarehouseResource(url=_env_or_default("QUANT_WAREHOUSE_URL", settings.warehouse_url())),
     }
 
-
-__all__ = ["LandingZone", "Lake", "LakeIOManager", "WarehouseResource", "default_resources", "LocalStore"]

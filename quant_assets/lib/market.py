@@ -7,7 +7,6 @@ fractions (0.01 = 1 %), timestamps in New York time.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Iterable
 
 import polars as pl
@@ -152,22 +151,28 @@ def classify_tickers(tickers: Iterable[str]) -> pl.DataFrame:
     return uniq.to_frame().with_columns(reason.alias("reason")).sort("ticker")
 
 
-def remove_non_tradable(day_rows: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Drop non-tradable tickers, judging each date against the tickers that traded that date.
-
-    Returns the kept rows and the number of removed rows per rule.
-    """
+def tag_non_tradable(day_rows: pl.DataFrame) -> pl.DataFrame:
+    """``day_rows`` plus ``reason`` (null when tradable), judging each date against the tickers
+    that traded that date."""
     if day_rows.is_empty():
-        return day_rows, {r: 0 for r in NON_TRADABLE_RULES}
+        return day_rows.with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
     parts = []
-    for (day,), group in day_rows.group_by(["date"], maintain_order=True):
-        cls = classify_tickers(group["ticker"])
-        parts.append(group.join(cls, on="ticker", how="left"))
-    tagged = pl.concat(parts)
+    for _, group in day_rows.group_by(["date"], maintain_order=True):
+        parts.append(group.join(classify_tickers(group["ticker"]), on="ticker", how="left"))
+    return pl.concat(parts)
+
+
+def count_reasons(tagged: pl.DataFrame) -> dict[str, int]:
     counts = {r: 0 for r in NON_TRADABLE_RULES}
     for reason, n in tagged.filter(pl.col("reason").is_not_null()).group_by("reason").len().iter_rows():
         counts[reason] = int(n)
-    return tagged.filter(pl.col("reason").is_null()).drop("reason"), counts
+    return counts
+
+
+def remove_non_tradable(day_rows: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Drop non-tradable tickers; return the kept rows and the number of removed rows per rule."""
+    tagged = tag_non_tradable(day_rows)
+    return tagged.filter(pl.col("reason").is_null()).drop("reason"), count_reasons(tagged)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +215,6 @@ def build_daily_bars(
     first = min(targets)
     prev_needed = cal.previous_trading_day(first)
     gaps = missing_sessions(day_aggs["date"].unique().to_list(), prev_needed, max(targets), history_start)
-    gaps = [d for d in gaps if d <= max(targets)]
     if gaps:
         raise MissingHistoryError(
             "market/day_aggs has no rows for session(s) "
@@ -218,10 +222,10 @@ def build_daily_bars(
             + (" ..." if len(gaps) > 10 else "")
             + "; materialize those partitions first (a session's file must exist before returns can use it)"
         )
-    window = day_aggs.filter(pl.col("date") >= min(prev_needed, first))
-    clean, removed = remove_non_tradable(window)
+    tagged = tag_non_tradable(day_aggs.filter(pl.col("date") >= prev_needed))
+    clean = tagged.filter(pl.col("reason").is_null()).drop("reason")
     sessions = pl.DataFrame(
-        {"date": cal.trading_days(min(prev_needed, first), max(targets))}, schema={"date": pl.Date}
+        {"date": cal.trading_days(prev_needed, max(targets))}, schema={"date": pl.Date}
     ).with_columns(pl.col("date").shift(1).alias("prev_date"))
     prev = clean.select("ticker", pl.col("date").alias("prev_date"), pl.col("close").alias("prev_close"))
     out = (
@@ -235,9 +239,7 @@ def build_daily_bars(
         .select(list(DAILY_BARS_SCHEMA))
         .sort(["date", "ticker"])
     )
-    target_set = set(targets)
-    removed_in_targets = remove_non_tradable(day_aggs.filter(pl.col("date").is_in(list(target_set))))[1]
-    return out, removed_in_targets
+    return out, count_reasons(tagged.filter(pl.col("date").is_in(targets)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +348,7 @@ def build_daily_filtered(
     )
 
 
-def _nth_session_back(day: dt.date, n: int) -> dt.date:
+def nth_session_back(day: dt.date, n: int) -> dt.date:
     """The session ``n - 1`` sessions before ``day`` (so ``[result, day]`` spans ``n`` sessions)."""
     lo = day - dt.timedelta(days=int(n * 7 / 5) + 20)
     sessions = cal.trading_days(lo, day)
@@ -381,6 +383,11 @@ MINUTE_FEATURES_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+SPIKE_COLUMNS = ("baseline_volume", "volume_spike_ratio")
+# What one day's minute bars give on their own; the spike columns need the daily history.
+MINUTE_DAY_SCHEMA = {k: v for k, v in MINUTE_FEATURES_SCHEMA.items() if k not in SPIKE_COLUMNS}
+
+
 def minute_day_features(minute: pl.DataFrame) -> pl.DataFrame:
     """Per (ticker, date) features from minute bars (``MINUTE_AGGS_SCHEMA`` rows).
 
@@ -394,7 +401,7 @@ def minute_day_features(minute: pl.DataFrame) -> pl.DataFrame:
     Rows must be sorted by (ticker, window_start), as ``minute_aggs`` stores them.
     """
     if minute.is_empty():
-        return empty_frame({k: v for k, v in MINUTE_FEATURES_SCHEMA.items() if k not in ("baseline_volume", "volume_spike_ratio")})
+        return empty_frame(MINUTE_DAY_SCHEMA)
     # Only plain sum/min/max/first/last/len inside the group-by (polars' fast path); every ratio
     # is computed on the per-group results afterwards.
     same_ticker = pl.col("ticker") == pl.col("ticker").shift(1)
@@ -454,8 +461,7 @@ def minute_day_features(minute: pl.DataFrame) -> pl.DataFrame:
         pl.col("bars_rth").fill_null(0),
         pl.col("volume_rth").fill_null(0),
     )
-    cols = [c for c in MINUTE_FEATURES_SCHEMA if c not in ("baseline_volume", "volume_spike_ratio")]
-    return out.select(cols).sort(["date", "ticker"]).collect()
+    return out.select(list(MINUTE_DAY_SCHEMA)).sort(["date", "ticker"]).collect()
 
 
 def add_volume_spike(features: pl.DataFrame, daily: pl.DataFrame, lookback: int) -> pl.DataFrame:
@@ -473,7 +479,7 @@ def add_volume_spike(features: pl.DataFrame, daily: pl.DataFrame, lookback: int)
     baselines = []
     for d in sorted(set(features["date"].to_list())):
         prev_end = cal.previous_trading_day(d)
-        start = _nth_session_back(prev_end, lookback)
+        start = nth_session_back(prev_end, lookback)
         window = daily.filter((pl.col("date") >= start) & (pl.col("date") <= prev_end))
         baselines.append(
             window.group_by("ticker")
@@ -487,9 +493,3 @@ def add_volume_spike(features: pl.DataFrame, daily: pl.DataFrame, lookback: int)
         .with_columns((pl.col("volume_total") / pl.col("baseline_volume")).alias("volume_spike_ratio"))
         .select(list(MINUTE_FEATURES_SCHEMA))
     )
-
-
-def finite_or_none(x: float | None) -> float | None:
-    if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))):
-        return None
-    return x

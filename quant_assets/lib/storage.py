@@ -7,6 +7,7 @@ into place; an S3 PUT is atomic by construction. Readers therefore never see hal
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -72,13 +73,16 @@ class LocalStore:
         except FileNotFoundError:
             raise FileNotFoundError(f"{path} does not exist") from None
 
-    def write_bytes(self, key: str, data: bytes) -> None:
+    @contextlib.contextmanager
+    def atomic_path(self, key: str) -> Iterator[Path]:
+        """A temporary path beside ``key``'s file; renamed onto it when the block succeeds, removed
+        when it fails, so readers see the old file or the new one, never half of one."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+            yield Path(tmp)
             os.replace(tmp, path)
         except BaseException:
             try:
@@ -86,6 +90,10 @@ class LocalStore:
             except FileNotFoundError:
                 pass
             raise
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        with self.atomic_path(key) as tmp:
+            tmp.write_bytes(data)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -370,9 +370,7 @@ def _typed(df: pl.DataFrame, schema: dict) -> pl.DataFrame:
 
 def _require_sessions(df: pl.DataFrame, first: dt.date, last: dt.date, lookback: int, name: str) -> None:
     """Fail when a session inside the lookback window (and inside history) was never materialized."""
-    lo = first
-    for _ in range(lookback):
-        lo = cal.previous_trading_day(lo)
+    lo = market.nth_session_back(cal.previous_trading_day(first), lookback)
     have = set(df["date"].unique().to_list()) if df.height else set()
     gaps = market.missing_sessions(have, lo, last, history_start())
     if gaps:

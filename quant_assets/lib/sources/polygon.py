@@ -245,17 +245,12 @@ def validate_aggs(
 
     bad_mask = flagged.select(any_bad).to_series()
     n_bad = int(bad_mask.sum())
-    if n_bad == 0:
-        clean = df
-        rejected = _empty_rejected()
-        counts = {r: 0 for r in QUARANTINE_RULES}
-    else:
-        rejected = flagged.filter(bad_mask).with_columns(reason.alias("rule")).select([LINE, *COLUMNS, "rule"])
-        # with_columns/over keep row order, so the mask lines up with ``df``.
-        clean = df.filter(~bad_mask)
-        counts = {r: 0 for r in QUARANTINE_RULES}
-        for rule, n in rejected.group_by("rule").len().iter_rows():
-            counts[rule] = int(n)
+    # Reached only when some rule fired; with_columns/over keep row order, so the mask lines up with ``df``.
+    rejected = flagged.filter(bad_mask).with_columns(reason.alias("rule")).select([LINE, *COLUMNS, "rule"])
+    clean = df.filter(~bad_mask)
+    counts = {r: 0 for r in QUARANTINE_RULES}
+    for rule, n in rejected.group_by("rule").len().iter_rows():
+        counts[rule] = int(n)
 
     if rows_read and n_bad / rows_read > max_rejected_fraction:
         worst = max(counts, key=lambda k: counts[k])

@@ -40,8 +40,19 @@ trading_weeks = WeeklyPartitionsDefinition(
     day_offset=1,
 )
 
-# Filled by the asset or sensor that discovers a universe (smart-money, pump research).
+# Filled by the asset or sensor that discovers a universe. Each domain has its own set, so
+# stock tickers never mix with crypto pairs.
 symbols = DynamicPartitionsDefinition(name="symbols")
+smart_money_symbols = DynamicPartitionsDefinition(name="smart_money_symbols")
+pump_symbols = DynamicPartitionsDefinition(name="pump_symbols")
+
+# Crypto trades every day: one partition per UTC calendar day, all seven days a week, over the
+# same QUANT_START_DATE..QUANT_END_DATE window.
+utc_days = DailyPartitionsDefinition(
+    start_date=_start.isoformat(),
+    end_date=_end_exclusive(_end),
+    timezone="UTC",
+)
 
 
 def history_start() -> dt.date:

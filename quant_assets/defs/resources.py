@@ -18,11 +18,11 @@ from dagster import (
     ConfigurableResource,
     EnvVar,
     InputContext,
-    MetadataValue,
     OutputContext,
 )
 from dagster_aws.s3 import S3Resource
 
+from quant_assets.defs import metadata as md
 from quant_assets.lib import settings
 from quant_assets.lib.storage import LocalStore, Store, open_store
 from quant_assets.lib.warehouse import Warehouse
@@ -95,6 +95,10 @@ class Lake(ConfigurableResource):
     def exists(self, key: str) -> bool:
         return self.store().exists(key)
 
+    def describe(self, key: str) -> str:
+        """The full location of ``key`` for the UI and messages."""
+        return f"{self.url.rstrip('/')}/{key}"
+
     def delete(self, key: str) -> None:
         self.store().delete(key)
 
@@ -147,27 +151,23 @@ class LakeIOManager(ConfigurableIOManager):
                 )
             empty = obj.clear()
             parts = {k: split.get(k, empty) for k in keys}
+        docs = md.docs_from_definition(context.definition_metadata)
         total_rows = total_bytes = 0
         for key, frame in parts.items():
             if frame is None:
                 raise ValueError(f"{context.asset_key.to_user_string()} returned no frame for partition {key}")
-            total_bytes += self.lake.write_frame(partition_file(context.asset_key, key), frame)
+            path = partition_file(context.asset_key, key)
+            written = self.lake.write_frame(path, frame)
+            meta = md.frame_metadata(frame, docs, uri=self.lake.describe(path), bytes_written=written)
+            if key is None or not _record_partition(context, key, meta):
+                context.add_output_metadata(meta)
+            total_bytes += written
             total_rows += frame.height
-        sample = next((f for f in parts.values() if f is not None and f.height), next(iter(parts.values())))
-        meta = {
-            "rows": total_rows,
-            "partitions_written": len(parts),
-            "bytes": total_bytes,
-            "columns": MetadataValue.md(
-                "| column | type |\n|---|---|\n" + "\n".join(f"| {c} | {t} |" for c, t in sample.schema.items())
-            ),
-            "preview": MetadataValue.md(_markdown_preview(sample)),
-            "location": MetadataValue.path(
-                f"{self.lake.url.rstrip('/')}/"
-                + (partition_file(context.asset_key, keys[0]) if len(keys) == 1 else f"{asset_prefix(context.asset_key)}/")
-            ),
-        }
-        context.add_output_metadata(meta)
+        if len(parts) > 1:
+            context.log.info(
+                f"{context.asset_key.to_user_string()}: wrote {len(parts)} partitions, {total_rows:,} rows, "
+                f"{total_bytes:,} bytes under {self.lake.describe(asset_prefix(context.asset_key))}/"
+            )
 
     def load_input(self, context: InputContext) -> pl.DataFrame:
         asset_key = context.asset_key
@@ -199,14 +199,15 @@ class LakeIOManager(ConfigurableIOManager):
         return pl.concat(frames, how="vertical_relaxed")
 
 
-def _markdown_preview(df: pl.DataFrame, n: int = 5) -> str:
-    head = df.head(n)
-    if not head.width:
-        return "(no columns)"
-    lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * head.width]
-    for row in head.iter_rows():
-        lines.append("| " + " | ".join("" if v is None else str(v) for v in row) + " |")
-    return "\n".join(lines)
+def _record_partition(context: OutputContext, partition_key: str, meta: dict) -> bool:
+    """Put ``meta`` on one partition's materialization; False where the context cannot (a context
+    built by hand outside a run), in which case the caller records it for the whole output."""
+    try:
+        step = context.step_context
+    except Exception:  # noqa: BLE001 - DagsterInvariantViolationError outside a step
+        return False
+    step.add_asset_metadata(meta, asset_key=context.asset_key, partition_key=partition_key)
+    return True
 
 
 class WarehouseResource(ConfigurableResource):
@@ -230,6 +231,11 @@ class WarehouseResource(ConfigurableResource):
 
 def _env_or_default(name: str, default: str):
     return EnvVar(name) if os.environ.get(name) else default
+
+
+def configured_landing_store() -> Store:
+    """The landing zone the environment configures, outside a run (the CLI, the demo)."""
+    return LandingZone(url=settings.landing_url(), s3=S3Resource()).store()
 
 
 def default_resources() -> dict[str, Any]:

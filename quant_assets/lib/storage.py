@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Protocol
@@ -38,6 +39,8 @@ class Store(Protocol):
     def delete(self, key: str) -> None: ...
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    def stat(self, key: str) -> ObjectInfo | None: ...
 
     def local_path(self, key: str) -> Path | None: ...
 
@@ -119,11 +122,26 @@ class LocalStore:
                 key = full.relative_to(self.root).as_posix()
                 if not key.startswith(prefix):
                     continue
-                try:
-                    st = full.stat()
-                except FileNotFoundError:
-                    continue
-                yield ObjectInfo(key, st.st_size, st.st_mtime, f"{st.st_size:x}-{st.st_mtime_ns:x}")
+                info = self._info(key, full)
+                if info is not None:
+                    yield info
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        return self._info(_clean_key(key), self._path(key))
+
+    @staticmethod
+    def _info(key: str, path: Path) -> ObjectInfo | None:
+        """The file's identity. Its ETag changes with every write, whatever the timestamps say:
+        a rewrite updates the inode change time (which ``touch``/``utime`` cannot set back), and a
+        rename-into-place brings a new inode."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        etag = f"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}-{st.st_ino:x}"
+        return ObjectInfo(key, st.st_size, st.st_mtime, etag)
 
 
 class S3Store:
@@ -149,6 +167,22 @@ class S3Store:
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(f"s3://{self.bucket}/{full} does not exist") from None
         return obj["Body"].read()
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        full = self._key(key)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=full)
+        except Exception as exc:  # botocore ClientError 404
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(
+            key=_clean_key(key),
+            size=int(head["ContentLength"]),
+            last_modified=head["LastModified"].timestamp(),
+            etag=str(head.get("ETag", "")).strip('"'),
+        )
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)

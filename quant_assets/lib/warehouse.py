@@ -432,6 +432,16 @@ class Warehouse:
             raise ValueError(f"{outside} row(s) of the DataFrame have {column} outside {lo!r}..{hi!r}")
         return self._replace(qtable, df, f"{qcolumn} BETWEEN %s AND %s", [lo, hi])
 
+    def count_by(self, table: str, column: str, lo: Any, hi: Any) -> dict[Any, int]:
+        """``{value: rows}`` of ``table`` grouped by ``column`` for ``lo <= column <= hi``."""
+        qcolumn = quote_column(column)
+        got = self.query(
+            f"SELECT {qcolumn} AS k, count(*) AS n FROM {quote_identifier(table)} "
+            f"WHERE {qcolumn} BETWEEN %s AND %s GROUP BY {qcolumn}",
+            (lo, hi),
+        )
+        return {k: int(n) for k, n in got.iter_rows()}
+
     def replace_table(self, table: str, df: pl.DataFrame) -> int:
         """Replace every row of ``table`` with ``df`` in one transaction (unpartitioned tables)."""
         return self._replace(quote_identifier(table), df, None, [])

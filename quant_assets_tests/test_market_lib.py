@@ -48,7 +48,7 @@ def test_daily_bars_returns_use_previous_session_across_holiday():
         ]
     )
     out, removed = market.build_daily_bars(aggs, [d1], history_start=dt.date(2024, 1, 2))
-    assert removed["warrant"] == 1
+    assert removed[d1]["warrant"] == 1
     rows = {r["ticker"]: r for r in out.iter_rows(named=True)}
     assert set(rows) == {"AAA", "CCC"}
     assert rows["AAA"]["prev_close"] == 10.0

@@ -93,7 +93,7 @@ def test_bad_rows_are_quarantined_with_rule_and_line():
         row("ZDATE", ts=cal.ny_midnight_ns(DAY + dt.timedelta(days=1))),
     ]
     lines = good + bad
-    v = polygon.load_aggs(gz(lines), SRC, DAY, max_rejected_fraction=0.2)
+    v = polygon.load_aggs(gz(lines), SRC, DAY)
     counts = {k: n for k, n in v.rule_counts.items() if n}
     assert counts == {
         "non_finite_price": 1,
@@ -121,11 +121,76 @@ def test_duplicates_exact_kept_once_conflicting_all_quarantined():
     assert v.rows.height + v.rejected.height == len(lines)
 
 
-def test_too_many_rejected_fails_the_file():
-    lines = [row(f"A{chr(65 + i)}") for i in range(10)] + [row(f"B{chr(65 + i)}", volume=-1) for i in range(5)]
+def test_header_only_file_fails_as_empty():
+    v = polygon.load_aggs(gz([]), SRC, DAY)
+    assert v.rows.height == 0 and v.rows_read == 0
+    with pytest.raises(polygon.PolygonFileError) as err:
+        polygon.require_rows(v, SRC, reference_rows=None, min_ratio=0.5)
+    assert err.value.rule == "empty_file" and SRC in str(err.value)
+
+
+def test_every_row_quarantined_is_an_empty_file():
+    v = polygon.load_aggs(gz([row(f"A{chr(65 + i)}", volume=-1) for i in range(5)]), SRC, DAY)
+    with pytest.raises(polygon.PolygonFileError, match=r"\[empty_file\] all 5 rows were quarantined"):
+        polygon.require_rows(v, SRC, reference_rows=None, min_ratio=0.5)
+
+
+def test_too_few_rows_against_previous_sessions():
+    v = polygon.load_aggs(gz(_many_good(40)), SRC, DAY)
+    polygon.require_rows(v, SRC, reference_rows=80, min_ratio=0.5)  # exactly half: accepted
+    with pytest.raises(polygon.PolygonFileError) as err:
+        polygon.require_rows(v, SRC, reference_rows=81, min_ratio=0.5)
+    assert err.value.rule == "too_few_rows" and "81" in str(err.value)
+    polygon.require_rows(v, SRC, reference_rows=10_000, min_ratio=0.0)  # rule switched off
+
+
+def test_values_that_parse_but_cannot_be_real_are_quarantined():
+    good = _many_good()
+    lines = good + [
+        row("ZHUGE", volume=5 * 10**18),  # fits Int64, cannot be real
+        row("ZPRICE", o=2e7, c=2e7, h=2e7, l=2e7),
+        row("ZTRADES", n=2 * 10**9),
+    ]
+    v = polygon.load_aggs(gz(lines), SRC, DAY)
+    assert v.rule_counts["implausible_value"] == 3
+    assert v.rows["volume"].max() < 10**11
+    looser = polygon.load_aggs(gz(lines), SRC, DAY, bounds=polygon.Bounds(max_price=1e8, max_volume=10**19 - 1, max_transactions=10**10))
+    assert looser.rule_counts["implausible_value"] == 0
+
+
+def test_unquoted_comma_in_ticker_is_quarantined_with_its_physical_line():
+    good = _many_good(50)
+    ns = cal.ny_midnight_ns(DAY)
+    lines = good[:10] + [f"AB,C,100,10.0,10.5,11.0,9.5,{ns},3"] + good[10:]
+    v = polygon.load_aggs(gz(lines), SRC, DAY)
+    assert v.rule_counts["malformed_row"] == 1
+    bad = v.rejected.filter(pl.col("rule") == "malformed_row")
+    assert bad["line"].to_list() == [12]  # header is line 1, ten good rows, then the bad one
+    assert bad["raw"][0].startswith("AB,C,100")
+    assert v.rows.height == 50
+    # Line numbers of the rows after the bad one are still physical lines.
+    assert v.rows.sort("line")["line"].to_list()[10] == 13
+
+
+def test_stray_quote_and_quoted_newline_name_physical_lines():
+    good = _many_good(50)
+    ns = cal.ny_midnight_ns(DAY)
+    lines = good[:5] + [f'"QT,100,10.0,10.5,11.0,9.5,{ns},3'] + good[5:20] + ['"MULTI', f'LINE",100,10.0,10.5,11.0,9.5,{ns},3'] + good[20:]
+    v = polygon.load_aggs(gz(lines), SRC, DAY)
+    rejected = dict(zip(v.rejected["line"].to_list(), v.rejected["rule"].to_list()))
+    # A short line reads as empty trailing fields (null_value); a long one cannot be read (malformed_row).
+    assert rejected == {7: "invalid_ticker", 23: "null_value", 24: "invalid_ticker"}
+    assert v.rows.height == 50
+    assert v.rows.height + v.rejected.height == v.rows_read == len(lines)
+
+
+def test_unparseable_value_after_a_malformed_line_names_the_physical_line():
+    good = _many_good(20)
+    ns = cal.ny_midnight_ns(DAY)
+    lines = good[:3] + [f"X,Y,1,1,1,1,1,{ns},1"] + good[3:8] + [f"BADV,12x,1,1,1,1,{ns},1"] + good[8:]
     with pytest.raises(polygon.PolygonFileError) as err:
         polygon.load_aggs(gz(lines), SRC, DAY)
-    assert err.value.rule == "too_many_rejected" and "negative_volume" in str(err.value)
+    assert err.value.rule == "unparseable_value" and err.value.line == 11 and SRC in str(err.value)
 
 
 def test_parse_key_round_trip_and_rejects_strays():

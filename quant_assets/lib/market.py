@@ -44,6 +44,49 @@ MINUTE_AGGS_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+# What every market column means, units included; shown as the column schema in the UI.
+COLUMN_DOCS: dict[str, str] = {
+    "ticker": "Symbol as the vendor spells it (NYSE class suffix with a dot, e.g. BRK.A)",
+    "date": "Trading day, New York calendar date",
+    "window_start": "Start of the one-minute bar, New York time (ns)",
+    "session": "pre = 04:00-09:30, rth = 09:30-16:00, post = 16:00-20:00 New York time",
+    "open": "First trade price in the bar, USD, unadjusted",
+    "high": "Highest trade price in the bar, USD, unadjusted",
+    "low": "Lowest trade price in the bar, USD, unadjusted",
+    "close": "Last trade price in the bar, USD, unadjusted",
+    "volume": "Shares traded in the bar",
+    "transactions": "Number of trades in the bar",
+    "prev_close": "Close of the same ticker in the previous NYSE session, USD; null if it did not trade then",
+    "ret_1d": "Simple 1-session return close / prev_close - 1, fraction (0.01 = 1 %)",
+    "log_ret_1d": "Log 1-session return ln(close / prev_close)",
+    "week_start": "Monday of the week (the partition key)",
+    "week_ending": "Friday of the week, even when Friday is a holiday",
+    "first_date": "First session of the week the ticker traded",
+    "last_date": "Last session of the week the ticker traded",
+    "trading_days": "Sessions the ticker traded in the week",
+    "avg_volume": "Mean daily share volume over the trailing min_days sessions ending on the day",
+    "days_observed": "Sessions with a bar in that trailing window (equals min_days for members)",
+    "bars": "Minute bars with trades, all sessions",
+    "bars_rth": "Minute bars with trades, regular hours",
+    "open_rth": "First regular-hours open, USD",
+    "high_rth": "Highest regular-hours high, USD",
+    "low_rth": "Lowest regular-hours low, USD",
+    "close_rth": "Last regular-hours close, USD",
+    "range_pct": "(max high - min low) / first open over all sessions, fraction of price",
+    "range_pct_rth": "(max high - min low) / first open over regular hours, fraction of price",
+    "realized_vol_rth": "sqrt(sum of squared log returns between consecutive regular-hours bars), per day, not annualised",
+    "realized_vol": "sqrt(sum of squared log returns between consecutive bars, all sessions), per day, not annualised",
+    "volume_pre": "Shares traded 04:00-09:30",
+    "volume_rth": "Shares traded 09:30-16:00",
+    "volume_post": "Shares traded 16:00-20:00",
+    "volume_total": "Shares traded in all sessions",
+    "vwap": "Volume-weighted typical price (h+l+c)/3 over all sessions, USD",
+    "vwap_rth": "Volume-weighted typical price over regular hours, USD",
+    "baseline_volume": "Mean daily share volume over the vol_spike_lookback sessions strictly before the day",
+    "volume_spike_ratio": "volume_total / baseline_volume; null unless the ticker traded in every baseline session",
+}
+
+
 def empty_frame(schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
@@ -202,16 +245,17 @@ def missing_sessions(
 
 def build_daily_bars(
     day_aggs: pl.DataFrame, targets: list[dt.date], history_start: dt.date
-) -> tuple[pl.DataFrame, dict[str, int]]:
+) -> tuple[pl.DataFrame, dict[dt.date, dict[str, int]]]:
     """Cleaned daily bars for ``targets`` with 1-day returns against the previous session's close.
 
     ``day_aggs`` holds the target dates plus earlier partitions; the previous NYSE session of
     every target must be among them unless it precedes ``history_start`` (then the return is
     null). ``ret_1d = close / prev_close - 1``; ``log_ret_1d = ln(close / prev_close)``; both null
     when the ticker did not trade in the previous session (no stale multi-day returns).
+    Also returns, per target date, the number of removed non-tradable rows per rule.
     """
     if not targets:
-        return empty_frame(DAILY_BARS_SCHEMA), {r: 0 for r in NON_TRADABLE_RULES}
+        return empty_frame(DAILY_BARS_SCHEMA), {}
     first = min(targets)
     prev_needed = cal.previous_trading_day(first)
     gaps = missing_sessions(day_aggs["date"].unique().to_list(), prev_needed, max(targets), history_start)
@@ -239,7 +283,39 @@ def build_daily_bars(
         .select(list(DAILY_BARS_SCHEMA))
         .sort(["date", "ticker"])
     )
-    return out, count_reasons(tagged.filter(pl.col("date").is_in(targets)))
+    removed = {
+        d: count_reasons(tagged.filter(pl.col("date") == d)) for d in targets
+    }
+    return out, removed
+
+
+def daily_bar_stats(daily: pl.DataFrame, targets: list[dt.date]) -> dict[dt.date, dict[str, int]]:
+    """Per date: tickers and null returns of a daily-bars frame."""
+    if daily.is_empty():
+        return {}
+    rows = daily.group_by("date").agg(pl.len().alias("tickers"), pl.col("ret_1d").null_count().alias("returns_null"))
+    return {d: {"tickers": int(n), "returns_null": int(z)} for d, n, z in rows.iter_rows() if d in set(targets)}
+
+
+def returns_missing(daily: pl.DataFrame) -> pl.DataFrame:
+    """``ticker, date`` of bars whose ticker has a close in the previous session but no return:
+    a return that should exist and does not (``prev_close`` set, ``ret_1d`` or ``log_ret_1d`` null
+    or not finite)."""
+    if daily.is_empty():
+        return pl.DataFrame(schema={"ticker": pl.String, "date": pl.Date})
+    bad = pl.col("prev_close").is_not_null() & (
+        pl.col("ret_1d").is_null()
+        | pl.col("log_ret_1d").is_null()
+        | ~pl.col("ret_1d").is_finite()
+        | ~pl.col("log_ret_1d").is_finite()
+    )
+    return daily.filter(bad).select("ticker", "date")
+
+
+def first_full_window(history_start: dt.date, min_days: int) -> dt.date | None:
+    """The first session whose trailing ``min_days``-session window lies inside the history."""
+    sessions = cal.trading_days(history_start, history_start + dt.timedelta(days=int(min_days * 7 / 5) + 30))
+    return sessions[min_days - 1] if len(sessions) >= min_days else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +338,17 @@ WEEKLY_BARS_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def _week_start() -> pl.Expr:
+    return (pl.col("date") - pl.duration(days=pl.col("date").dt.weekday() - 1)).alias("week_start")
+
+
+def sessions_per_week(daily: pl.DataFrame) -> dict[dt.date, int]:
+    """``{Monday: sessions with any bar}`` of a daily-bars frame."""
+    if daily.is_empty():
+        return {}
+    return {w: int(n) for w, n in daily.group_by(_week_start()).agg(pl.col("date").n_unique()).iter_rows()}
+
+
 def build_weekly_bars(daily: pl.DataFrame) -> pl.DataFrame:
     """Weeks ending Friday: first open, max high, min low, last close, summed volume and trades.
 
@@ -270,10 +357,9 @@ def build_weekly_bars(daily: pl.DataFrame) -> pl.DataFrame:
     """
     if daily.is_empty():
         return empty_frame(WEEKLY_BARS_SCHEMA)
-    week_start = pl.col("date") - pl.duration(days=pl.col("date").dt.weekday() - 1)
     return (
         daily.sort(["ticker", "date"])
-        .with_columns(week_start.alias("week_start"))
+        .with_columns(_week_start())
         .group_by(["ticker", "week_start"], maintain_order=True)
         .agg(
             pl.col("date").first().alias("first_date"),
@@ -282,14 +368,39 @@ def build_weekly_bars(daily: pl.DataFrame) -> pl.DataFrame:
             pl.col("high").max(),
             pl.col("low").min(),
             pl.col("close").last(),
-            pl.col("volume").sum(),
-            pl.col("transactions").sum(),
+            *checked_sums("volume", "transactions"),
             pl.len().cast(pl.UInt32).alias("trading_days"),
         )
+        .pipe(require_no_overflow, "volume", "transactions")
         .with_columns((pl.col("week_start") + pl.duration(days=4)).alias("week_ending"))
         .select(list(WEEKLY_BARS_SCHEMA))
         .sort(["week_start", "ticker"])
     )
+
+
+INT64_MAX = 2**63 - 1
+
+
+def checked_sums(*columns: str) -> list[pl.Expr]:
+    """Integer sums plus exact 128-bit twins, so a sum that wrapped around Int64 is caught by
+    :func:`require_no_overflow` instead of turning into a negative volume."""
+    out: list[pl.Expr] = []
+    for c in columns:
+        out += [pl.col(c).sum(), pl.col(c).cast(pl.Int128).sum().alias(f"_{c}_i128")]
+    return out
+
+
+def require_no_overflow(df: pl.DataFrame, *columns: str) -> pl.DataFrame:
+    """Raise ``OverflowError`` when an Int64 sum from :func:`checked_sums` overflowed; drop the twins."""
+    for c in columns:
+        twin = f"_{c}_i128"
+        bad = df.filter(pl.col(twin) > INT64_MAX)
+        if bad.height:
+            raise OverflowError(
+                f"sum of {c!r} exceeds Int64 for {bad.height} group(s), e.g. {bad.row(0, named=True)}; "
+                "a plausibility bound upstream should have quarantined such values"
+            )
+    return df.drop([f"_{c}_i128" for c in columns])
 
 
 # ---------------------------------------------------------------------------------------------

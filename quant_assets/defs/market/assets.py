@@ -2,15 +2,20 @@
 and minute-feature tables. One partition per trading day (weekday, New York date)."""
 
 
+import dataclasses
 import datetime as dt
+import statistics
 
 import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
+    AssetRecordsFilter,
     BackfillPolicy,
     Config,
     Failure,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
@@ -18,19 +23,55 @@ from dagster import (
 )
 from pydantic import Field
 
+from quant_assets.defs import checks as qc
+from quant_assets.defs import metadata as md
 from quant_assets.defs.partitions import history_start, partition_dates, trading_days, trading_weeks
 from quant_assets.defs.resources import Lake, LandingZone, WarehouseResource
 from quant_assets.lib import calendar as cal
 from quant_assets.lib import market
 from quant_assets.lib.sources import polygon
 
-GROUP = "market"
+DOMAIN = "market"
 # Weekday partitions an asset looks back over; they bound the Config lookbacks below.
 DAY_AGGS_LOOKBACK = 5
 FILTER_LOOKBACK = 100
 SPIKE_LOOKBACK = 60
 # Minute days are ~2M rows each: range backfills run a few days per run to bound memory.
 MINUTE_DAYS_PER_RUN = 5
+# Sessions whose row counts are the yardstick for "implausibly few rows".
+ROW_COUNT_REFERENCE_SESSIONS = 5
+
+KEYS = {
+    name: AssetKey([DOMAIN, name])
+    for name in (
+        "day_aggs",
+        "minute_aggs",
+        "daily_bars",
+        "weekly_bars",
+        "daily_filtered",
+        "minute_features",
+        "warehouse_daily_bars",
+    )
+}
+
+# Polygon publishes the previous session's flat files by about 11:00 New York time; with an
+# hour's margin, the previous session's partition is due by 12:00, Tuesday to Saturday.
+PUBLICATION_DEADLINE_CRON = "0 12 * * 2-6"
+PUBLICATION_FRESHNESS = FreshnessPolicy.cron(
+    deadline_cron=PUBLICATION_DEADLINE_CRON, lower_bound_delta=dt.timedelta(hours=12), timezone=cal.NY_TZ_NAME
+)
+# Weekly bars are built on Monday at 12:00 for the week before; due by 14:00.
+WEEKLY_DEADLINE_CRON = "0 14 * * 1"
+WEEKLY_FRESHNESS = FreshnessPolicy.cron(
+    deadline_cron=WEEKLY_DEADLINE_CRON, lower_bound_delta=dt.timedelta(hours=14), timezone=cal.NY_TZ_NAME
+)
+
+HOLIDAY = "NYSE holiday: no session, so the vendor publishes no file"
+
+QUARANTINE_CHECK = "quarantine_share"
+UNIVERSE_CHECK = "universe_not_empty"
+RETURNS_CHECK = "returns_complete"
+WAREHOUSE_CHECK = "rows_match_lake"
 
 
 class FlatFileConfig(Config):
@@ -40,12 +81,93 @@ class FlatFileConfig(Config):
     )
     max_rejected_fraction: float = Field(
         default=0.05,
-        description="Fail the file when more than this fraction of its rows break a quarantine rule.",
+        ge=0.0,
+        le=1.0,
+        description="The quarantine_share check fails (and blocks downstream) when more than this fraction "
+        "of a file's rows break a quarantine rule.",
     )
+    min_rows_ratio: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Fail a session's file with fewer rows than this fraction of the median row count of "
+        "the previous 5 sessions (a file that parses but carries almost nothing). 0 disables the rule; "
+        "a file with no rows always fails.",
+    )
+    max_price: float = Field(
+        default=polygon.DEFAULT_BOUNDS.max_price,
+        gt=0,
+        description="Quarantine bars with a price above this many USD (rule implausible_value).",
+    )
+    max_volume: int = Field(
+        default=polygon.DEFAULT_BOUNDS.max_volume,
+        gt=0,
+        description="Quarantine bars with more shares than this (rule implausible_value).",
+    )
+    max_transactions: int = Field(
+        default=polygon.DEFAULT_BOUNDS.max_transactions,
+        gt=0,
+        description="Quarantine bars with more trades than this (rule implausible_value).",
+    )
+
+    def bounds(self) -> polygon.Bounds:
+        return polygon.Bounds(max_price=self.max_price, max_volume=self.max_volume, max_transactions=self.max_transactions)
 
 
 def _window(start: int, end: int = 0) -> TimeWindowPartitionMapping:
     return TimeWindowPartitionMapping(start_offset=start, end_offset=end, allow_nonexistent_upstream_partitions=True)
+
+
+def _table_meta(schema: dict, partition_column: str = "date") -> dict:
+    return md.table_definition_metadata(schema, market.COLUMN_DOCS, partition_column=partition_column)
+
+
+@dataclasses.dataclass
+class _FileReport:
+    """What one landing file gave: its partition's own figures."""
+
+    day: dt.date
+    source: str
+    etag: str
+    rows_read: int
+    rows: int
+    quarantined: dict[str, int]
+
+    @property
+    def share(self) -> float:
+        return sum(self.quarantined.values()) / self.rows_read if self.rows_read else 0.0
+
+
+def latest_row_counts(instance, asset_key: AssetKey, partition_keys: list[str]) -> dict[str, int]:
+    """``dagster/row_count`` of the latest materialization of each given partition."""
+    if not partition_keys:
+        return {}
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, asset_partitions=partition_keys), limit=4 * len(partition_keys)
+    ).records
+    out: dict[str, int] = {}
+    for rec in records:  # newest first
+        mat = rec.asset_materialization
+        if mat is None or mat.partition in out:
+            continue
+        value = mat.metadata.get(md.ROW_COUNT)
+        if value is not None:
+            out[mat.partition] = int(value.value)
+    return out
+
+
+def _reference_rows(context, day: dt.date, known: dict[dt.date, int]) -> int | None:
+    """Median row count of the sessions before ``day``: from this run where it has them, else
+    from the latest materializations of those partitions."""
+    sessions = cal.trading_days(day - dt.timedelta(days=14), day - dt.timedelta(days=1))
+    sessions = [s for s in sessions if s >= history_start()][-ROW_COUNT_REFERENCE_SESSIONS:]
+    counts = {s: known[s] for s in sessions if s in known}
+    missing = [s.isoformat() for s in sessions if s not in counts]
+    if missing:
+        for k, n in latest_row_counts(context.instance, context.assets_def.key, missing).items():
+            counts[dt.date.fromisoformat(k)] = n
+    values = [n for n in counts.values() if n > 0]
+    return int(statistics.median(values)) if values else None
 
 
 def _ingest(
@@ -57,137 +179,207 @@ def _ingest(
     kind: str,
     to_table,
     schema: dict,
-) -> pl.DataFrame:
+) -> MaterializeResult:
     """Read, validate and type the flat files of every partition in the run.
 
     Nothing is written until every file of the run has passed, so a bad file leaves all
-    partitions of the run as they were.
+    partitions of the run as they were. Each partition records its own figures.
     """
     store = landing.store()
     key_of = polygon.day_aggs_key if kind == "day" else polygon.minute_aggs_key
-    frames, quarantined, no_data = [], {}, []
-    totals = {r: 0 for r in polygon.QUARANTINE_RULES}
-    rows_read = 0
-    ignored: set[str] = set()
+    asset_key = context.assets_def.key
+    frames: list[pl.DataFrame] = []
+    reports: list[_FileReport] = []
+    rejected_by_day: dict[dt.date, pl.DataFrame] = {}
+    partition_meta: dict[str, dict] = {}
+    rows_by_day: dict[dt.date, int] = {}
     for day in partition_dates(context.partition_keys):
         key = key_of(day)
         source = landing.describe(key)
-        try:
-            data = store.read_bytes(key)
-        except FileNotFoundError:
+        info = store.stat(key)
+        if info is None:
             if not cal.is_trading_day(day):
-                no_data.append(day)
+                partition_meta[day.isoformat()] = md.no_data(HOLIDAY)
                 continue
             raise Failure(
-                description=f"{source}: no file for trading session {day} (not published yet, or missing "
-                "from the landing zone)",
+                description=f"{source}: [missing_file] no file for trading session {day} (not published yet, "
+                "or missing from the landing zone)",
                 metadata={"file": source, "rule": "missing_file"},
-            ) from None
+            )
         try:
+            data = store.read_bytes(key)
             parsed = polygon.load_aggs(
                 data,
                 source,
                 day,
                 allow_extra_columns=config.allow_extra_columns,
-                max_rejected_fraction=config.max_rejected_fraction,
+                bounds=config.bounds(),
             )
+            if not cal.is_trading_day(day) and parsed.rows.height == 0:
+                partition_meta[day.isoformat()] = md.no_data(HOLIDAY)
+            else:
+                polygon.require_rows(
+                    parsed, source, _reference_rows(context, day, rows_by_day), config.min_rows_ratio
+                )
         except polygon.PolygonFileError as exc:
             raise Failure(
                 description=str(exc),
                 metadata={"file": source, "rule": exc.rule, "line": exc.line if exc.line is not None else -1},
             ) from None
-        rows_read += parsed.rows_read
-        ignored.update(parsed.ignored_columns)
-        for rule, n in parsed.rule_counts.items():
-            totals[rule] += n
-        quarantined[day] = parsed.rejected
+        rows_by_day[day] = parsed.rows.height
+        report = _FileReport(day, source, info.etag, parsed.rows_read, parsed.rows.height, parsed.rule_counts)
+        reports.append(report)
+        rejected_by_day[day] = parsed.rejected
         frames.append(to_table(parsed.rows, day))
+        partition_meta[day.isoformat()] = {
+            "source_file": MetadataValue.path(source),
+            "source_etag": info.etag,
+            "rows_read": report.rows_read,
+            "rows_quarantined": sum(report.quarantined.values()),
+            "quarantine_share": round(report.share, 6),
+            **{f"quarantined/{rule}": n for rule, n in report.quarantined.items()},
+            "ignored_columns": MetadataValue.json(parsed.ignored_columns),
+            "tickers": int(parsed.rows["ticker"].n_unique()) if parsed.rows.height else 0,
+        }
 
-    qprefix = f"quarantine/{'/'.join(context.asset_key.path)}"
-    for day, rejected in quarantined.items():
+    qprefix = f"quarantine/{'/'.join(asset_key.path)}"
+    for day, rejected in rejected_by_day.items():
         qkey = f"{qprefix}/{day.isoformat()}.parquet"
         if rejected.height:
             lake.write_frame(qkey, rejected.with_columns(pl.lit(day).alias("date")))
+            partition_meta[day.isoformat()]["quarantine_file"] = MetadataValue.path(lake.describe(qkey))
         elif lake.exists(qkey):
             lake.delete(qkey)  # a re-published clean file clears the old quarantine
+    md.per_partition(context, partition_meta)
     out = pl.concat(frames) if frames else market.empty_frame(schema)
-    n_quarantined = sum(totals.values())
-    if n_quarantined:
-        context.log.warning(f"quarantined {n_quarantined} row(s): { {k: v for k, v in totals.items() if v} }")
-    context.add_output_metadata(
-        {
-            "files_read": len(frames),
-            "rows_read": rows_read,
-            "rows_quarantined": n_quarantined,
-            **{f"quarantined/{rule}": n for rule, n in totals.items()},
-            "quarantine_location": MetadataValue.path(f"{lake.url.rstrip('/')}/{qprefix}/"),
-            "no_data_days": MetadataValue.json([d.isoformat() for d in no_data]),
-            "ignored_columns": MetadataValue.json(sorted(ignored)),
-            "tickers": out["ticker"].n_unique() if out.height else 0,
-        }
+    n_quarantined = sum(sum(r.quarantined.values()) for r in reports)
+    context.log.info(
+        f"read {len(reports)} file(s), {sum(r.rows_read for r in reports):,} rows; {n_quarantined:,} quarantined; "
+        f"{sum(1 for v in partition_meta.values() if v.get('no_data'))} holiday partition(s) with no data"
     )
-    return out
+    return MaterializeResult(
+        value=out,
+        check_results=[
+            _quarantine_result(asset_key, reports, config.max_rejected_fraction),
+            qc.schema_result(context, asset_key, out.schema),
+        ],
+    )
+
+
+def _quarantine_result(asset_key: AssetKey, reports: list[_FileReport], limit: float):
+    over = [r for r in reports if r.share > limit]
+    worst = max(reports, key=lambda r: r.share, default=None)
+    meta = {
+        "limit": limit,
+        "files": len(reports),
+        "max_share": round(worst.share, 6) if worst else 0.0,
+        "worst_file": MetadataValue.path(worst.source) if worst else "",
+        "files_over_limit": MetadataValue.json(
+            [{"file": r.source, "share": round(r.share, 6), "rules": {k: v for k, v in r.quarantined.items() if v}} for r in over[:50]]
+        ),
+    }
+    if over:
+        desc = (
+            f"{len(over)} file(s) had more than {limit:.1%} of their rows quarantined; worst {worst.source} "
+            f"at {worst.share:.1%}"
+        )
+    else:
+        desc = f"Every file within the {limit:.1%} quarantine limit" + (f" (worst {worst.share:.2%})." if worst else ".")
+    return qc.result(asset_key, QUARANTINE_CHECK, not over, desc, meta)
+
+
+def _quarantine_spec(key: AssetKey):
+    return qc.spec(
+        key,
+        QUARANTINE_CHECK,
+        "Each file's share of quarantined rows is within max_rejected_fraction; above it the data is "
+        "suspect and downstream steps are blocked.",
+    )
 
 
 @asset(
-    key=["market", "day_aggs"],
-    group_name=GROUP,
+    key=KEYS["day_aggs"],
+    **md.asset_kwargs(DOMAIN, layer="raw", kinds={"polars", "parquet"}, code_version="2", tags={"vendor": "polygon"}),
     partitions_def=trading_days,
     backfill_policy=BackfillPolicy.single_run(),
-    metadata={"partition_column": "date"},
-    kinds={"polars", "parquet"},
+    metadata=_table_meta(market.DAY_AGGS_SCHEMA),
+    freshness_policy=PUBLICATION_FRESHNESS,
+    check_specs=[_quarantine_spec(KEYS["day_aggs"]), qc.schema_spec(KEYS["day_aggs"])],
 )
-def day_aggs(context: AssetExecutionContext, config: FlatFileConfig, landing: LandingZone, lake: Lake) -> pl.DataFrame:
-    """Polygon day aggregates of one trading day as typed Parquet.
+def day_aggs(context: AssetExecutionContext, config: FlatFileConfig, landing: LandingZone, lake: Lake):
+    """Polygon day aggregates: one row per ticker and trading day, as delivered, typed.
 
-    Source: ``us_stocks_sip/day_aggs_v1/YYYY/MM/YYYY-MM-DD.csv.gz`` in the landing zone.
-    Grain: one row per ticker and day. Prices USD unadjusted; volume in shares. A holiday has no
-    file and materializes as an empty partition; rows breaking a rule are quarantined (see
-    ``quant_assets.lib.sources.polygon``) under ``quarantine/market/day_aggs/`` in the lake.
+    Source: ``us_stocks_sip/day_aggs_v1/YYYY/MM/YYYY-MM-DD.csv.gz`` in the landing zone. Prices
+    in USD, unadjusted; volume in shares. A holiday has no file and materializes as an empty
+    partition flagged ``no_data``. Rows that break a rule are quarantined under
+    ``quarantine/market/day_aggs/`` in the lake (rules: ``quant_assets.lib.sources.polygon``).
     """
-    return _ingest(
-        context, config, landing, lake, kind="day", to_table=market.to_day_aggs, schema=market.DAY_AGGS_SCHEMA
-    )
+    return _ingest(context, config, landing, lake, kind="day", to_table=market.to_day_aggs, schema=market.DAY_AGGS_SCHEMA)
 
 
 @asset(
-    key=["market", "minute_aggs"],
-    group_name=GROUP,
+    key=KEYS["minute_aggs"],
+    **md.asset_kwargs(DOMAIN, layer="raw", kinds={"polars", "parquet"}, code_version="2", tags={"vendor": "polygon"}),
     partitions_def=trading_days,
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
-    metadata={"partition_column": "date"},
-    kinds={"polars", "parquet"},
+    metadata=_table_meta(market.MINUTE_AGGS_SCHEMA),
+    freshness_policy=PUBLICATION_FRESHNESS,
+    check_specs=[_quarantine_spec(KEYS["minute_aggs"]), qc.schema_spec(KEYS["minute_aggs"])],
 )
-def minute_aggs(
-    context: AssetExecutionContext, config: FlatFileConfig, landing: LandingZone, lake: Lake
-) -> pl.DataFrame:
-    """Polygon minute aggregates of one trading day, with the trading ``session``.
+def minute_aggs(context: AssetExecutionContext, config: FlatFileConfig, landing: LandingZone, lake: Lake):
+    """Polygon minute aggregates: one row per ticker and minute with trades, with its ``session``.
 
-    Source: ``us_stocks_sip/minute_aggs_v1/...``. Grain: ticker x minute with trades (a minute
-    without trades has no row), 04:00-20:00 New York time. ``window_start`` is the minute's start
-    in New York time; ``session`` is ``pre`` (04:00-09:30), ``rth`` (09:30-16:00) or ``post``.
+    Source: ``us_stocks_sip/minute_aggs_v1/...``. 04:00-20:00 New York time; a minute without
+    trades has no row. ``window_start`` is the minute's start in New York time; ``session`` is
+    ``pre`` (04:00-09:30), ``rth`` (09:30-16:00) or ``post``. Prices USD unadjusted, volume in
+    shares.
     """
     return _ingest(
         context, config, landing, lake, kind="minute", to_table=market.to_minute_aggs, schema=market.MINUTE_AGGS_SCHEMA
     )
 
 
+def _universe_result(asset_key: AssetKey, out: pl.DataFrame, targets: list[dt.date], expected_from: dt.date | None):
+    """Every NYSE session at or after ``expected_from`` must have at least one row."""
+    have = set(out["date"].unique().to_list()) if out.height else set()
+    due = [d for d in targets if cal.is_trading_day(d) and expected_from is not None and d >= expected_from]
+    empty = [d.isoformat() for d in due if d not in have]
+    desc = (
+        f"No rows on trading session(s) {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}."
+        if empty
+        else f"Every one of {len(due)} trading session(s) has rows."
+    )
+    return qc.result(
+        asset_key, UNIVERSE_CHECK, not empty, desc, {"sessions_checked": len(due), "empty_sessions": MetadataValue.json(empty[:100])}
+    )
+
+
 @asset(
-    key=["market", "daily_bars"],
-    group_name=GROUP,
+    key=KEYS["daily_bars"],
+    **md.asset_kwargs(DOMAIN, layer="curated", kinds={"polars", "parquet"}, code_version="2"),
     partitions_def=trading_days,
     backfill_policy=BackfillPolicy.single_run(),
-    metadata={"partition_column": "date"},
-    ins={"day_aggs": AssetIn(key=["market", "day_aggs"], partition_mapping=_window(-DAY_AGGS_LOOKBACK))},
-    kinds={"polars", "parquet"},
+    metadata=_table_meta(market.DAILY_BARS_SCHEMA),
+    ins={"day_aggs": AssetIn(key=KEYS["day_aggs"], partition_mapping=_window(-DAY_AGGS_LOOKBACK))},
+    freshness_policy=PUBLICATION_FRESHNESS,
+    check_specs=[
+        qc.spec(KEYS["daily_bars"], UNIVERSE_CHECK, "Every trading session has at least one tradable ticker."),
+        qc.spec(
+            KEYS["daily_bars"],
+            RETURNS_CHECK,
+            "Every ticker that traded in the previous session has ret_1d and log_ret_1d.",
+        ),
+        qc.schema_spec(KEYS["daily_bars"]),
+    ],
 )
-def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame) -> pl.DataFrame:
-    """The research daily table: tradable tickers only, with 1-day simple and log returns.
+def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame):
+    """The research daily table: one row per tradable ticker and trading day, with 1-day returns.
 
     Non-tradable tickers (warrants, units, rights, preferreds, test issues; see
-    ``market.classify_tickers``) are removed, with a count per rule in the metadata. ``prev_close``
+    ``market.classify_tickers``) are removed, with a count per rule per partition. ``prev_close``
     is the ticker's close in the previous NYSE session, read from the earlier ``day_aggs``
-    partitions, so one new day is computed without touching the history.
+    partitions, so one new day is computed without touching the history. Prices USD
+    unadjusted; returns as fractions.
     """
     targets = partition_dates(context.partition_keys)
     day_aggs = _typed(day_aggs, market.DAY_AGGS_SCHEMA)
@@ -195,37 +387,61 @@ def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame) -> pl.Dat
         out, removed = market.build_daily_bars(day_aggs, targets, history_start())
     except market.MissingHistoryError as exc:
         raise Failure(description=str(exc)) from None
-    context.add_output_metadata(
-        {
-            "removed_non_tradable": sum(removed.values()),
-            **{f"removed/{rule}": n for rule, n in removed.items()},
-            "tickers": out["ticker"].n_unique() if out.height else 0,
-            "returns_null": int(out["ret_1d"].null_count()),
+    stats = market.daily_bar_stats(out, targets)
+    meta = {}
+    for d in targets:
+        s = stats.get(d, {})
+        meta[d.isoformat()] = {
+            "tickers": s.get("tickers", 0),
+            "returns_null": s.get("returns_null", 0),
+            "removed_non_tradable": sum(removed.get(d, {}).values()),
+            **{f"removed/{rule}": n for rule, n in removed.get(d, {}).items()},
+            **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
         }
+    md.per_partition(context, meta)
+    missing = market.returns_missing(out)
+    returns_desc = (
+        f"{missing.height} ticker-day(s) traded in the previous session but have no return, e.g. "
+        + ", ".join(f"{t} {d}" for t, d in missing.head(5).iter_rows())
+        if missing.height
+        else "Every ticker that traded in the previous session has its return."
     )
-    return out
+    return MaterializeResult(
+        value=out,
+        check_results=[
+            _universe_result(KEYS["daily_bars"], out, targets, history_start()),
+            qc.result(KEYS["daily_bars"], RETURNS_CHECK, missing.height == 0, returns_desc, {"missing": missing.height}),
+            qc.schema_result(context, KEYS["daily_bars"], out.schema),
+        ],
+    )
 
 
 @asset(
-    key=["market", "weekly_bars"],
-    group_name=GROUP,
+    key=KEYS["weekly_bars"],
+    **md.asset_kwargs(DOMAIN, layer="curated", kinds={"polars", "parquet"}, code_version="2"),
     partitions_def=trading_weeks,
     backfill_policy=BackfillPolicy.single_run(),
-    metadata={"partition_column": "week_start"},
-    ins={"daily_bars": AssetIn(key=["market", "daily_bars"], partition_mapping=_window(0))},
-    kinds={"polars", "parquet"},
+    metadata=_table_meta(market.WEEKLY_BARS_SCHEMA, "week_start"),
+    ins={"daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=_window(0))},
+    freshness_policy=WEEKLY_FRESHNESS,
+    check_specs=[qc.schema_spec(KEYS["weekly_bars"])],
 )
-def weekly_bars(context: AssetExecutionContext, daily_bars: pl.DataFrame) -> pl.DataFrame:
-    """Weekly bars ending Friday, one partition per week (key: the Monday).
+def weekly_bars(context: AssetExecutionContext, daily_bars: pl.DataFrame):
+    """Weekly bars: one row per ticker and week ending Friday (partition key: the Monday).
 
-    First open, max high, min low, last close, summed volume and transactions, and the number of
-    sessions the ticker traded (``trading_days``) from ``market/daily_bars``.
+    First open, max high, min low, last close (USD unadjusted), summed share volume and trades,
+    and the number of sessions the ticker traded (``trading_days``), from ``market/daily_bars``.
     """
     daily = _typed(daily_bars, market.DAILY_BARS_SCHEMA)
     weeks = partition_dates(context.partition_keys)
     out = market.build_weekly_bars(daily).filter(pl.col("week_start").is_in(weeks))
-    context.add_output_metadata({"tickers": out["ticker"].n_unique() if out.height else 0})
-    return out
+    counts = dict(out.group_by("week_start").agg(pl.col("ticker").n_unique()).iter_rows()) if out.height else {}
+    sessions = market.sessions_per_week(daily)
+    md.per_partition(
+        context,
+        {w.isoformat(): {"tickers": int(counts.get(w, 0)), "sessions": int(sessions.get(w, 0))} for w in weeks},
+    )
+    return MaterializeResult(value=out, check_results=[qc.schema_result(context, KEYS["weekly_bars"], out.schema)])
 
 
 class DailyFilteredConfig(Config):
@@ -244,22 +460,31 @@ class DailyFilteredConfig(Config):
 
 
 @asset(
-    key=["market", "daily_filtered"],
-    group_name=GROUP,
+    key=KEYS["daily_filtered"],
+    **md.asset_kwargs(DOMAIN, layer="curated", kinds={"polars", "parquet"}, code_version="2"),
     partitions_def=trading_days,
     backfill_policy=BackfillPolicy.single_run(),
-    metadata={"partition_column": "date"},
-    ins={"daily_bars": AssetIn(key=["market", "daily_bars"], partition_mapping=_window(-FILTER_LOOKBACK))},
-    kinds={"polars", "parquet"},
+    metadata=_table_meta({**market.DAILY_BARS_SCHEMA, **market.DAILY_FILTERED_EXTRA}),
+    ins={"daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=_window(-FILTER_LOOKBACK))},
+    freshness_policy=PUBLICATION_FRESHNESS,
+    check_specs=[
+        qc.spec(
+            KEYS["daily_filtered"],
+            UNIVERSE_CHECK,
+            "Every trading session with min_days sessions of history before it has at least one name.",
+        ),
+        qc.schema_spec(KEYS["daily_filtered"]),
+    ],
 )
-def daily_filtered(
-    context: AssetExecutionContext, config: DailyFilteredConfig, daily_bars: pl.DataFrame
-) -> pl.DataFrame:
-    """The swing-trading universe (the old ``daily_filtered_1_9.99``): daily bars of the tickers
-    that, on that day, close within [price_min, price_max], traded in each of the last ``min_days``
-    sessions, and averaged at least ``min_avg_volume`` shares a day over those sessions (the
-    arithmetic mean of daily share volume over the window, which ends on the day itself). Only data
-    up to the day is used; ``avg_volume`` and ``days_observed`` are kept as columns.
+def daily_filtered(context: AssetExecutionContext, config: DailyFilteredConfig, daily_bars: pl.DataFrame):
+    """The swing-trading universe (the old ``daily_filtered_1_9.99``): one row per ticker in the
+    universe and trading day, with its daily bar.
+
+    A ticker is in on day D when it closes within [price_min, price_max] USD, traded in each of
+    the last ``min_days`` NYSE sessions ending on D, and averaged at least ``min_avg_volume``
+    shares a day over them (``avg_volume``, the arithmetic mean of daily share volume over that
+    window). Only data up to D is used, so nobody qualifies before ``min_days`` sessions of
+    history exist.
     """
     targets = partition_dates(context.partition_keys)
     daily = _typed(daily_bars, market.DAILY_BARS_SCHEMA)
@@ -272,14 +497,26 @@ def daily_filtered(
         min_avg_volume=config.min_avg_volume,
         min_days=config.min_days,
     )
-    per_day = out.group_by("date").len() if out.height else None
-    context.add_output_metadata(
+    per_day = dict(out.group_by("date").len().iter_rows()) if out.height else {}
+    first_full = market.first_full_window(history_start(), config.min_days)
+    md.per_partition(
+        context,
         {
-            "tickers": out["ticker"].n_unique() if out.height else 0,
-            "median_names_per_day": float(per_day["len"].median()) if per_day is not None else 0.0,
-        }
+            d.isoformat(): {
+                "tickers": int(per_day.get(d, 0)),
+                "full_history": bool(first_full is not None and d >= first_full),
+                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
+            }
+            for d in targets
+        },
     )
-    return out
+    return MaterializeResult(
+        value=out,
+        check_results=[
+            _universe_result(KEYS["daily_filtered"], out, targets, first_full),
+            qc.schema_result(context, KEYS["daily_filtered"], out.schema),
+        ],
+    )
 
 
 class MinuteFeaturesConfig(Config):
@@ -292,29 +529,31 @@ class MinuteFeaturesConfig(Config):
 
 
 @asset(
-    key=["market", "minute_features"],
-    group_name=GROUP,
+    key=KEYS["minute_features"],
+    **md.asset_kwargs(DOMAIN, layer="features", kinds={"polars", "parquet"}, code_version="2"),
     partitions_def=trading_days,
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
-    metadata={"partition_column": "date"},
+    metadata=_table_meta(market.MINUTE_FEATURES_SCHEMA),
     ins={
-        "minute_aggs": AssetIn(key=["market", "minute_aggs"]),
-        "daily_bars": AssetIn(key=["market", "daily_bars"], partition_mapping=_window(-SPIKE_LOOKBACK, -1)),
+        "minute_aggs": AssetIn(key=KEYS["minute_aggs"]),
+        "daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=_window(-SPIKE_LOOKBACK, -1)),
     },
-    kinds={"polars", "parquet"},
+    freshness_policy=PUBLICATION_FRESHNESS,
+    check_specs=[qc.schema_spec(KEYS["minute_features"])],
 )
 def minute_features(
     context: AssetExecutionContext,
     config: MinuteFeaturesConfig,
     minute_aggs: pl.DataFrame,
     daily_bars: pl.DataFrame,
-) -> pl.DataFrame:
-    """Per ticker and day, from minute bars: realized volatility, intraday range, volume by session,
-    VWAP, and ``volume_spike_ratio`` = the day's volume over the mean daily volume of the previous
-    ``vol_spike_lookback`` sessions (from ``market/daily_bars``, strictly before the day).
+):
+    """Per tradable ticker and day, from minute bars: realized volatility, intraday range, volume
+    by session, VWAP, and ``volume_spike_ratio`` = the day's volume over the mean daily volume of
+    the previous ``vol_spike_lookback`` sessions (from ``market/daily_bars``, strictly before the
+    day).
 
-    Tradable tickers only (the same rules as ``market/daily_bars``). Units: range and volatility as
-    fractions per day (not annualised), volume in shares, VWAP in USD.
+    Units: range and volatility as fractions per day (not annualised), volume in shares, VWAP in
+    USD. Tradable tickers only (the same rules as ``market/daily_bars``).
     """
     targets = partition_dates(context.partition_keys)
     minute = _typed(minute_aggs, market.MINUTE_AGGS_SCHEMA)
@@ -326,29 +565,54 @@ def minute_features(
         keep = reasons.filter(pl.col("reason").is_null())["ticker"]
         minute = minute.filter(pl.col("ticker").is_in(keep.implode()))
     feats = market.add_volume_spike(market.minute_day_features(minute), daily, config.vol_spike_lookback)
-    context.add_output_metadata(
+    per_day = (
         {
-            "tickers": feats["ticker"].n_unique() if feats.height else 0,
-            "with_spike_ratio": int(feats["volume_spike_ratio"].is_not_null().sum()) if feats.height else 0,
+            d: (n, s)
+            for d, n, s in feats.group_by("date")
+            .agg(pl.len(), pl.col("volume_spike_ratio").is_not_null().sum())
+            .iter_rows()
         }
+        if feats.height
+        else {}
     )
-    return feats
+    md.per_partition(
+        context,
+        {
+            d.isoformat(): {
+                "tickers": int(per_day.get(d, (0, 0))[0]),
+                "with_spike_ratio": int(per_day.get(d, (0, 0))[1]),
+                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
+            }
+            for d in targets
+        },
+    )
+    return MaterializeResult(value=feats, check_results=[qc.schema_result(context, KEYS["minute_features"], feats.schema)])
 
 
 @asset(
-    key=["market", "warehouse_daily_bars"],
-    group_name=GROUP,
+    key=KEYS["warehouse_daily_bars"],
+    **md.asset_kwargs(DOMAIN, layer="warehouse", kinds={"sql", "duckdb", "postgres"}, code_version="2"),
     partitions_def=trading_days,
     backfill_policy=BackfillPolicy.single_run(),
-    ins={"daily_bars": AssetIn(key=["market", "daily_bars"])},
-    kinds={"sql"},
+    ins={"daily_bars": AssetIn(key=KEYS["daily_bars"])},
+    metadata={
+        **md.table_definition_metadata(market.DAILY_BARS_SCHEMA, market.COLUMN_DOCS),
+        md.TABLE_NAME: "market_daily_bars",
+    },
+    freshness_policy=PUBLICATION_FRESHNESS,
+    check_specs=[
+        qc.spec(
+            KEYS["warehouse_daily_bars"],
+            WAREHOUSE_CHECK,
+            "The warehouse holds exactly the lake's rows for every loaded date.",
+        )
+    ],
     # DuckDB allows one writing process per file: warehouse loads queue behind each other.
     pool="warehouse",
 )
-def warehouse_daily_bars(
-    context: AssetExecutionContext, daily_bars: pl.DataFrame, warehouse: WarehouseResource
-) -> MaterializeResult:
-    """``market/daily_bars`` loaded into the warehouse table ``market_daily_bars`` (DDL in ``sql/``).
+def warehouse_daily_bars(context: AssetExecutionContext, daily_bars: pl.DataFrame, warehouse: WarehouseResource):
+    """``market/daily_bars`` loaded into the warehouse table ``market_daily_bars`` (DDL in ``sql/``):
+    one row per tradable ticker and trading day.
 
     Idempotent over the run's window: the rows of exactly those dates are deleted and re-inserted
     in one transaction.
@@ -356,9 +620,31 @@ def warehouse_daily_bars(
     targets = partition_dates(context.partition_keys)
     daily = _typed(daily_bars, market.DAILY_BARS_SCHEMA)
     with warehouse.connect() as wh:
-        inserted = wh.replace_range("market_daily_bars", daily, "date", min(targets), max(targets))
+        wh.replace_range("market_daily_bars", daily, "date", min(targets), max(targets))
+        counts = wh.count_by("market_daily_bars", "date", min(targets), max(targets))
         dialect = wh.dialect
-    return MaterializeResult(metadata={"rows": inserted, "table": "market_daily_bars", "dialect": dialect})
+    lake_counts = dict(daily.group_by("date").len().iter_rows()) if daily.height else {}
+    md.per_partition(
+        context,
+        {
+            d.isoformat(): {md.ROW_COUNT: int(counts.get(d, 0)), md.TABLE_NAME: "market_daily_bars", "dialect": dialect}
+            for d in targets
+        },
+    )
+    mismatched = [d.isoformat() for d in targets if counts.get(d, 0) != lake_counts.get(d, 0)]
+    return MaterializeResult(
+        check_results=[
+            qc.result(
+                KEYS["warehouse_daily_bars"],
+                WAREHOUSE_CHECK,
+                not mismatched,
+                f"Row counts differ from the lake on {mismatched[:10]}"
+                if mismatched
+                else f"{sum(counts.values()):,} rows over {len(targets)} date(s), equal to the lake.",
+                {"dates_mismatched": MetadataValue.json(mismatched[:100])},
+            )
+        ]
+    )
 
 
 def _typed(df: pl.DataFrame, schema: dict) -> pl.DataFrame:

@@ -32,16 +32,24 @@ from quant_assets.lib.sources import polygon
 DAY_FILE_ASSETS = [a.day_aggs, a.daily_bars, a.daily_filtered, a.warehouse_daily_bars]
 MINUTE_FILE_ASSETS = [a.minute_aggs, a.minute_features]
 
+# One job per backfill policy: the day-file assets run a whole range in one run, the minute
+# assets a few days per run.
 market_trading_day_job = define_asset_job(
     "market_trading_day_job",
-    selection=AssetSelection.assets(*DAY_FILE_ASSETS, *MINUTE_FILE_ASSETS).without_checks(),
-    partitions_def=trading_days,
-    description="Every trading-day asset of the market group for the selected day(s).",
+    selection=AssetSelection.assets(*DAY_FILE_ASSETS) - AssetSelection.checks(*market_checks),
+    description="The assets fed by the Polygon day file (day_aggs, daily_bars, daily_filtered, the warehouse "
+    "load) for the selected trading day(s); a range runs as one run.",
+)
+market_minute_job = define_asset_job(
+    "market_minute_job",
+    selection=AssetSelection.assets(*MINUTE_FILE_ASSETS) - AssetSelection.checks(*market_checks),
+    description="The assets fed by the Polygon minute file (minute_aggs, minute_features) for the selected "
+    f"trading day(s); a range runs {a.MINUTE_DAYS_PER_RUN} days per run to bound memory.",
 )
 market_weekly_job = define_asset_job(
     "market_weekly_job",
-    selection=AssetSelection.assets(a.weekly_bars).without_checks(),
-    partitions_def=trading_weeks,
+    selection=AssetSelection.assets(a.weekly_bars),
+    description="Weekly bars for the selected week(s) (key: the Monday), from market/daily_bars.",
 )
 market_completeness_job = define_asset_job(
     "market_completeness_job",
@@ -99,28 +107,22 @@ def plan_landing_runs(
     next_seen = {o.key: o.etag for o in listing if o.last_modified >= new_hw - CURSOR_OVERLAP_S}
     requests = []
     for pk in sorted(changed):
-        kinds = changed[pk]
-        selection = []
-        if "day" in kinds:
-            selection += _asset_keys(DAY_FILE_ASSETS)
-        if "minute" in kinds:
-            selection += _asset_keys(MINUTE_FILE_ASSETS)
-        fingerprint = hashlib.sha1(
-            json.dumps(sorted(kinds.values())).encode(), usedforsecurity=False
-        ).hexdigest()[:16]
-        requests.append(
-            RunRequest(
-                run_key=f"{pk}:{fingerprint}",
-                partition_key=pk,
-                asset_selection=selection,
-                tags={"quant_assets/trigger": "landing_zone", "quant_assets/files": ",".join(sorted(kinds))},
+        for kind in sorted(changed[pk]):
+            fingerprint = hashlib.sha1(json.dumps(changed[pk][kind]).encode(), usedforsecurity=False).hexdigest()[:16]
+            job = market_trading_day_job if kind == "day" else market_minute_job
+            requests.append(
+                RunRequest(
+                    run_key=f"{kind}:{pk}:{fingerprint}",
+                    job_name=job.name,
+                    partition_key=pk,
+                    tags={"quant_assets/trigger": "landing_zone", "quant_assets/files": kind},
+                )
             )
-        )
     return requests, json.dumps({"hw": new_hw, "seen": next_seen}, sort_keys=True), skipped
 
 
 @sensor(
-    job=market_trading_day_job,
+    jobs=[market_trading_day_job, market_minute_job],
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.STOPPED,
     description="Launches market runs for exactly the trading days whose Polygon flat files are new or re-published.",
@@ -161,8 +163,24 @@ def market_after_publish_schedule(context: ScheduleEvaluationContext):
     return RunRequest(run_key=pk, partition_key=pk)
 
 
+@schedule(
+    cron_schedule="0 11 * * 2-6",
+    execution_timezone=cal.NY_TZ_NAME,
+    job=market_minute_job,
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="11:00 New York, Tuesday-Saturday: the previous weekday's minute assets once published.",
+)
+def market_minute_after_publish_schedule(context: ScheduleEvaluationContext):
+    return market_after_publish_schedule(context)
+
+
 market_weekly_schedule = build_schedule_from_partitioned_job(
-    market_weekly_job, hour_of_day=12, minute_of_hour=0, day_of_week=1, default_status=DefaultScheduleStatus.STOPPED
+    market_weekly_job,
+    hour_of_day=12,
+    minute_of_hour=0,
+    day_of_week=1,
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Monday 12:00 New York: weekly bars of the week that just ended.",
 )
 
 
@@ -171,11 +189,12 @@ market_weekly_schedule = build_schedule_from_partitioned_job(
     execution_timezone=cal.NY_TZ_NAME,
     job=market_completeness_job,
     default_status=DefaultScheduleStatus.STOPPED,
+    description="12:00 New York, Tuesday-Saturday: run check_missing on the day and minute files.",
 )
 def market_completeness_schedule(context: ScheduleEvaluationContext):
     return RunRequest(run_key=context.scheduled_execution_time.isoformat())
 
 
-market_jobs = [market_trading_day_job, market_weekly_job, market_completeness_job]
-market_schedules = [market_after_publish_schedule, market_weekly_schedule, market_completeness_schedule]
+market_jobs = [market_trading_day_job, market_minute_job, market_weekly_job, market_completeness_job]
+market_schedules = [market_after_publish_schedule, market_minute_after_publish_schedule, market_weekly_schedule, market_completeness_schedule]
 market_sensors = [polygon_landing_sensor]

@@ -5,19 +5,29 @@ and ``window_start`` in Unix nanoseconds. Prices are unadjusted.
 
 Bad input policy (one rule name per problem; the asset metadata reports a count per rule):
 
-fail the run, naming the file (and line / column where there is one):
+fail the run, naming the file (and line / column where there is one); the partition keeps
+whatever it held before:
   ``corrupt_gzip``        truncated stream or checksum mismatch
   ``missing_header``      empty file
   ``missing_columns``     a required column is absent or renamed
   ``extra_columns``       an unknown column appeared (a vendor schema change; opt in with
                           ``allow_extra_columns`` to load while ignoring it)
   ``unparseable_value``   a value that is not a number where one is required
-  ``too_many_rejected``   more than ``max_rejected_fraction`` of the rows were quarantined
+  ``empty_file``          a trading session's file with a header and no usable rows
+  ``too_few_rows``        fewer usable rows than ``min_rows_ratio`` x the median of the previous
+                          sessions (a truncated or partial publication that still parses)
 
 quarantine the row (kept in a quarantine table with its line number, never silently dropped):
-  ``null_value``             a required field is empty
+  ``malformed_row``          the line has more than the header's 8 fields (an unquoted comma,
+                             a quoted field spanning lines); its raw text is kept
+  ``null_value``             a required field is empty (a line with too few fields reads so)
+  ``invalid_ticker``         a ticker with a quote, a space or a control character, or longer
+                             than 16 characters
   ``non_finite_price``       NaN or infinite open/high/low/close
   ``non_positive_price``     a price <= 0
+  ``implausible_value``      a value that parses but cannot be real: a price above
+                             ``Bounds.max_price`` USD, a volume above ``Bounds.max_volume`` shares
+                             or more than ``Bounds.max_transactions`` trades in one bar
   ``high_below_low``         high < low
   ``open_close_outside_range`` open or close outside [low, high]
   ``negative_volume``        volume or transactions < 0
@@ -25,12 +35,21 @@ quarantine the row (kept in a quarantine table with its line number, never silen
   ``duplicate_row``          an exact copy of an earlier row (the first copy is kept)
   ``conflicting_duplicate``  several different rows for one (ticker, window_start); all are
                              quarantined because none can be trusted over the others
+
+Line numbers are physical lines of the decompressed file (the header is line 1). Polygon never
+quotes fields, so the file is read without quote processing: a quote character is data (and
+makes its ticker invalid), and a record can never span lines.
+
+The asset check ``quarantine_share`` (not this module) judges whether a file's quarantined share
+is acceptable.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gzip
+import zlib
 
 import polars as pl
 
@@ -54,9 +73,12 @@ DAY_PREFIX = "us_stocks_sip/day_aggs_v1"
 MINUTE_PREFIX = "us_stocks_sip/minute_aggs_v1"
 
 QUARANTINE_RULES = (
+    "malformed_row",
     "null_value",
+    "invalid_ticker",
     "non_finite_price",
     "non_positive_price",
+    "implausible_value",
     "high_below_low",
     "open_close_outside_range",
     "negative_volume",
@@ -64,6 +86,25 @@ QUARANTINE_RULES = (
     "duplicate_row",
     "conflicting_duplicate",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """Largest values a bar can plausibly carry; anything above is ``implausible_value``.
+
+    The defaults sit far above anything a US equity has printed (Berkshire A trades near
+    $750,000; the busiest names trade a few billion shares a day) and far below where sums over
+    weeks and minutes could overflow Int64.
+    """
+
+    max_price: float = 10_000_000.0
+    max_volume: int = 100_000_000_000
+    max_transactions: int = 1_000_000_000
+
+
+DEFAULT_BOUNDS = Bounds()
+TICKER_PATTERN = r'^[^\s",\x00-\x1f\x7f]{1,16}$'
+FIELD_COUNT = len(COLUMNS)
 
 
 def day_aggs_key(day: dt.date | str) -> str:
@@ -112,12 +153,18 @@ class ValidatedAggs:
     ignored_columns: list[str]
 
 
-def read_aggs_csv(data: bytes, source: str, *, allow_extra_columns: bool = False) -> tuple[pl.DataFrame, list[str]]:
-    """Decode one flat file into typed columns plus ``line``; raise :class:`PolygonFileError`."""
+RAW = "raw"  # the raw text of a malformed line in the quarantine table
+
+
+def read_aggs_csv(data: bytes, source: str, *, allow_extra_columns: bool = False) -> tuple[pl.DataFrame, list[str], pl.DataFrame]:
+    """Decode one flat file into typed columns plus ``line``; raise :class:`PolygonFileError`.
+
+    Returns (rows, ignored extra columns, malformed lines as ``line, raw``).
+    """
     if not data:
         raise PolygonFileError(source, "missing_header", "the file is empty")
     try:
-        header_df = pl.read_csv(data, n_rows=0)
+        header_df = pl.read_csv(data, n_rows=0, quote_char=None)
     except Exception as exc:  # noqa: BLE001 - polars raises OSError/ComputeError/NoDataError
         raise _decode_error(source, exc) from None
     found = list(header_df.columns)
@@ -145,37 +192,70 @@ def read_aggs_csv(data: bytes, source: str, *, allow_extra_columns: bool = False
             schema_overrides=SCHEMA,
             row_index_name=LINE,
             row_index_offset=2,
+            quote_char=None,
         )
+        return df.with_columns(pl.col(LINE).cast(pl.Int64)), extra, _empty_malformed()
     except Exception as exc:  # noqa: BLE001
         if isinstance(exc, OSError):
             raise _decode_error(source, exc) from None
-        raise _locate_parse_error(data, source, exc) from None
-    return df.with_columns(pl.col(LINE).cast(pl.Int64)), extra
+    # Slow path, only for files polars cannot read as they are: split into physical lines, set
+    # aside lines with the wrong number of fields, parse the rest keeping their line numbers.
+    return _read_line_by_line(data, source, found)
+
+
+def _read_line_by_line(data: bytes, source: str, header: list[str]) -> tuple[pl.DataFrame, list[str], pl.DataFrame]:
+    try:
+        text = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _decode_error(source, exc) from None
+    lines = text.split(b"\n")
+    width = len(header)
+    good_lines: list[bytes] = [lines[0].rstrip(b"\r")]
+    good_numbers: list[int] = []
+    bad_numbers: list[int] = []
+    bad_raw: list[str] = []
+    for number, line in enumerate(lines[1:], start=2):
+        line = line.rstrip(b"\r")
+        if not line:
+            continue
+        if line.count(b",") + 1 == width:
+            good_lines.append(line)
+            good_numbers.append(number)
+        else:
+            bad_numbers.append(number)
+            bad_raw.append(line.decode("utf-8", errors="replace"))
+    body = b"\n".join(good_lines) + b"\n"
+    numbers = pl.Series(LINE, good_numbers, dtype=pl.Int64)
+    try:
+        df = pl.read_csv(body, columns=list(COLUMNS), schema_overrides=SCHEMA, quote_char=None)
+    except Exception as exc:  # noqa: BLE001
+        raise _locate_parse_error(body, numbers, source, exc) from None
+    malformed = pl.DataFrame({LINE: bad_numbers, RAW: bad_raw}, schema={LINE: pl.Int64, RAW: pl.String})
+    return df.with_columns(numbers), [c for c in header if c not in COLUMNS], malformed
 
 
 def _decode_error(source: str, exc: Exception) -> PolygonFileError:
     text = str(exc)
-    if "gzip" in text or "end of file" in text or "checksum" in text or isinstance(exc, OSError):
+    if "gzip" in text or "end of file" in text or "checksum" in text or isinstance(exc, (OSError, EOFError, zlib.error)):
         return PolygonFileError(source, "corrupt_gzip", f"cannot decompress: {text}")
     if "empty" in text.lower():
         return PolygonFileError(source, "missing_header", "the file has no header")
     return PolygonFileError(source, "corrupt_gzip", f"cannot decode: {text}")
 
 
-def _locate_parse_error(data: bytes, source: str, exc: Exception) -> PolygonFileError:
+def _locate_parse_error(body: bytes, numbers: pl.Series, source: str, exc: Exception) -> PolygonFileError:
     """Re-read as text to name the first line and column that does not parse (slow path, errors only)."""
-    raw = pl.read_csv(data, columns=list(COLUMNS), infer_schema=False, row_index_name=LINE, row_index_offset=2)
+    raw = pl.read_csv(body, columns=list(COLUMNS), infer_schema=False, quote_char=None).with_columns(numbers)
     for col, dtype in SCHEMA.items():
         if dtype == pl.String():
             continue
         bad = raw.filter(pl.col(col).is_not_null() & pl.col(col).cast(dtype, strict=False).is_null())
         if bad.height:
-            line = int(bad[LINE][0])
             return PolygonFileError(
                 source,
                 "unparseable_value",
                 f"column {col!r} value {bad[col][0]!r} is not a valid {dtype} ({bad.height} such row(s))",
-                line=line,
+                line=int(bad[LINE][0]),
             )
     return PolygonFileError(source, "unparseable_value", str(exc).splitlines()[0])
 
@@ -185,11 +265,13 @@ def validate_aggs(
     source: str,
     day: dt.date,
     *,
-    max_rejected_fraction: float = 0.05,
+    bounds: Bounds = DEFAULT_BOUNDS,
     ignored_columns: list[str] | None = None,
+    malformed: pl.DataFrame | None = None,
 ) -> ValidatedAggs:
     """Apply the quarantine rules; return clean rows sorted by (ticker, window_start)."""
-    rows_read = df.height
+    malformed = _empty_malformed() if malformed is None else malformed
+    rows_read = df.height + malformed.height
     lo = cal.ny_midnight_ns(day)
     hi = cal.ny_midnight_ns(day + dt.timedelta(days=1))
 
@@ -203,8 +285,15 @@ def validate_aggs(
     prices = [pl.col(c) for c in PRICE_COLUMNS]
     rule_exprs: list[tuple[str, pl.Expr]] = [
         ("null_value", pl.any_horizontal([pl.col(c).is_null() for c in COLUMNS])),
+        ("invalid_ticker", ~pl.col("ticker").str.contains(TICKER_PATTERN)),
         ("non_finite_price", pl.any_horizontal([~p.is_finite() for p in prices])),
         ("non_positive_price", pl.any_horizontal([p <= 0 for p in prices])),
+        (
+            "implausible_value",
+            pl.any_horizontal([p > bounds.max_price for p in prices])
+            | (pl.col("volume") > bounds.max_volume)
+            | (pl.col("transactions") > bounds.max_transactions),
+        ),
         ("high_below_low", pl.col("high") < pl.col("low")),
         (
             "open_close_outside_range",
@@ -219,50 +308,63 @@ def validate_aggs(
     same_key_as_prev = (pl.col("ticker") == pl.col("ticker").shift(1)) & (
         pl.col("window_start") == pl.col("window_start").shift(1)
     )
+    counts = {r: 0 for r in QUARANTINE_RULES}
+    counts["malformed_row"] = malformed.height
     # Clean files (the usual case) are confirmed with one pass before any per-rule column is built.
     any_rule = pl.any_horizontal([expr.fill_null(True) for _, expr in rule_exprs] + [same_key_as_prev.fill_null(False)])
     if not bool(df.select(any_rule.any()).item()):
-        return ValidatedAggs(df, _empty_rejected(), {r: 0 for r in QUARANTINE_RULES}, rows_read, list(ignored_columns or []))
+        return ValidatedAggs(df, _with_malformed(_empty_rejected(), malformed), counts, rows_read, list(ignored_columns or []))
     flagged = df.with_columns(
         [expr.fill_null(True).alias(f"_r_{name}") for name, expr in rule_exprs]
         + [same_key_as_prev.fill_null(False).alias("_dup_key")]
     )
 
-    has_dup = bool(flagged["_dup_key"].any())
-    if has_dup:
+    if bool(flagged["_dup_key"].any()):
         flagged = _flag_duplicates(flagged)
     else:
         flagged = flagged.with_columns(
             pl.lit(False).alias("_r_duplicate_row"), pl.lit(False).alias("_r_conflicting_duplicate")
         )
 
-    rule_cols = [f"_r_{r}" for r in QUARANTINE_RULES]
+    row_rules = [r for r in QUARANTINE_RULES if r != "malformed_row"]
+    rule_cols = [f"_r_{r}" for r in row_rules]
     # First failing rule names the row's reason; the order of QUARANTINE_RULES is the priority.
-    reason = pl.when(pl.col(rule_cols[0])).then(pl.lit(QUARANTINE_RULES[0]))
-    for rule, col in zip(QUARANTINE_RULES[1:], rule_cols[1:]):
+    reason = pl.when(pl.col(rule_cols[0])).then(pl.lit(row_rules[0]))
+    for rule, col in zip(row_rules[1:], rule_cols[1:]):
         reason = reason.when(pl.col(col)).then(pl.lit(rule))
     any_bad = pl.any_horizontal([pl.col(c) for c in rule_cols])
 
     bad_mask = flagged.select(any_bad).to_series()
-    n_bad = int(bad_mask.sum())
     # Reached only when some rule fired; with_columns/over keep row order, so the mask lines up with ``df``.
     rejected = flagged.filter(bad_mask).with_columns(reason.alias("rule")).select([LINE, *COLUMNS, "rule"])
     clean = df.filter(~bad_mask)
-    counts = {r: 0 for r in QUARANTINE_RULES}
     for rule, n in rejected.group_by("rule").len().iter_rows():
         counts[rule] = int(n)
+    return ValidatedAggs(clean, _with_malformed(rejected, malformed), counts, rows_read, list(ignored_columns or []))
 
-    if rows_read and n_bad / rows_read > max_rejected_fraction:
-        worst = max(counts, key=lambda k: counts[k])
-        first = rejected.filter(pl.col("rule") == worst)[LINE][0]
+
+def require_rows(parsed: ValidatedAggs, source: str, reference_rows: int | None, min_ratio: float) -> None:
+    """Refuse a file that parses but carries nothing, or implausibly little.
+
+    ``reference_rows`` is the median row count of the previous sessions (None when there are
+    none yet); the file needs at least ``min_ratio`` of it. A file with no usable rows always
+    fails.
+    """
+    n = parsed.rows.height
+    if n == 0:
+        detail = (
+            "the file has a header and no rows"
+            if parsed.rows_read == 0
+            else f"all {parsed.rows_read} rows were quarantined"
+        )
+        raise PolygonFileError(source, "empty_file", f"{detail}; a trading session's file must carry bars")
+    if reference_rows and min_ratio > 0 and n < min_ratio * reference_rows:
         raise PolygonFileError(
             source,
-            "too_many_rejected",
-            f"{n_bad} of {rows_read} rows ({n_bad / rows_read:.1%}) broke a rule, above the "
-            f"{max_rejected_fraction:.1%} limit; per rule {dict((k, v) for k, v in counts.items() if v)}; "
-            f"first {worst!r} at line {first}",
+            "too_few_rows",
+            f"{n:,} usable rows, fewer than min_rows_ratio={min_ratio:g} x {reference_rows:,} (the median of "
+            "the previous sessions); a partial publication? Raise the threshold in the launchpad if this is real",
         )
-    return ValidatedAggs(clean, rejected, counts, rows_read, list(ignored_columns or []))
 
 
 def _flag_duplicates(flagged: pl.DataFrame) -> pl.DataFrame:
@@ -286,7 +388,21 @@ def _flag_duplicates(flagged: pl.DataFrame) -> pl.DataFrame:
 
 
 def _empty_rejected() -> pl.DataFrame:
-    return pl.DataFrame(schema={LINE: pl.Int64, **SCHEMA, "rule": pl.String})
+    return pl.DataFrame(schema={LINE: pl.Int64, **SCHEMA, "rule": pl.String, RAW: pl.String})
+
+
+def _empty_malformed() -> pl.DataFrame:
+    return pl.DataFrame(schema={LINE: pl.Int64, RAW: pl.String})
+
+
+def _with_malformed(rejected: pl.DataFrame, malformed: pl.DataFrame) -> pl.DataFrame:
+    """The quarantine table: typed rejected rows plus malformed lines (raw text only)."""
+    if RAW not in rejected.columns:
+        rejected = rejected.with_columns(pl.lit(None, dtype=pl.String).alias(RAW))
+    if not malformed.height:
+        return rejected
+    extra = malformed.with_columns(pl.lit("malformed_row").alias("rule"))
+    return pl.concat([rejected, extra], how="diagonal_relaxed").sort(LINE)
 
 
 def load_aggs(
@@ -295,8 +411,8 @@ def load_aggs(
     day: dt.date,
     *,
     allow_extra_columns: bool = False,
-    max_rejected_fraction: float = 0.05,
+    bounds: Bounds = DEFAULT_BOUNDS,
 ) -> ValidatedAggs:
     """Read and validate one flat file (day or minute)."""
-    df, extra = read_aggs_csv(data, source, allow_extra_columns=allow_extra_columns)
-    return validate_aggs(df, source, day, max_rejected_fraction=max_rejected_fraction, ignored_columns=extra)
+    df, extra, malformed = read_aggs_csv(data, source, allow_extra_columns=allow_extra_columns)
+    return validate_aggs(df, source, day, bounds=bounds, ignored_columns=extra, malformed=malformed)

@@ -57,6 +57,7 @@ _isolate_environment()
 
 from quant_assets_tests.fixtures import *  # noqa: E402, F403
 from quant_assets_tests.servers import *  # noqa: E402, F403
+from quant_assets_tests.http_fake import *  # noqa: E402, F403
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

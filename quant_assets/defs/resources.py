@@ -21,6 +21,7 @@ from dagster import (
     OutputContext,
 )
 from dagster_aws.s3 import S3Resource
+from pydantic import Field
 
 from quant_assets.defs import metadata as md
 from quant_assets.lib import settings
@@ -229,6 +230,40 @@ class WarehouseResource(ConfigurableResource):
             wh.close()
 
 
+class HttpClientResource(ConfigurableResource):
+    """Polite HTTP access to vendor APIs (httpx): a rate limit per client, bounded concurrency,
+    timeouts, retries with backoff that honour ``Retry-After`` on 429/5xx, and a permanent
+    on-disk response cache under ``$QUANT_DATA_DIR/http_cache`` (see ``quant_assets.lib.http``).
+    Secrets (API keys) are passed by the caller from the environment and masked in every
+    message."""
+
+    calls_per_minute: int = Field(default=300, gt=0, description="Most requests per minute to one vendor.")
+    max_concurrency: int = Field(default=8, ge=1, description="Most requests in flight at once.")
+    timeout_s: float = Field(default=30.0, gt=0, description="Seconds to wait for a response.")
+    max_attempts: int = Field(default=5, ge=1, description="Tries per request (1 = no retry).")
+    cache_dir: str = Field(default="", description="Response cache folder; empty = $QUANT_DATA_DIR/http_cache.")
+
+    def client(self, base_url: str, *, secret_params=(), throttled=None, transport=None, headers=None):
+        from quant_assets.lib.http import PoliteClient, RetryPolicy
+
+        return PoliteClient(
+            base_url,
+            calls_per_minute=self.calls_per_minute,
+            max_concurrency=self.max_concurrency,
+            timeout_s=self.timeout_s,
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+            secret_params=secret_params,
+            throttled=throttled,
+            transport=transport,
+            headers=headers,
+        )
+
+    def cache(self, namespace: str):
+        from quant_assets.lib.http import ResponseCache
+
+        return ResponseCache(self.cache_dir or str(settings.data_dir() / "http_cache"), namespace)
+
+
 def _env_or_default(name: str, default: str):
     return EnvVar(name) if os.environ.get(name) else default
 
@@ -248,5 +283,6 @@ def default_resources() -> dict[str, Any]:
         "lake": lake,
         "io_manager": LakeIOManager(lake=lake),
         "warehouse": WarehouseResource(url=_env_or_default("QUANT_WAREHOUSE_URL", settings.warehouse_url())),
+        "http": HttpClientResource(),
     }
 

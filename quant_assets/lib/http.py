@@ -1,0 +1,346 @@
+"""Polite HTTP for vendor APIs: rate-limited, bounded, retried, cached, and quiet about secrets.
+
+* :class:`RateLimiter` spaces calls to at most ``calls_per_minute`` (a token bucket with a small
+  burst), shared by every thread of a client.
+* :class:`PoliteClient` wraps an ``httpx.Client``: timeouts, at most ``max_concurrency`` requests
+  in flight, and retries with exponential backoff on connection errors, timeouts, HTTP 429 and
+  5xx -- honouring ``Retry-After`` (seconds or an HTTP date) when the server sends one. A vendor
+  that signals its limit inside a 200 response (FMP's "Limit Reach" message) is handled by a
+  ``throttled`` predicate the caller passes: such a response is retried like a 429.
+* :class:`ResponseCache` is a permanent on-disk cache of response bodies keyed by whatever
+  identifies a request for the caller (e.g. ``("insider_trades", "AAPL", "2022-01-01",
+  "2024-12-31")``). Entries are written atomically; a second run of the same requests makes no
+  HTTP call.
+* Errors (:class:`HttpError`) name the endpoint and the request's context (a symbol, a date
+  range) and never contain a secret: query parameters named in ``secret_params`` are masked in
+  every message, and httpx's own request logging is silenced below WARNING.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+# httpx logs every request URL (query string included) at INFO: an API key would end up in logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+MASK = "***"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class HttpError(RuntimeError):
+    """A request that failed for good. ``status`` is the last HTTP status (None: no response)."""
+
+    def __init__(self, message: str, *, endpoint: str, status: int | None = None, attempts: int = 1):
+        super().__init__(message)
+        self.endpoint, self.status, self.attempts = endpoint, status, attempts
+
+
+class RateLimited(HttpError):
+    """The vendor kept refusing for rate reasons after every retry."""
+
+
+class BadPayload(HttpError):
+    """The response arrived but is not what the endpoint promises (not JSON, wrong shape)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    backoff_s: float = 0.5  # first wait; doubles each retry
+    max_backoff_s: float = 60.0
+    # Never wait longer than this for one Retry-After, whatever the server asks.
+    max_retry_after_s: float = 300.0
+
+
+class RateLimiter:
+    """At most ``calls_per_minute`` acquisitions per rolling minute, with a burst of ``burst``."""
+
+    def __init__(
+        self,
+        calls_per_minute: float,
+        burst: int | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if calls_per_minute <= 0:
+            raise ValueError(f"calls_per_minute must be positive, got {calls_per_minute}")
+        self.rate = calls_per_minute / 60.0
+        # A small burst keeps throughput near the limit without a thundering start.
+        self.capacity = float(burst if burst is not None else max(1, min(10, int(calls_per_minute // 60) or 1)))
+        self._tokens = self.capacity
+        self._clock, self._sleep = clock, sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+        self.waited_s = 0.0
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                wait = (1.0 - self._tokens) / self.rate
+            self.waited_s += wait
+            self._sleep(wait)
+
+    def penalise(self, seconds: float) -> None:
+        """Hold every caller back for ``seconds`` (a server said Retry-After)."""
+        with self._lock:
+            self._tokens = min(self._tokens, 0.0) - seconds * self.rate
+
+
+def mask_params(params: Mapping[str, Any] | None, secret_params: Iterable[str]) -> dict[str, Any]:
+    secrets = {s.lower() for s in secret_params}
+    return {k: (MASK if k.lower() in secrets else v) for k, v in (params or {}).items()}
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+@dataclasses.dataclass
+class ClientStats:
+    calls: int = 0
+    retries: int = 0
+    throttled: int = 0
+    seconds_waiting: float = 0.0
+
+
+class PoliteClient:
+    """GET requests against one vendor base URL, within its limits."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        calls_per_minute: float = 300,
+        max_concurrency: int = 8,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy = RetryPolicy(),
+        secret_params: Iterable[str] = (),
+        throttled: Callable[[httpx.Response], bool] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.secret_params = tuple(secret_params)
+        self.retry = retry
+        self.throttled = throttled
+        self.limiter = RateLimiter(calls_per_minute, clock=clock, sleep=sleep)
+        self._slots = threading.BoundedSemaphore(max(1, int(max_concurrency)))
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout_s),
+            transport=transport,
+            headers=dict(headers or {}),
+            follow_redirects=True,
+        )
+        self.stats = ClientStats()
+        self._stats_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> PoliteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self, path: str, params: Mapping[str, Any] | None = None) -> str:
+        """The request as it may appear in a message: secrets masked."""
+        shown = mask_params(params, self.secret_params)
+        query = "&".join(f"{k}={v}" for k, v in shown.items())
+        return f"{self.base_url}/{path.lstrip('/')}" + (f"?{query}" if query else "")
+
+    def _count(self, **deltas: float) -> None:
+        with self._stats_lock:
+            for name, value in deltas.items():
+                setattr(self.stats, name, getattr(self.stats, name) + value)
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None, *, context: str = "") -> httpx.Response:
+        """A successful (2xx, not throttled) response, after retries; :class:`HttpError` otherwise."""
+        endpoint = self.describe(path, params)
+        where = f"{context}: " if context else ""
+        last_status: int | None = None
+        last_problem = ""
+        for attempt in range(1, self.retry.max_attempts + 1):
+            self.limiter.acquire()
+            wait: float | None = None
+            with self._slots:
+                self._count(calls=1)
+                try:
+                    response = self._http.get(path, params=dict(params or {}))
+                except httpx.TimeoutException:
+                    last_problem, last_status = f"timed out after {self._http.timeout.read}s", None
+                    response = None
+                except httpx.TransportError as exc:
+                    last_problem, last_status = f"connection failed ({type(exc).__name__})", None
+                    response = None
+            if response is not None:
+                last_status = response.status_code
+                throttled = response.status_code == 429 or (
+                    response.status_code == 200 and self.throttled is not None and self.throttled(response)
+                )
+                if throttled:
+                    self._count(throttled=1)
+                    last_problem = "rate limit reached"
+                    wait = retry_after_seconds(response.headers.get("Retry-After"))
+                elif response.status_code in RETRY_STATUSES:
+                    last_problem = f"HTTP {response.status_code}"
+                    wait = retry_after_seconds(response.headers.get("Retry-After"))
+                elif response.is_success:
+                    return response
+                else:
+                    raise HttpError(
+                        f"{where}GET {endpoint} failed with HTTP {response.status_code}: "
+                        f"{self._scrub(response.text[:200], params)}",
+                        endpoint=endpoint,
+                        status=response.status_code,
+                        attempts=attempt,
+                    )
+            if attempt == self.retry.max_attempts:
+                break
+            if wait is None:
+                wait = min(self.retry.max_backoff_s, self.retry.backoff_s * 2 ** (attempt - 1))
+                wait *= 1.0 + 0.25 * random.random()  # spread retries of concurrent workers
+            else:
+                wait = min(wait, self.retry.max_retry_after_s)
+                self.limiter.penalise(wait)
+            self._count(retries=1, seconds_waiting=wait)
+            self._sleep(wait)
+        cls = RateLimited if last_problem == "rate limit reached" else HttpError
+        raise cls(
+            f"{where}GET {endpoint} failed after {self.retry.max_attempts} attempts: {last_problem}",
+            endpoint=endpoint,
+            status=last_status,
+            attempts=self.retry.max_attempts,
+        )
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None, *, context: str = "") -> Any:
+        response = self.get(path, params, context=context)
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            where = f"{context}: " if context else ""
+            raise BadPayload(
+                f"{where}GET {self.describe(path, params)} returned a body that is not JSON ({getattr(exc, 'msg', type(exc).__name__)}); "
+                f"starts with {self._scrub(response.text[:80], params)!r}",
+                endpoint=self.describe(path, params),
+                status=response.status_code,
+            ) from None
+
+    def _scrub(self, text: str, params: Mapping[str, Any] | None) -> str:
+        # A vendor may echo the request (key included) in an error body.
+        names = {n.lower() for n in self.secret_params}
+        return scrub(text, [str(v) for k, v in (params or {}).items() if k.lower() in names])
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret value replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+@dataclasses.dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    writes: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+class ResponseCache:
+    """Response bodies on disk, one file per request key, under ``root/<namespace>/``."""
+
+    def __init__(self, root: str | os.PathLike[str], namespace: str):
+        self.root = Path(root).expanduser().resolve() / namespace
+        self.stats = CacheStats()
+        self._lock = threading.Lock()
+
+    def path(self, key: tuple[str, ...]) -> Path:
+        parts = [str(p) for p in key]
+        digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+        # The first element (the data type) stays readable as a folder.
+        return self.root / _safe(parts[0]) / f"{digest}.json"
+
+    def get(self, key: tuple[str, ...]) -> bytes | None:
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            with self._lock:
+                self.stats.misses += 1
+            return None
+        with self._lock:
+            self.stats.hits += 1
+        return data
+
+    def put(self, key: tuple[str, ...], data: bytes) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        with self._lock:
+            self.stats.writes += 1
+
+    def entries(self) -> tuple[int, int]:
+        """(number of entries, total bytes) on disk."""
+        n = size = 0
+        if self.root.exists():
+            for p in self.root.rglob("*.json"):
+                n += 1
+                size += p.stat().st_size
+        return n, size
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "_"

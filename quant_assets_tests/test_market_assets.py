@@ -184,17 +184,31 @@ def test_daily_filtered_defaults_and_point_in_time(local_graph):
     assert late["avg_volume"].min() >= 750_000 and late["days_observed"].min() >= 60
 
 
-def test_check_missing_flags_unmaterialized_and_vanished_files(local_graph, landing_copy):
+def test_check_missing_flags_unmaterialized_stale_and_vanished_files(local_graph, landing_copy):
     assert local_graph.run(JOB, "2024-01-02", "2024-01-05", assets=["market/day_aggs"]).success
     (landing_copy / polygon.day_aggs_key(dt.date(2024, 1, 3))).unlink()
+    republished = landing_copy / polygon.day_aggs_key(dt.date(2024, 1, 4))
+    republished.write_bytes(republished.read_bytes())  # new bytes while nothing watched
     res = local_graph.run("market_completeness_job")
     evals = {e.asset_key.to_user_string(): e for e in res.get_asset_check_evaluations()}
     day = evals["market/day_aggs"]
-    assert not day.passed
+    assert not day.passed and day.severity.value == "ERROR"
     md = {k: v.value for k, v in day.metadata.items()}
     assert md["file_disappeared"] == ["2024-01-03"]
+    assert md["stale"] == ["2024-01-04"]
     files = len(list((landing_copy / polygon.DAY_PREFIX).rglob("*.csv.gz")))
     assert md["unmaterialized_count"] == files - 3
+    # The new bytes were observed: the file's partition now carries its data version.
+    from dagster import AssetRecordsFilter
+
+    obs = local_graph.instance.fetch_observations(
+        AssetRecordsFilter(asset_key=pl_key("market/polygon_day_files"), asset_partitions=["2024-01-04"]), limit=1
+    ).records
+    assert obs and obs[0].asset_observation.tags["dagster/data_version"] != ""
+    # Rebuilt from the current bytes, the partition is no longer stale.
+    assert local_graph.run(JOB, "2024-01-04", "2024-01-04", assets=["market/day_aggs"]).success
+    again = {e.asset_key.to_user_string(): e for e in local_graph.run("market_completeness_job").get_asset_check_evaluations()}
+    assert {k: v.value for k, v in again["market/day_aggs"].metadata.items()}["stale"] == []
 
 
 def test_warehouse_load_is_idempotent_duckdb(local_graph, tmp_path):

@@ -1,112 +1,221 @@
-"""Landing-zone sensor (local folder and S3 on loopback), schedules, and the S3 lake."""
+"""Landing-zone sensor (planning, local folder and S3 on loopback), schedules, and the S3 lake."""
 
 import datetime as dt
-import json
 import os
+import shutil
 import time
 
 import polars as pl
 import pytest
-from dagster import build_schedule_context, build_sensor_context
+from dagster import AssetKey, build_schedule_context, build_sensor_context
 
-from quant_assets.defs.market.automation import (
-    CURSOR_OVERLAP_S,
-    market_after_publish_schedule,
-    plan_landing_runs,
-    polygon_landing_sensor,
-)
+from quant_assets.defs.market import landing as lz
+from quant_assets.defs.market.automation import market_after_publish_schedule, polygon_landing_sensor
 from quant_assets.lib import calendar as cal
+from quant_assets.lib.landing import LandingFile, decode_cursor, plan
 from quant_assets.lib.sources import polygon
-from quant_assets.lib.storage import ObjectInfo
 
-VALID = {d.isoformat() for d in cal.weekdays("2024-01-02", "2024-04-30")}
-
-
-def obj(day, kind="day", t=1000.0, etag="e1"):
-    key = polygon.day_aggs_key(day) if kind == "day" else polygon.minute_aggs_key(day)
-    return ObjectInfo(key, 10, t, etag)
+DAY_ASSETS = ["market/day_aggs", "market/daily_bars"]
 
 
-def partitions(requests):
-    return [r.partition_key for r in requests]
+def lf(day, kind="day", etag="e1"):
+    d = cal.as_date(day)
+    key = polygon.day_aggs_key(d) if kind == "day" else polygon.minute_aggs_key(d)
+    return LandingFile(key, kind, d, etag)
 
 
-def test_plan_new_files_then_nothing_twice():
-    listing = [obj("2024-01-02", t=100.0), obj("2024-01-03", t=101.0), obj("2024-01-03", "minute", t=101.0)]
-    reqs, cursor, _ = plan_landing_runs(listing, None, VALID)
-    assert partitions(reqs) == ["2024-01-02", "2024-01-03"]
-    sel = {r.partition_key: {k.to_user_string() for k in r.asset_selection} for r in reqs}
-    assert "market/minute_aggs" not in sel["2024-01-02"] and "market/daily_bars" in sel["2024-01-02"]
-    assert {"market/minute_aggs", "market/minute_features", "market/day_aggs"} <= sel["2024-01-03"]
-    again, cursor2, _ = plan_landing_runs(listing, cursor, VALID)
-    assert again == [] and json.loads(cursor2)["hw"] == 101.0
+class FakeInstance:
+    """What the instance would answer: the ETag each partition was built from and last observed."""
+
+    def __init__(self):
+        self.materialized = {}
+        self.observed = {}
+        self.lookups = 0
+
+    def lookup(self, files):
+        self.lookups += 1
+        keys = {(f.kind, f.partition) for f in files}
+        return (
+            {k: v for k, v in self.materialized.items() if k in keys},
+            {k: v for k, v in self.observed.items() if k in keys},
+        )
 
 
-def test_plan_same_second_upload_after_cursor_is_not_missed():
-    first = [obj("2024-01-02", t=500.0)]
-    _, cursor, _ = plan_landing_runs(first, None, VALID)
-    # Written in the same second as the high-water mark, listed only on the next tick.
-    later = first + [obj("2024-01-04", t=500.0)]
-    reqs, _, _ = plan_landing_runs(later, cursor, VALID)
-    assert partitions(reqs) == ["2024-01-04"]
+def run_plan(files, cursor, inst, exists=lambda d: d <= dt.date(2024, 4, 30)):
+    return plan(files, cursor, partition_exists=exists, never_a_partition=lz.never_a_partition, lookup=inst.lookup)
 
 
-def test_plan_republished_file_with_new_etag_runs_again_with_new_run_key():
-    listing = [obj("2024-01-02", t=500.0, etag="a")]
-    reqs1, cursor, _ = plan_landing_runs(listing, None, VALID)
-    reqs2, _, _ = plan_landing_runs([obj("2024-01-02", t=900.0, etag="b")], cursor, VALID)
-    assert partitions(reqs2) == ["2024-01-02"]
-    assert reqs1[0].run_key != reqs2[0].run_key
+def test_new_files_run_once_and_a_quiet_tick_asks_nothing():
+    inst = FakeInstance()
+    files = [lf("2024-01-02"), lf("2024-01-03"), lf("2024-01-03", "minute")]
+    p = run_plan(files, None, inst)
+    assert sorted((f.partition, f.kind) for f in p.new) == [("2024-01-02", "day"), ("2024-01-03", "day"), ("2024-01-03", "minute")]
+    assert len(p.observe) == 3 and p.republished == []
+    again = run_plan(files, p.cursor, inst)
+    assert again.new == [] and again.examined == 0 and inst.lookups == 1
 
 
-def test_plan_a_thousand_files_in_one_tick_each_day_once():
-    valid = {d.isoformat() for d in cal.weekdays("2021-01-01", "2024-12-31")}
-    days = sorted(valid)[:500]
-    # 500 days x (day file + minute file), all stamped within the same two seconds.
-    listing = [obj(d, kind, t=2000.0 + (i % 2), etag=f"{kind}{i}") for i, d in enumerate(days) for kind in ("day", "minute")]
-    assert len(listing) == 1000
-    reqs, cursor, _ = plan_landing_runs(listing, None, valid)
-    assert partitions(reqs) == days
-    assert all(len(r.asset_selection) == 6 for r in reqs)
-    assert len({r.run_key for r in reqs}) == len(reqs)
-    again, _, _ = plan_landing_runs(listing, cursor, valid)
-    assert again == []
+def test_rewritten_bytes_are_a_republish_whatever_the_timestamps():
+    inst = FakeInstance()
+    files = [lf("2024-01-02", etag="a"), lf("2024-01-03", etag="b")]
+    p = run_plan(files, None, inst)
+    inst.materialized = {("day", "2024-01-02"): "a", ("day", "2024-01-03"): "b"}
+    inst.observed = dict(inst.materialized)
+    p2 = run_plan([lf("2024-01-02", etag="a2"), lf("2024-01-03", etag="b")], p.cursor, inst)
+    assert [f.partition for f in p2.republished] == ["2024-01-02"] and p2.new == []
+    assert [f.etag for f in p2.observe] == ["a2"]
 
 
-def test_plan_skips_files_outside_partitions_and_old_files_after_overlap():
-    reqs, cursor, skipped = plan_landing_runs([obj("2023-12-29", t=10.0)], None, VALID)
-    assert reqs == [] and skipped and "2023-12-29" in skipped[0]
-    _, cursor, _ = plan_landing_runs([obj("2024-01-02", t=10_000.0)], None, VALID)
-    stale = [obj("2024-01-02", t=10_000.0), obj("2024-01-05", t=10_000.0 - CURSOR_OVERLAP_S - 5)]
-    reqs, _, _ = plan_landing_runs(stale, cursor, VALID)
-    assert reqs == []  # older than the overlap window: already handled by an earlier tick
+def test_a_publication_the_instance_already_built_is_not_rerun_even_without_cursor():
+    inst = FakeInstance()
+    inst.materialized = {("day", "2024-01-02"): "a", ("day", "2024-01-03"): "old"}
+    p = run_plan([lf("2024-01-02", etag="a"), lf("2024-01-03", etag="new")], None, inst)
+    assert p.new == [] and [f.partition for f in p.republished] == ["2024-01-03"]
 
 
-def test_plan_first_tick_skips_materialized_partitions():
-    listing = [obj("2024-01-02"), obj("2024-01-03"), obj("2024-01-03", "minute")]
-    reqs, _, _ = plan_landing_runs(listing, None, VALID, {"day": {"2024-01-02", "2024-01-03"}, "minute": set()})
-    assert partitions(reqs) == ["2024-01-03"]
-    assert {k.to_user_string() for k in reqs[0].asset_selection} == {"market/minute_aggs", "market/minute_features"}
+def test_a_file_waits_for_its_partition_then_runs():
+    inst = FakeInstance()
+    files = [lf("2024-04-30"), lf("2024-05-01")]
+    p = run_plan(files, None, inst)
+    assert [f.partition for f in p.new] == ["2024-04-30"] and [f.partition for f in p.waiting] == ["2024-05-01"]
+    # Still waiting on the next tick: looked at again, not forgotten, not run.
+    p2 = run_plan(files, p.cursor, inst)
+    assert p2.new == [] and [f.partition for f in p2.waiting] == ["2024-05-01"]
+    inst.materialized[("day", "2024-04-30")] = "e1"
+    p3 = run_plan(files, p2.cursor, inst, exists=lambda d: d <= dt.date(2024, 5, 31))
+    assert [f.partition for f in p3.new] == ["2024-05-01"]
 
 
-def _evaluate(graph, cursor):
+def test_weekend_and_pre_history_files_are_ignored_for_good():
+    inst = FakeInstance()
+    p = run_plan([lf("2024-01-06"), lf("2023-12-29")], None, inst)
+    assert p.new == [] and p.waiting == [] and len(p.ignored) == 2
+    assert run_plan([lf("2024-01-06"), lf("2023-12-29")], p.cursor, inst).examined == 0
+
+
+def test_cursor_stays_small_for_ten_years_of_files():
+    inst = FakeInstance()
+    many = [lf(d, kind, etag=f"{kind}{i}") for i, d in enumerate(cal.weekdays("2015-01-01", "2024-12-31")) for kind in ("day", "minute")]
+    assert len(many) > 5000
+    p = plan(many, None, partition_exists=lambda d: True, never_a_partition=lambda d: None, lookup=inst.lookup)
+    assert len(p.new) == len(many)
+    assert len(p.cursor) < 6000
+    # An unreadable or older cursor means: look at everything once.
+    assert decode_cursor("not json") == {} and decode_cursor('{"hw": 1, "seen": {}}') == {}
+
+
+def _tick(graph, cursor):
     with build_sensor_context(
         instance=graph.instance, cursor=cursor, resources={"landing": graph.landing}, definitions=graph.defs
     ) as ctx:
         result = polygon_landing_sensor(ctx)
-    return result.run_requests or [], result.cursor
+    return result
 
 
-def test_sensor_on_local_folder(local_graph, landing_copy):
-    reqs, cursor = _evaluate(local_graph, None)
-    n_days = len(list((landing_copy / polygon.DAY_PREFIX).rglob("*.csv.gz")))
-    assert len(reqs) == n_days
-    assert _evaluate(local_graph, cursor)[0] == []
-    path = landing_copy / polygon.day_aggs_key(dt.date(2024, 2, 6))
-    path.write_bytes(path.read_bytes())  # re-published: new mtime
-    os.utime(path, (time.time() + 5, time.time() + 5))
-    reqs, _ = _evaluate(local_graph, cursor)
-    assert partitions(reqs) == ["2024-02-06"]
+LAUNCHED: set = set()
+
+
+def _runs(result, launched=None):
+    """The runs the daemon would launch: like Dagster, a run key already launched is skipped."""
+    launched = LAUNCHED if launched is None else launched
+    out = []
+    for r in result.run_requests or []:
+        if r.asset_graph_subset is None and r.run_key not in launched:
+            launched.add(r.run_key)
+            out.append((r.partition_key, r.job_name))
+    return sorted(out)
+
+
+def _backfill(result):
+    subsets = [r.asset_graph_subset for r in (result.run_requests or []) if r.asset_graph_subset is not None]
+    if not subsets:
+        return None
+    assert len(subsets) == 1
+    return {(k.asset_key.to_user_string(), k.partition_key) for k in subsets[0].iterate_asset_partitions()}
+
+
+def _move_to_landing(src, dst, day, kind="day"):
+    key = polygon.day_aggs_key(day) if kind == "day" else polygon.minute_aggs_key(day)
+    (dst / key).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src / key, dst / key)
+    return dst / key
+
+
+def test_sensor_local_timestamps_never_decide(local_graph, landing_copy, tmp_path):
+    """A file stamped a year ahead, a late copy keeping an old stamp, same-size rewrites with the
+    stamp put back: each publication runs exactly once."""
+    vendor = landing_copy
+    empty = tmp_path / "watched"
+    empty.mkdir()
+    from quant_assets.defs.resources import LandingZone
+
+    local_graph.landing = LandingZone(url=str(empty), s3=local_graph.landing.s3)
+    LAUNCHED.clear()
+    future = _move_to_landing(vendor, empty, "2024-01-03")
+    os.utime(future, (time.time() + 365 * 86400, time.time() + 365 * 86400))
+    r1 = _tick(local_graph, None)
+    assert _runs(r1) == [("2024-01-03", "market_trading_day_job")]
+    later = _move_to_landing(vendor, empty, "2024-01-04")
+    r2 = _tick(local_graph, r1.cursor)
+    assert _runs(r2) == [("2024-01-04", "market_trading_day_job")]
+    old = _move_to_landing(vendor, empty, "2024-01-02")
+    os.utime(old, (1e9, 1e9))  # copied late, keeps a 2001 timestamp
+    r3 = _tick(local_graph, r2.cursor)
+    assert _runs(r3) == [("2024-01-02", "market_trading_day_job")]
+    r4 = _tick(local_graph, r3.cursor)
+    assert _runs(r4) == [] and r4.run_requests in (None, [])
+    # New bytes, same size, same timestamp: still a new publication.
+    st = later.stat()
+    data = bytearray(later.read_bytes())
+    later.write_bytes(bytes(data))
+    os.utime(later, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert later.stat().st_size == st.st_size and later.stat().st_mtime_ns == st.st_mtime_ns
+    r5 = _tick(local_graph, r4.cursor)
+    assert _runs(r5) == [("2024-01-04", "market_trading_day_job")]
+    assert len(r5.cursor) < 200
+
+
+def test_sensor_republish_reaches_every_mapped_partition(local_graph, landing_copy):
+    assert local_graph.run("market_trading_day_job", "2024-01-02", "2024-01-19", assets=DAY_ASSETS + ["market/daily_filtered"]).success
+    assert local_graph.run("market_weekly_job", "2024-01-08", "2024-01-15").success
+    # First tick after the history was built by hand: nothing was re-published, so nothing runs,
+    # except the files whose partitions were never built.
+    LAUNCHED.clear()
+    r1 = _tick(local_graph, None)
+    built = set(cal.weekdays("2024-01-02", "2024-01-19"))
+    expected_new = sorted(
+        {(p.name[:10], "market_trading_day_job") for p in (landing_copy / polygon.DAY_PREFIX).rglob("*.csv.gz") if cal.as_date(p.name[:10]) not in built}
+        | {(p.name[:10], "market_minute_job") for p in (landing_copy / polygon.MINUTE_PREFIX).rglob("*.csv.gz")}
+    )
+    assert _runs(r1) == expected_new and _backfill(r1) is None
+    # The vendor re-publishes 2024-01-10 (the sensor was off at the time: no cursor knows of it).
+    path = landing_copy / polygon.day_aggs_key(dt.date(2024, 1, 10))
+    path.write_bytes(path.read_bytes())
+    r2 = _tick(local_graph, r1.cursor)
+    assert _runs(r2) == []
+    subset = _backfill(r2)
+    assert ("market/day_aggs", "2024-01-10") in subset
+    # daily_bars reads day_aggs five weekdays back: the sessions after it are reached too.
+    assert {("market/daily_bars", d) for d in ("2024-01-10", "2024-01-11", "2024-01-12", "2024-01-16")} <= subset
+    assert ("market/daily_bars", "2024-01-09") not in subset
+    assert ("market/weekly_bars", "2024-01-08") in subset and ("market/weekly_bars", "2024-01-15") in subset
+    assert ("market/daily_filtered", "2024-01-19") in subset
+    assert ("market/daily_filtered", "2024-01-09") not in subset
+    # Only partitions that were built: no new work is invented downstream.
+    assert not any(k[0] == "market/warehouse_daily_bars" for k in subset)
+    # The January files after it that were never built join the rebuild as roots (they read it).
+    assert not any(k[1] > "2024-01-19" for k in subset if k[0] not in ("market/weekly_bars", "market/day_aggs"))
+    # The re-publish was observed: the source partition carries the new data version.
+    obs = [e for e in r2.asset_events if e.partition == "2024-01-10"]
+    assert obs and obs[0].asset_key == AssetKey(["market", "polygon_day_files"])
+    assert _backfill(_tick(local_graph, r2.cursor)) is None
+    # Another file of the same month is re-published before that backfill ran: it gets its own
+    # rebuild, and the first one is not requested a second time.
+    other = landing_copy / polygon.day_aggs_key(dt.date(2024, 1, 17))
+    other.write_bytes(other.read_bytes())
+    r3 = _tick(local_graph, r2.cursor)
+    again = _backfill(r3)
+    assert ("market/day_aggs", "2024-01-17") in again and ("market/day_aggs", "2024-01-10") not in again
 
 
 @pytest.fixture
@@ -133,21 +242,24 @@ def _upload(client, bucket, landing, day, kind="day", body=None):
     client.put_object(Bucket=bucket, Key=f"vendor/polygon/{key}", Body=data)
 
 
-def test_sensor_on_s3_same_second_and_republish(s3_graph, simulated_landing):
+def test_sensor_on_s3_runs_each_publication_once(s3_graph, simulated_landing):
     graph, client, bucket = s3_graph
-    for d in ("2024-01-02", "2024-01-03", "2024-01-04"):
+    launched = set()
+    for d in ("2024-01-02", "2024-01-03"):
         _upload(client, bucket, simulated_landing, d)
-    reqs, cursor = _evaluate(graph, None)
-    assert partitions(reqs) == ["2024-01-02", "2024-01-03", "2024-01-04"]
-    # Immediately (same LastModified second), another drop: seen on the next tick, alone.
-    _upload(client, bucket, simulated_landing, "2024-01-05")
-    reqs, cursor = _evaluate(graph, cursor)
-    assert partitions(reqs) == ["2024-01-05"]
-    assert _evaluate(graph, cursor)[0] == []
-    # The vendor re-publishes a day with different content: a new ETag triggers exactly that day.
-    _upload(client, bucket, simulated_landing, "2024-01-03", body=(simulated_landing / polygon.day_aggs_key("2024-01-04")).read_bytes())
-    reqs, cursor = _evaluate(graph, cursor)
-    assert partitions(reqs) == ["2024-01-03"]
+    r1 = _tick(graph, None)
+    assert _runs(r1, launched) == [("2024-01-02", "market_trading_day_job"), ("2024-01-03", "market_trading_day_job")]
+    # Same bytes uploaded again: the same publication (same ETag), nothing to do.
+    _upload(client, bucket, simulated_landing, "2024-01-03")
+    r2 = _tick(graph, r1.cursor)
+    assert _runs(r2, launched) == []
+    # A new day in the same second, then different bytes for a day that never ran yet.
+    _upload(client, bucket, simulated_landing, "2024-01-04")
+    _upload(client, bucket, simulated_landing, "2024-01-02", body=(simulated_landing / polygon.day_aggs_key("2024-01-05")).read_bytes())
+    r3 = _tick(graph, r2.cursor)
+    assert _runs(r3, launched) == [("2024-01-02", "market_trading_day_job"), ("2024-01-04", "market_trading_day_job")]
+    assert _runs(_tick(graph, r3.cursor), launched) == []
+    assert len(r3.cursor) < 200
 
 
 def test_s3_landing_and_s3_lake_end_to_end(s3_graph, simulated_landing):

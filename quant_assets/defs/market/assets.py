@@ -13,7 +13,6 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     BackfillPolicy,
-    Config,
     Failure,
     FreshnessPolicy,
     MaterializeResult,
@@ -21,9 +20,11 @@ from dagster import (
     TimeWindowPartitionMapping,
     asset,
 )
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
+from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.market import landing as lz
 from quant_assets.defs import metadata as md
 from quant_assets.defs.partitions import history_start, partition_dates, trading_days, trading_weeks
 from quant_assets.defs.resources import Lake, LandingZone, WarehouseResource
@@ -74,7 +75,7 @@ RETURNS_CHECK = "returns_complete"
 WAREHOUSE_CHECK = "rows_match_lake"
 
 
-class FlatFileConfig(Config):
+class FlatFileConfig(BaseModel):
     allow_extra_columns: bool = Field(
         default=False,
         description="Load files with unknown extra columns (ignoring them) instead of failing on the schema change.",
@@ -233,7 +234,7 @@ def _ingest(
         frames.append(to_table(parsed.rows, day))
         partition_meta[day.isoformat()] = {
             "source_file": MetadataValue.path(source),
-            "source_etag": info.etag,
+            lz.SOURCE_ETAG: info.etag,
             "rows_read": report.rows_read,
             "rows_quarantined": sum(report.quarantined.values()),
             "quarantine_share": round(report.share, 6),
@@ -305,8 +306,10 @@ def _quarantine_spec(key: AssetKey):
     metadata=_table_meta(market.DAY_AGGS_SCHEMA),
     freshness_policy=PUBLICATION_FRESHNESS,
     check_specs=[_quarantine_spec(KEYS["day_aggs"]), qc.schema_spec(KEYS["day_aggs"])],
+    config_schema=config_schema(FlatFileConfig),
+    deps=[lz.POLYGON_DAY_FILES],
 )
-def day_aggs(context: AssetExecutionContext, config: FlatFileConfig, landing: LandingZone, lake: Lake):
+def day_aggs(context: AssetExecutionContext, landing: LandingZone, lake: Lake):
     """Polygon day aggregates: one row per ticker and trading day, as delivered, typed.
 
     Source: ``us_stocks_sip/day_aggs_v1/YYYY/MM/YYYY-MM-DD.csv.gz`` in the landing zone. Prices
@@ -314,7 +317,7 @@ def day_aggs(context: AssetExecutionContext, config: FlatFileConfig, landing: La
     partition flagged ``no_data``. Rows that break a rule are quarantined under
     ``quarantine/market/day_aggs/`` in the lake (rules: ``quant_assets.lib.sources.polygon``).
     """
-    return _ingest(context, config, landing, lake, kind="day", to_table=market.to_day_aggs, schema=market.DAY_AGGS_SCHEMA)
+    return _ingest(context, parse(FlatFileConfig, context), landing, lake, kind="day", to_table=market.to_day_aggs, schema=market.DAY_AGGS_SCHEMA)
 
 
 @asset(
@@ -325,8 +328,10 @@ def day_aggs(context: AssetExecutionContext, config: FlatFileConfig, landing: La
     metadata=_table_meta(market.MINUTE_AGGS_SCHEMA),
     freshness_policy=PUBLICATION_FRESHNESS,
     check_specs=[_quarantine_spec(KEYS["minute_aggs"]), qc.schema_spec(KEYS["minute_aggs"])],
+    config_schema=config_schema(FlatFileConfig),
+    deps=[lz.POLYGON_MINUTE_FILES],
 )
-def minute_aggs(context: AssetExecutionContext, config: FlatFileConfig, landing: LandingZone, lake: Lake):
+def minute_aggs(context: AssetExecutionContext, landing: LandingZone, lake: Lake):
     """Polygon minute aggregates: one row per ticker and minute with trades, with its ``session``.
 
     Source: ``us_stocks_sip/minute_aggs_v1/...``. 04:00-20:00 New York time; a minute without
@@ -335,7 +340,7 @@ def minute_aggs(context: AssetExecutionContext, config: FlatFileConfig, landing:
     shares.
     """
     return _ingest(
-        context, config, landing, lake, kind="minute", to_table=market.to_minute_aggs, schema=market.MINUTE_AGGS_SCHEMA
+        context, parse(FlatFileConfig, context), landing, lake, kind="minute", to_table=market.to_minute_aggs, schema=market.MINUTE_AGGS_SCHEMA
     )
 
 
@@ -444,7 +449,7 @@ def weekly_bars(context: AssetExecutionContext, daily_bars: pl.DataFrame):
     return MaterializeResult(value=out, check_results=[qc.schema_result(context, KEYS["weekly_bars"], out.schema)])
 
 
-class DailyFilteredConfig(Config):
+class DailyFilteredConfig(BaseModel):
     price_min: float = Field(default=1.0, description="Lowest close on the day, USD (inclusive).")
     price_max: float = Field(default=9.99, description="Highest close on the day, USD (inclusive).")
     min_avg_volume: float = Field(
@@ -475,8 +480,9 @@ class DailyFilteredConfig(Config):
         ),
         qc.schema_spec(KEYS["daily_filtered"]),
     ],
+    config_schema=config_schema(DailyFilteredConfig),
 )
-def daily_filtered(context: AssetExecutionContext, config: DailyFilteredConfig, daily_bars: pl.DataFrame):
+def daily_filtered(context: AssetExecutionContext, daily_bars: pl.DataFrame):
     """The swing-trading universe (the old ``daily_filtered_1_9.99``): one row per ticker in the
     universe and trading day, with its daily bar.
 
@@ -486,6 +492,7 @@ def daily_filtered(context: AssetExecutionContext, config: DailyFilteredConfig, 
     window). Only data up to D is used, so nobody qualifies before ``min_days`` sessions of
     history exist.
     """
+    config = parse(DailyFilteredConfig, context)
     targets = partition_dates(context.partition_keys)
     daily = _typed(daily_bars, market.DAILY_BARS_SCHEMA)
     _require_sessions(daily, min(targets), max(targets), config.min_days, "market/daily_bars")
@@ -519,7 +526,7 @@ def daily_filtered(context: AssetExecutionContext, config: DailyFilteredConfig, 
     )
 
 
-class MinuteFeaturesConfig(Config):
+class MinuteFeaturesConfig(BaseModel):
     vol_spike_lookback: int = Field(
         default=20,
         ge=1,
@@ -540,13 +547,9 @@ class MinuteFeaturesConfig(Config):
     },
     freshness_policy=PUBLICATION_FRESHNESS,
     check_specs=[qc.schema_spec(KEYS["minute_features"])],
+    config_schema=config_schema(MinuteFeaturesConfig),
 )
-def minute_features(
-    context: AssetExecutionContext,
-    config: MinuteFeaturesConfig,
-    minute_aggs: pl.DataFrame,
-    daily_bars: pl.DataFrame,
-):
+def minute_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame, daily_bars: pl.DataFrame):
     """Per tradable ticker and day, from minute bars: realized volatility, intraday range, volume
     by session, VWAP, and ``volume_spike_ratio`` = the day's volume over the mean daily volume of
     the previous ``vol_spike_lookback`` sessions (from ``market/daily_bars``, strictly before the
@@ -555,6 +558,7 @@ def minute_features(
     Units: range and volatility as fractions per day (not annualised), volume in shares, VWAP in
     USD. Tradable tickers only (the same rules as ``market/daily_bars``).
     """
+    config = parse(MinuteFeaturesConfig, context)
     targets = partition_dates(context.partition_keys)
     minute = _typed(minute_aggs, market.MINUTE_AGGS_SCHEMA)
     daily = _typed(daily_bars, market.DAILY_BARS_SCHEMA)

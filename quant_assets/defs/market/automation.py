@@ -2,9 +2,6 @@
 
 
 import datetime as dt
-import hashlib
-import json
-from collections import defaultdict
 
 from dagster import (
     AssetKey,
@@ -21,12 +18,16 @@ from dagster import (
     schedule,
     sensor,
 )
+from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 
 from quant_assets.defs.market import assets as a
+from quant_assets.defs.market import landing as lz
 from quant_assets.defs.market.checks import market_checks
-from quant_assets.defs.partitions import trading_days, trading_weeks
+from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.resources import LandingZone
 from quant_assets.lib import calendar as cal
+from quant_assets.lib.landing import LandingPlan, parse_listing, plan
 from quant_assets.lib.sources import polygon
 
 DAY_FILE_ASSETS = [a.day_aggs, a.daily_bars, a.daily_filtered, a.warehouse_daily_bars]
@@ -57,92 +58,96 @@ market_completeness_job = define_asset_job(
     description="check_missing: landing files without partitions, and partitions whose file disappeared.",
 )
 
-# Seconds of LastModified history re-listed on every tick. S3 stamps objects to the second, so
-# files written in the same second as the previous high-water mark are seen again and
-# de-duplicated by (key, ETag) instead of being missed.
-CURSOR_OVERLAP_S = 30.0
+JOB_OF = {"day": market_trading_day_job, "minute": market_minute_job}
+TRIGGER_TAG = "quant_assets/trigger"
 
 
-def _asset_keys(assets_defs) -> list[AssetKey]:
-    return [k for ad in assets_defs for k in ad.keys]
+def downstream_partitions(asset_graph, roots, materialized) -> set[AssetKeyPartitionKey]:
+    """Every partition that reads one of ``roots``, directly or through other assets, following
+    each asset's own partition mapping; only partitions that were materialized before (a missing
+    partition is missing, not stale). ``materialized(asset_key)`` gives an asset's materialized
+    partition keys."""
+    seen: set[AssetKeyPartitionKey] = set(roots)
+    frontier = list(roots)
+    cache: dict[AssetKey, set[str]] = {}
+    while frontier:
+        node = frontier.pop()
+        for child in asset_graph.get_children_partitions(node.asset_key, node.partition_key):
+            if child in seen:
+                continue
+            if child.asset_key not in cache:
+                cache[child.asset_key] = set(materialized(child.asset_key))
+            if child.partition_key not in cache[child.asset_key]:
+                continue
+            seen.add(child)
+            frontier.append(child)
+    return seen
 
 
-def plan_landing_runs(
-    objects, cursor: str | None, valid_keys: set[str], materialized: dict[str, set[str]] | None = None
-) -> tuple[list[RunRequest], str, list[str]]:
-    """Turn a listing of the landing zone into run requests and the next cursor.
-
-    ``cursor`` is JSON ``{"hw": high-water LastModified, "seen": {key: etag}}`` where ``seen``
-    holds the objects inside the overlap window. New keys and re-published keys (new ETag) both
-    trigger; one request per trading day, for the assets fed by the files that changed. With no
-    cursor yet (first tick), files whose partition is already materialized are taken as done.
-    Returns (requests, cursor, skipped-notes).
-    """
-    state = json.loads(cursor) if cursor else None
-    hw = float(state["hw"]) if state else None
-    seen: dict[str, str] = dict(state["seen"]) if state else {}
-    changed: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
-    skipped: list[str] = []
-    new_hw = hw or 0.0
-    listing = []
-    for obj in objects:
-        parsed = polygon.parse_key(obj.key)
-        if parsed is None:
-            continue
-        listing.append(obj)
-        new_hw = max(new_hw, obj.last_modified)
-        if hw is not None and obj.last_modified < hw - CURSOR_OVERLAP_S:
-            continue
-        if seen.get(obj.key) == obj.etag:
-            continue
-        kind, day = parsed
-        pk = day.isoformat()
-        if pk not in valid_keys:
-            skipped.append(f"{obj.key}: {pk} is not a trading-day partition")
-            continue
-        if hw is None and materialized is not None and pk in materialized.get(kind, set()):
-            continue
-        changed[pk][kind] = (obj.key, obj.etag)
-
-    next_seen = {o.key: o.etag for o in listing if o.last_modified >= new_hw - CURSOR_OVERLAP_S}
+def landing_requests(plan: LandingPlan, asset_graph, materialized) -> list[RunRequest]:
+    """One run per new file's day and kind (its run key makes Dagster launch it once); the
+    re-published files go, with every partition that reads them, into one backfill, which Dagster
+    runs upstream first."""
     requests = []
-    for pk in sorted(changed):
-        for kind in sorted(changed[pk]):
-            fingerprint = hashlib.sha1(json.dumps(changed[pk][kind]).encode(), usedforsecurity=False).hexdigest()[:16]
-            job = market_trading_day_job if kind == "day" else market_minute_job
-            requests.append(
-                RunRequest(
-                    run_key=f"{kind}:{pk}:{fingerprint}",
-                    job_name=job.name,
-                    partition_key=pk,
-                    tags={"quant_assets/trigger": "landing_zone", "quant_assets/files": kind},
-                )
-            )
-    return requests, json.dumps({"hw": new_hw, "seen": next_seen}, sort_keys=True), skipped
+    if plan.rebuild:
+        roots = {AssetKeyPartitionKey(lz.ROOT_OF[f.kind], f.partition) for f in plan.rebuild}
+        subset = AssetGraphSubset.from_asset_partition_set(
+            downstream_partitions(asset_graph, roots, materialized), asset_graph
+        )
+        tags = {
+            TRIGGER_TAG: "landing_zone_republish",
+            "quant_assets/republished": ",".join(sorted({f.partition for f in plan.republished}))[:200],
+        }
+        requests.append(RunRequest.for_asset_graph_subset(subset, tags=tags))
+    return requests + [
+        RunRequest(
+            run_key=f"{f.kind}:{f.partition}:{f.etag}",
+            job_name=JOB_OF[f.kind].name,
+            partition_key=f.partition,
+            tags={TRIGGER_TAG: "landing_zone", "quant_assets/file": f.key[-80:]},
+        )
+        for f in sorted(plan.new, key=lambda f: (f.partition, f.kind))
+    ]
 
 
 @sensor(
     jobs=[market_trading_day_job, market_minute_job],
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.STOPPED,
-    description="Launches market runs for exactly the trading days whose Polygon flat files are new or re-published.",
+    description="Watches the landing zone and runs every distinct publication of a Polygon flat file once, "
+    "whatever its timestamp: a new file runs its day; a re-published file reruns its day and every "
+    "partition that reads it (one backfill). Files whose partition does not exist yet wait for it.",
 )
 def polygon_landing_sensor(context: SensorEvaluationContext, landing: LandingZone):
     store = landing.store()
-    objects = list(store.list(polygon.DAY_PREFIX + "/")) + list(store.list(polygon.MINUTE_PREFIX + "/"))
-    valid = set(trading_days.get_partition_keys(dynamic_partitions_store=context.instance))
-    materialized = None
-    if not context.cursor:
-        materialized = {
-            "day": set(context.instance.get_materialized_partitions(a.day_aggs.key)),
-            "minute": set(context.instance.get_materialized_partitions(a.minute_aggs.key)),
-        }
-    requests, cursor, skipped = plan_landing_runs(objects, context.cursor, valid, materialized)
-    for note in skipped[:20]:
-        context.log.info(f"skipped {note}")
+    files = parse_listing(
+        list(store.list(polygon.DAY_PREFIX + "/")) + list(store.list(polygon.MINUTE_PREFIX + "/"))
+    )
+    result = plan(
+        files,
+        context.cursor,
+        partition_exists=lz.partition_exists_fn(context.instance),
+        never_a_partition=lz.never_a_partition,
+        lookup=lz.lookup(context.instance),
+    )
+    if result.waiting:
+        context.log.info(
+            f"{len(result.waiting)} file(s) wait for their partition to exist: "
+            + ", ".join(f.key for f in result.waiting[:5])
+        )
+    for f, reason in result.ignored[:5]:
+        context.log.info(f"ignored {f.key}: {reason}")
+    events = [lz.observation(f, landing.describe(f.key)) for f in result.observe]
+    requests = landing_requests(result, context.repository_def.asset_graph, context.instance.get_materialized_partitions)
     if not requests:
-        return SensorResult(skip_reason=SkipReason("no new or re-published flat files"), cursor=cursor)
-    return SensorResult(run_requests=requests, cursor=cursor)
+        return SensorResult(
+            skip_reason=SkipReason(
+                f"no new or re-published flat files ({len(files)} listed, {result.examined} examined)"
+            ),
+            cursor=result.cursor,
+            asset_events=events,
+        )
+    return SensorResult(run_requests=requests, cursor=result.cursor, asset_events=events)
 
 
 @schedule(

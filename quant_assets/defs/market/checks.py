@@ -1,61 +1,82 @@
-"""Asset checks of the market group."""
-
+"""``check_missing``: the landing zone against what was built from it."""
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from quant_assets.defs.market import assets as a
+from quant_assets.defs.market import landing as lz
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.resources import LandingZone
 from quant_assets.lib import calendar as cal
+from quant_assets.lib.landing import parse_listing
 from quant_assets.lib.sources import polygon
 
+SHOWN = 100
 
-def completeness(file_days: set[str], materialized: set[str], partition_keys: list[str]) -> dict[str, list[str]]:
-    """Compare the landing zone with the materialized partitions.
+
+def completeness(
+    files: dict[str, str], materialized: dict[str, str], partition_keys: list[str]
+) -> dict[str, list[str]]:
+    """Compare the landing zone (``{partition: ETag}``) with what was materialized
+    (``{partition: ETag it was built from}``, "" when unknown).
 
     ``unmaterialized``: a file exists for a partition that was never materialized.
+    ``stale``: the partition was built from other bytes than the file now holds (a re-publish).
     ``file_disappeared``: a session's partition is materialized but its file is gone (a holiday
     partition materialized as "no data" is fine).
     """
     keys = set(partition_keys)
-    unmaterialized = sorted(d for d in file_days if d in keys and d not in materialized)
-    disappeared = sorted(d for d in materialized if d in keys and d not in file_days and cal.is_trading_day(d))
-    return {"unmaterialized": unmaterialized, "file_disappeared": disappeared}
+    unmaterialized = sorted(d for d in files if d in keys and d not in materialized)
+    stale = sorted(d for d, etag in files.items() if d in materialized and materialized[d] != etag)
+    disappeared = sorted(d for d in materialized if d in keys and d not in files and cal.is_trading_day(d))
+    return {"unmaterialized": unmaterialized, "stale": stale, "file_disappeared": disappeared}
 
 
-def _check_missing(context: AssetCheckExecutionContext, landing: LandingZone, asset_key, prefix: str, kind: str):
-    store = landing.store()
-    file_days = set()
-    for obj in store.list(prefix + "/"):
-        parsed = polygon.parse_key(obj.key)
-        if parsed and parsed[0] == kind:
-            file_days.add(parsed[1].isoformat())
-    materialized = set(context.instance.get_materialized_partitions(asset_key))
-    found = completeness(file_days, materialized, trading_days.get_partition_keys())
-    passed = not found["unmaterialized"] and not found["file_disappeared"]
+def _check_missing(context: AssetCheckExecutionContext, landing: LandingZone, kind: str, prefix: str) -> AssetCheckResult:
+    listed = [f for f in parse_listing(landing.store().list(prefix + "/")) if f.kind == kind]
+    files = {f.partition: f.etag for f in listed}
+    instance = context.instance
+    materialized = lz.materialized_etags(instance, kind, instance.get_materialized_partitions(lz.ROOT_OF[kind]))
+    # Record the data version of every file whose bytes the instance has not seen yet, so the
+    # partitions built from older bytes show as stale in the UI even while the sensor is off.
+    observed = lz.observed_etags(instance, kind, sorted(files))
+    for f in listed:
+        if observed.get(f.partition) != f.etag and f.partition in materialized:
+            context.op_execution_context.log_event(lz.observation(f, landing.describe(f.key)))
+    found = completeness(files, materialized, trading_days.get_partition_keys(dynamic_partitions_store=instance))
+    errors = found["stale"] or found["file_disappeared"]
+    problems = [f"{len(v)} {k.replace('_', ' ')}" for k, v in found.items() if v]
     return AssetCheckResult(
-        passed=passed,
-        # A vanished file means the lake holds data the vendor no longer backs: an error.
-        severity=AssetCheckSeverity.ERROR if found["file_disappeared"] else AssetCheckSeverity.WARN,
+        passed=not any(found.values()),
+        # Built from bytes the vendor no longer publishes: an error. Not built yet: a warning.
+        severity=AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN,
+        description=("; ".join(problems) + ".") if problems else f"All {len(files)} files built from their current bytes.",
         metadata={
-            "files": len(file_days),
+            "files": len(files),
             "materialized_partitions": len(materialized),
-            "unmaterialized_count": len(found["unmaterialized"]),
-            "file_disappeared_count": len(found["file_disappeared"]),
-            "unmaterialized": MetadataValue.json(found["unmaterialized"][:100]),
-            "file_disappeared": MetadataValue.json(found["file_disappeared"][:100]),
+            **{f"{k}_count": len(v) for k, v in found.items()},
+            **{k: MetadataValue.json(v[:SHOWN]) for k, v in found.items()},
         },
     )
 
 
-@asset_check(asset=a.day_aggs, name="check_missing", description="Day files without a partition, or partitions whose file vanished.")
+@asset_check(
+    asset=a.day_aggs,
+    name="check_missing",
+    description="Day files without a built partition, partitions built from bytes the vendor has since "
+    "re-published (stale), and partitions whose file vanished.",
+)
 def day_aggs_check_missing(context: AssetCheckExecutionContext, landing: LandingZone) -> AssetCheckResult:
-    return _check_missing(context, landing, a.day_aggs.key, polygon.DAY_PREFIX, "day")
+    return _check_missing(context, landing, "day", polygon.DAY_PREFIX)
 
 
-@asset_check(asset=a.minute_aggs, name="check_missing", description="Minute files without a partition, or partitions whose file vanished.")
+@asset_check(
+    asset=a.minute_aggs,
+    name="check_missing",
+    description="Minute files without a built partition, stale partitions (file re-published since) and "
+    "partitions whose file vanished.",
+)
 def minute_aggs_check_missing(context: AssetCheckExecutionContext, landing: LandingZone) -> AssetCheckResult:
-    return _check_missing(context, landing, a.minute_aggs.key, polygon.MINUTE_PREFIX, "minute")
+    return _check_missing(context, landing, "minute", polygon.MINUTE_PREFIX)
 
 
 market_checks = [day_aggs_check_missing, minute_aggs_check_missing]

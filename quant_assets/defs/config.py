@@ -1,0 +1,91 @@
+"""Run configuration that reads plainly in the launchpad.
+
+Dagster's pythonic ``Config`` types every ``int``/``str``/``bool`` field as "Int | {env: String}"
+(a field that may come from an environment variable), which is noise for a research knob. Our
+knobs are plain pydantic models instead; ``config_schema(Model)`` gives the asset a config schema
+with plain types, the model's defaults and descriptions (constraints appended), and
+``parse(Model, context)`` validates the run's values with pydantic, failing with a message that
+names the field.
+
+    class FilterConfig(BaseModel):
+        min_days: int = Field(60, ge=1, le=90, description="Window length in sessions.")
+
+    @asset(config_schema=config_schema(FilterConfig))
+    def daily_filtered(context, ...):
+        cfg = parse(FilterConfig, context)
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+from dagster import Array, Bool, Failure, Field, Float, Int, Noneable, String
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticUndefined
+
+_PLAIN = {int: Int, float: Float, bool: Bool, str: String}
+
+
+def _dagster_type(annotation: Any):
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation in _PLAIN:
+        return _PLAIN[annotation]
+    if origin is typing.Literal:
+        kinds = {type(a) for a in args}
+        if len(kinds) == 1 and next(iter(kinds)) in _PLAIN:
+            return _PLAIN[next(iter(kinds))]
+    if origin in (list, tuple, typing.Sequence) or (origin is not None and origin.__name__ in ("Sequence", "list")):
+        return Array(_dagster_type(args[0]))
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return Noneable(_dagster_type(inner))
+    raise TypeError(f"no plain Dagster config type for {annotation!r}")
+
+
+def _constraints(field) -> str:
+    bits = []
+    for meta in field.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                bits.append(f"{sign} {value}")
+    if typing.get_origin(field.annotation) is typing.Literal:
+        bits.append("one of " + ", ".join(repr(a) for a in typing.get_args(field.annotation)))
+    return f" ({'; '.join(bits)})" if bits else ""
+
+
+def config_schema(model: type[BaseModel]) -> dict[str, Field]:
+    """A Dagster config schema mirroring ``model``: plain types, its defaults and descriptions."""
+    schema = {}
+    for name, field in model.model_fields.items():
+        has_default = field.default is not PydanticUndefined or field.default_factory is not None
+        default = field.get_default(call_default_factory=True) if has_default else None
+        description = (field.description or "") + _constraints(field)
+        kwargs = {"description": description}
+        if has_default:
+            kwargs["default_value"] = list(default) if isinstance(default, tuple) else default
+        else:
+            kwargs["is_required"] = True
+        schema[name] = Field(_dagster_type(field.annotation), **kwargs)
+    return schema
+
+
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], values: dict[str, Any] | None) -> M:
+    """``model`` from run-config values; a ``Failure`` naming each bad field otherwise."""
+    try:
+        return model.model_validate(values or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise Failure(description=f"invalid {model.__name__}: {problems}") from None
+
+
+def parse(model: type[M], context) -> M:
+    """The validated config of the running asset (or op)."""
+    op_context = getattr(context, "op_execution_context", context)
+    return validate(model, op_context.op_config)

@@ -39,7 +39,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import polars as pl
 
@@ -93,39 +93,75 @@ def quote_identifier(name: object) -> str:
     return ".".join(quote_column(part) for part in parts)
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.DOTALL)
+
+
+def _split_userinfo(url: str) -> tuple[str, str | None, str | None, str] | None:
+    """``(scheme://, user, password, rest after '@')`` of a URL with credentials, else None.
+
+    The credentials end at the LAST '@': a password may hold '/', '?', '#' or '@' that were never
+    percent-encoded, and a plain URL parser would then take part of it for the host or the path
+    (and print it).
+    """
+    m = _SCHEME.match(url)
+    if not m:
+        return None
+    scheme, rest = m.groups()
+    at = rest.rfind("@")
+    if at < 0:
+        return None
+    userinfo, host = rest[:at], rest[at + 1 :]
+    user, sep, password = userinfo.partition(":")
+    return scheme, user, (password if sep else None), host
+
+
+def normalize_url(url: str) -> str:
+    """``url`` with user and password percent-encoded, so every parser reads them the same way
+    (an encoded password stays as it is)."""
+    parts = _split_userinfo(url)
+    if parts is None:
+        return url
+    scheme, user, password, host = parts
+    userinfo = quote(unquote(user or ""), safe="")
+    if password is not None:
+        userinfo += ":" + quote(unquote(password), safe="")
+    return f"{scheme}{userinfo}@{host}"
+
+
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
+    """``url`` with any password replaced by ``***``, however the URL is written."""
+    parts = _split_userinfo(url)
+    if parts is not None and parts[2]:
+        scheme, user, _, host = parts
+        url = f"{scheme}{user}:{_MASK}@{host}"
     try:
-        parts = urlsplit(url)
+        parsed = urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
-    if not _secrets_in(url):
+    if not parsed.query:
         return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, hostinfo = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = f"{userinfo.split(':', 1)[0]}:{_MASK}"
-        netloc = f"{userinfo}@{hostinfo}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, _MASK if k.lower() == "password" else v) for k, v in pairs], safe="*")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    pairs = parse_qsl(parsed.query, keep_blank_values=True)
+    if not any(k.lower() == "password" for k, _ in pairs):
+        return url
+    query = urlencode([(k, _MASK if k.lower() == "password" else v) for k, v in pairs], safe="*")
+    return urlunsplit(parsed._replace(query=query))
 
 
 def _secrets_in(url: str) -> list[str]:
+    """Every spelling of every secret in ``url`` (raw, decoded, encoded), longest first."""
+    secrets: set[str] = set()
+    parts = _split_userinfo(url)
+    if parts is not None and parts[2]:
+        raw = parts[2]
+        secrets |= {raw, unquote(raw), quote(unquote(raw), safe="")}
     try:
-        parts = urlsplit(url)
+        query = urlsplit(url).query
     except ValueError:
-        return []
-    secrets = []
-    if parts.password:
-        secrets += [parts.password, unquote(parts.password)]
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        query = ""
+    for key, value in parse_qsl(query, keep_blank_values=True):
         if key.lower() == "password" and value:
-            secrets.append(value)
-    return [s for s in secrets if s]
+            secrets |= {value, quote(value, safe="")}
+    return sorted((s for s in secrets if s), key=len, reverse=True)
 
 
 def _duckdb_path(url: str) -> str:
@@ -262,6 +298,8 @@ class Warehouse:
     def __init__(self, url: str, *, lock_timeout: float = 120.0):
         if not isinstance(url, str) or not url:
             raise ValueError("warehouse URL must be a non-empty string")
+        self._secrets = _secrets_in(url)
+        url = normalize_url(url)
         self._raw_url = url
         self._lock = threading.RLock()
         self._lock_timeout = lock_timeout
@@ -304,7 +342,7 @@ class Warehouse:
     # ----------------------------------------------------------------------- connections
 
     def _scrub(self, message: str) -> str:
-        for secret in _secrets_in(self._raw_url):
+        for secret in self._secrets:
             message = message.replace(secret, _MASK)
         return message
 

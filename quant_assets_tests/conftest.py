@@ -60,6 +60,13 @@ from quant_assets_tests.servers import *  # noqa: E402, F403
 from quant_assets_tests.http_fake import *  # noqa: E402, F403
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A private temporary root: pytest's shared numbered folders are pruned by every other
+    # pytest process of the same user, which can remove a running session's files.
+    if not config.option.basetemp:
+        config.option.basetemp = os.path.join(str(_session_state["root"]), "pytest")
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     saved = _session_state.pop("saved", {})
     for name, value in saved.items():  # type: ignore[union-attr]

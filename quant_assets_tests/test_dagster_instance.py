@@ -62,6 +62,13 @@ def _assert_settings(instance: DagsterInstance, config: Path) -> None:
     assert instance.telemetry_enabled is False
     assert instance.run_monitoring_enabled is True
     assert isinstance(instance.compute_log_manager, LocalComputeLogManager)
+    # A dead run worker is detected and its concurrency slots are freed in bounded time.
+    from quant_assets.run_launcher import MonitoredRunLauncher
+
+    assert isinstance(instance.run_launcher, MonitoredRunLauncher)
+    assert instance.run_launcher.supports_check_run_worker_health
+    assert 0 < instance.run_monitoring_settings["poll_interval_seconds"] <= 60
+    assert 0 < instance.run_monitoring_settings["free_slots_after_run_end_seconds"] <= 60
 
 
 def _materialize_two_partitions(instance: DagsterInstance, home: Path) -> None:

@@ -250,3 +250,50 @@ def test_s3_server_sets_dummy_credentials(s3_server):
     assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"
     assert os.environ["AWS_DEFAULT_REGION"] == "us-east-1"
     assert s3_server.startswith("http://127.0.0.1:")
+
+
+def test_temporary_files_of_dead_writers_are_swept(tmp_path):
+    import subprocess
+    import sys
+    import time as _time
+
+    from quant_assets.lib import storage
+
+    folder = tmp_path / "lake" / "market" / "daily_bars"
+    folder.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        host = storage._HOST
+        left = folder / f".2024-01-02.parquet.{host}~{dead_pid}.abc123.tmp"
+        running = folder / f".2024-01-03.parquet.{host}~{alive.pid}.def456.tmp"
+        foreign_old = folder / ".2024-01-04.parquet.otherhost~42.ghi789.tmp"
+        foreign_new = folder / ".2024-01-05.parquet.otherhost~43.jkl012.tmp"
+        for p in (left, running, foreign_old, foreign_new):
+            p.write_bytes(b"half a parquet file")
+        old = _time.time() - storage.FOREIGN_TEMP_MAX_AGE_S - 60
+        import os
+
+        os.utime(foreign_old, (old, old))
+        store = storage.LocalStore(tmp_path / "lake")
+        store.write_bytes("market/daily_bars/2024-01-08.parquet", b"new")
+        assert not left.exists() and not foreign_old.exists()
+        assert running.exists() and foreign_new.exists()
+        assert store.read_bytes("market/daily_bars/2024-01-08.parquet") == b"new"
+        assert [o.key for o in store.list("market/")] == ["market/daily_bars/2024-01-08.parquet"]
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_pid_reused_by_a_younger_process_is_not_the_writer(tmp_path):
+    import os
+
+    from quant_assets.lib import storage
+
+    me = f".x.parquet.{storage._HOST}~{os.getppid()}.zz.tmp"
+    # The parent process is alive but started long before "now + 100 s": not a reuse, kept.
+    assert storage._dead_writer(me, mtime=1e12, now=1e12) is False
+    # A file written before the live process with that PID started was left by someone else.
+    assert storage._dead_writer(me, mtime=0.0, now=1.0) is True

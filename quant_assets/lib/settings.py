@@ -7,6 +7,10 @@
 | QUANT_WAREHOUSE_URL   | duckdb:///$QUANT_DATA_DIR/warehouse.duckdb (or postgresql://...) |
 | QUANT_START_DATE      | 2025-01-02, the demo's first trading day       |
 | QUANT_END_DATE        | unset: open-ended, up to the latest complete day |
+| QUANT_LANDING_SENSOR_INTERVAL_S | 60: seconds between landing-sensor ticks |
+
+The dates and the sensor interval are read when the code location loads (they shape the
+partitions and the sensor definition): change them, then reload the code location.
 """
 
 from __future__ import annotations
@@ -54,3 +58,16 @@ def end_date() -> dt.date | None:
     if end is not None and end < start_date():
         raise ValueError(f"QUANT_END_DATE {end} is before QUANT_START_DATE {start_date()}")
     return end
+
+
+def landing_sensor_interval_s() -> int:
+    raw = os.environ.get("QUANT_LANDING_SENSOR_INTERVAL_S", "").strip()
+    if not raw:
+        return 60
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"QUANT_LANDING_SENSOR_INTERVAL_S={raw!r} is not a whole number of seconds") from None
+    if value < 1:
+        raise ValueError(f"QUANT_LANDING_SENSOR_INTERVAL_S must be at least 1, got {value}")
+    return value

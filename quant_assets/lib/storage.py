@@ -10,11 +10,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
+import socket
 import stat
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 from urllib.parse import urlparse
+
+import psutil
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +62,56 @@ def _clean_key(key: str) -> str:
     return key
 
 
+_HOST = socket.gethostname().replace(".", "_")
+_WRITER = f"{_HOST}~{os.getpid()}"
+_TEMP = re.compile(r"^\..+\.(?P<host>[^.~]+)~(?P<pid>\d+)\.[^.]+\.tmp$")
+# A temporary file of another host, or of an unknown writer, is left this long before removal.
+FOREIGN_TEMP_MAX_AGE_S = 24 * 3600
+_swept: set[Path] = set()
+_swept_lock = threading.Lock()
+
+
+def _dead_writer(name: str, mtime: float, now: float) -> bool:
+    m = _TEMP.match(name)
+    if m is None or m.group("host") != _HOST:
+        return now - mtime > FOREIGN_TEMP_MAX_AGE_S
+    pid = int(m.group("pid"))
+    if pid == os.getpid():
+        return False
+    try:
+        proc = psutil.Process(pid)
+        # A live process that started after the file was written reuses a dead writer's PID.
+        return proc.status() == psutil.STATUS_ZOMBIE or proc.create_time() > mtime + 1.0
+    except psutil.NoSuchProcess:
+        return True
+
+
+def sweep_dead_writers(folder: Path, *, force: bool = False) -> list[Path]:
+    """Remove temporary files in ``folder`` whose writer is dead (once per folder and process
+    unless ``force``). Returns what was removed."""
+    folder = Path(folder)
+    with _swept_lock:
+        if folder in _swept and not force:
+            return []
+        _swept.add(folder)
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+            continue
+        try:
+            if _dead_writer(entry.name, entry.stat().st_mtime, now):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except FileNotFoundError:
+            continue
+    return removed
+
+
 class LocalStore:
     """A folder on local disk."""
 
@@ -79,10 +135,13 @@ class LocalStore:
     @contextlib.contextmanager
     def atomic_path(self, key: str) -> Iterator[Path]:
         """A temporary path beside ``key``'s file; renamed onto it when the block succeeds, removed
-        when it fails, so readers see the old file or the new one, never half of one."""
+        when it fails, so readers see the old file or the new one, never half of one. The
+        temporary name carries the writer's host and PID, so the first write into a folder can
+        remove what writers that died mid-write (``kill -9``) left behind."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        sweep_dead_writers(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_WRITER}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
             yield Path(tmp)

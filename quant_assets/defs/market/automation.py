@@ -27,6 +27,7 @@ from quant_assets.defs.market.checks import market_checks
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.resources import LandingZone
 from quant_assets.lib import calendar as cal
+from quant_assets.lib import settings
 from quant_assets.lib.landing import LandingPlan, parse_listing, plan
 from quant_assets.lib.sources import polygon
 
@@ -112,7 +113,7 @@ def landing_requests(plan: LandingPlan, asset_graph, materialized) -> list[RunRe
 
 @sensor(
     jobs=[market_trading_day_job, market_minute_job],
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=settings.landing_sensor_interval_s(),
     default_status=DefaultSensorStatus.STOPPED,
     description="Watches the landing zone and runs every distinct publication of a Polygon flat file once, "
     "whatever its timestamp: a new file runs its day; a re-published file reruns its day and every "

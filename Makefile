@@ -14,7 +14,7 @@ else
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 endif
 
-.PHONY: demo test dev bench sync clean
+.PHONY: demo test test-ui dev bench sync clean
 
 $(UV):
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user "uv==0.13.8" || $(PYTHON) -m pip install --quiet "uv==0.13.8"
@@ -30,6 +30,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# The UI in headless Chromium (Debian: apt-get install chromium); skipped with a message without it.
+test-ui: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m ui -rs
 
 dev: $(STAMP)
 	$(VENV)/bin/dagster dev -w workspace.yaml

@@ -61,6 +61,12 @@ from quant_assets_tests.http_fake import *  # noqa: E402, F403
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The Dagster warnings the project accepted (quant_assets/warnings_policy.py) stay silent in
+    # the suite too; any other Dagster beta/preview warning fails it (pyproject.toml).
+    from quant_assets.warnings_policy import ACCEPTED
+
+    for category, message in ACCEPTED:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:{category.__module__}.{category.__qualname__}")
     # A private temporary root: pytest's shared numbered folders are pruned by every other
     # pytest process of the same user, which can remove a running session's files.
     if not config.option.basetemp:

@@ -190,7 +190,7 @@ def test_check_missing_flags_unmaterialized_stale_and_vanished_files(local_graph
     republished = landing_copy / polygon.day_aggs_key(dt.date(2024, 1, 4))
     republished.write_bytes(republished.read_bytes())  # new bytes while nothing watched
     res = local_graph.run("market_completeness_job")
-    evals = {e.asset_key.to_user_string(): e for e in res.get_asset_check_evaluations()}
+    evals = {e.asset_key.to_user_string(): e for e in res.get_asset_check_evaluations() if e.check_name == "check_missing"}
     day = evals["market/day_aggs"]
     assert not day.passed and day.severity.value == "ERROR"
     md = {k: v.value for k, v in day.metadata.items()}
@@ -207,7 +207,11 @@ def test_check_missing_flags_unmaterialized_stale_and_vanished_files(local_graph
     assert obs and obs[0].asset_observation.tags["dagster/data_version"] != ""
     # Rebuilt from the current bytes, the partition is no longer stale.
     assert local_graph.run(JOB, "2024-01-04", "2024-01-04", assets=["market/day_aggs"]).success
-    again = {e.asset_key.to_user_string(): e for e in local_graph.run("market_completeness_job").get_asset_check_evaluations()}
+    again = {
+        e.asset_key.to_user_string(): e
+        for e in local_graph.run("market_completeness_job").get_asset_check_evaluations()
+        if e.check_name == "check_missing"
+    }
     assert {k: v.value for k, v in again["market/day_aggs"].metadata.items()}["stale"] == []
 
 
@@ -222,3 +226,35 @@ def test_warehouse_load_is_idempotent_duckdb(local_graph, tmp_path):
     lake_rows = sum(local_graph.read("market/daily_bars", d.isoformat()).height for d in cal.weekdays("2024-01-02", "2024-01-12"))
     assert n == lake_rows
     wh.close()
+
+
+def test_freshness_check_names_the_overdue_partition(local_graph):
+    def evaluate():
+        res = local_graph.run("market_completeness_job")
+        (ev,) = [
+            e
+            for e in res.get_asset_check_evaluations()
+            if e.check_name == "partition_freshness" and e.asset_key.to_user_string() == "market/day_aggs"
+        ]
+        return ev
+
+    # The last partition (QUANT_END_DATE in the tests) never arrived: overdue, and it says which.
+    ev = evaluate()
+    assert not ev.passed and "Partition 2024-04-30 is overdue" in ev.description
+    assert local_graph.run(JOB, "2024-04-30", "2024-04-30", assets=["market/day_aggs"]).success
+    assert evaluate().passed
+
+
+def test_expected_partition_follows_the_deadline():
+    import datetime as dt
+
+    from quant_assets.defs.market.checks import expected_partition
+    from quant_assets.defs.partitions import trading_days, trading_weeks
+    from quant_assets.lib.calendar import NEW_YORK
+
+    sat = dt.datetime(2024, 3, 2, 12, 0, tzinfo=NEW_YORK)
+    assert expected_partition(trading_days, sat, weekly=False) == "2024-03-01"
+    tue = dt.datetime(2024, 1, 16, 12, 0, tzinfo=NEW_YORK)
+    assert expected_partition(trading_days, tue, weekly=False) == "2024-01-15"  # a holiday, built as no data
+    mon = dt.datetime(2024, 3, 11, 14, 0, tzinfo=NEW_YORK)
+    assert expected_partition(trading_weeks, mon, weekly=True) == "2024-03-04"

@@ -168,7 +168,7 @@ def classify_tickers(tickers: Iterable[str]) -> pl.DataFrame:
     t = pl.col("ticker")
     root = t.str.slice(0, t.str.len_chars() - 1)
     last = t.str.slice(-1)
-    root_listed = root.is_in(pl.Series(sorted(listed), dtype=pl.String))
+    root_listed = root.is_in(pl.Series(sorted(listed), dtype=pl.String).implode())
     plain = t.str.contains(r"^[A-Z]{1,5}$")
 
     def suffix_rule(letter: str, dotted: str) -> pl.Expr:

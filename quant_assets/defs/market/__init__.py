@@ -5,11 +5,11 @@ from dagster import Definitions, load_assets_from_modules
 from quant_assets.defs.market import assets
 from quant_assets.defs.market.landing import POLYGON_DAY_FILES, POLYGON_MINUTE_FILES
 from quant_assets.defs.market.automation import market_jobs, market_schedules, market_sensors
-from quant_assets.defs.market.checks import market_checks
+from quant_assets.defs.market.checks import market_checks, market_freshness_checks
 
 defs = Definitions(
     assets=[POLYGON_DAY_FILES, POLYGON_MINUTE_FILES, *load_assets_from_modules([assets])],
-    asset_checks=market_checks,
+    asset_checks=[*market_checks, *market_freshness_checks],
     jobs=market_jobs,
     schedules=market_schedules,
     sensors=market_sensors,

@@ -23,7 +23,7 @@ from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraph
 
 from quant_assets.defs.market import assets as a
 from quant_assets.defs.market import landing as lz
-from quant_assets.defs.market.checks import market_checks
+from quant_assets.defs.market.checks import market_checks, market_freshness_checks
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.resources import LandingZone
 from quant_assets.lib import calendar as cal
@@ -38,25 +38,26 @@ MINUTE_FILE_ASSETS = [a.minute_aggs, a.minute_features]
 # assets a few days per run.
 market_trading_day_job = define_asset_job(
     "market_trading_day_job",
-    selection=AssetSelection.assets(*DAY_FILE_ASSETS) - AssetSelection.checks(*market_checks),
+    selection=AssetSelection.assets(*DAY_FILE_ASSETS) - AssetSelection.checks(*market_checks, *market_freshness_checks),
     description="The assets fed by the Polygon day file (day_aggs, daily_bars, daily_filtered, the warehouse "
     "load) for the selected trading day(s); a range runs as one run.",
 )
 market_minute_job = define_asset_job(
     "market_minute_job",
-    selection=AssetSelection.assets(*MINUTE_FILE_ASSETS) - AssetSelection.checks(*market_checks),
+    selection=AssetSelection.assets(*MINUTE_FILE_ASSETS) - AssetSelection.checks(*market_checks, *market_freshness_checks),
     description="The assets fed by the Polygon minute file (minute_aggs, minute_features) for the selected "
     f"trading day(s); a range runs {a.MINUTE_DAYS_PER_RUN} days per run to bound memory.",
 )
 market_weekly_job = define_asset_job(
     "market_weekly_job",
-    selection=AssetSelection.assets(a.weekly_bars),
+    selection=AssetSelection.assets(a.weekly_bars) - AssetSelection.checks(*market_freshness_checks),
     description="Weekly bars for the selected week(s) (key: the Monday), from market/daily_bars.",
 )
 market_completeness_job = define_asset_job(
     "market_completeness_job",
-    selection=AssetSelection.checks(*market_checks),
-    description="check_missing: landing files without partitions, and partitions whose file disappeared.",
+    selection=AssetSelection.checks(*market_checks, *market_freshness_checks),
+    description="check_missing (landing files not built, built from bytes since re-published, or vanished) "
+    "and partition_freshness (the partition due by the publication deadline has arrived).",
 )
 
 JOB_OF = {"day": market_trading_day_job, "minute": market_minute_job}
@@ -195,7 +196,7 @@ market_weekly_schedule = build_schedule_from_partitioned_job(
     execution_timezone=cal.NY_TZ_NAME,
     job=market_completeness_job,
     default_status=DefaultScheduleStatus.STOPPED,
-    description="12:00 New York, Tuesday-Saturday: run check_missing on the day and minute files.",
+    description="12:00 New York, Tuesday-Saturday (the publication deadline): check_missing and partition_freshness.",
 )
 def market_completeness_schedule(context: ScheduleEvaluationContext):
     return RunRequest(run_key=context.scheduled_execution_time.isoformat())

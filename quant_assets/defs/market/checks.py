@@ -1,5 +1,7 @@
 """``check_missing``: the landing zone against what was built from it."""
 
+import datetime as dt
+
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from quant_assets.defs.market import assets as a
@@ -80,3 +82,59 @@ def minute_aggs_check_missing(context: AssetCheckExecutionContext, landing: Land
 
 
 market_checks = [day_aggs_check_missing, minute_aggs_check_missing]
+
+def _latest_tick(cron: str, now: dt.datetime) -> dt.datetime:
+    from dagster._utils.schedules import get_latest_completed_cron_tick
+
+    return get_latest_completed_cron_tick(cron, now, cal.NY_TZ_NAME)
+
+
+def expected_partition(partitions_def, deadline: dt.datetime, weekly: bool) -> str | None:
+    """The partition due at ``deadline``: the last one whose period ended before it (capped at
+    the last partition that exists)."""
+    day = deadline.astimezone(cal.NEW_YORK).date()
+    if weekly:
+        due = cal.week_start(day) - dt.timedelta(days=7)
+    else:
+        due = day - dt.timedelta(days=1)
+        while due.weekday() >= 5:
+            due -= dt.timedelta(days=1)
+    keys = partitions_def.get_partition_keys(current_time=deadline)
+    if not keys:
+        return None
+    return min(due.isoformat(), keys[-1])
+
+
+def _freshness_check(assets_def, cron: str, weekly: bool):
+    @asset_check(
+        asset=assets_def,
+        name="partition_freshness",
+        description=f"The partition due by the publication deadline ({cron}, New York) has arrived; "
+        "when it has not, the check fails and names the overdue partition.",
+    )
+    def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        now = dt.datetime.now(tz=cal.NEW_YORK)
+        deadline = _latest_tick(cron, now)
+        due = expected_partition(assets_def.partitions_def, deadline, weekly)
+        if due is None:
+            return AssetCheckResult(passed=True, description="No partition is due yet.")
+        done = due in context.instance.get_materialized_partitions(assets_def.key)
+        meta = {"expected_partition": due, "deadline": deadline.isoformat()}
+        if done:
+            return AssetCheckResult(passed=True, description=f"Partition {due} arrived.", metadata=meta)
+        overdue = int((now - deadline).total_seconds())
+        return AssetCheckResult(
+            passed=False,
+            severity=AssetCheckSeverity.WARN,
+            description=f"Partition {due} is overdue: due by {deadline:%Y-%m-%d %H:%M %Z}, not materialized.",
+            metadata={**meta, "overdue_seconds": overdue},
+        )
+
+    return _check
+
+
+# The previous session's partition of every daily asset is due by the publication deadline.
+market_freshness_checks = [
+    _freshness_check(ad, a.PUBLICATION_DEADLINE_CRON, weekly=False)
+    for ad in (a.day_aggs, a.minute_aggs, a.daily_bars, a.daily_filtered, a.minute_features, a.warehouse_daily_bars)
+] + [_freshness_check(a.weekly_bars, a.WEEKLY_DEADLINE_CRON, weekly=True)]

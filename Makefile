@@ -36,7 +36,7 @@ test-ui: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m ui -rs
 
 dev: $(STAMP)
-	$(VENV)/bin/dagster dev -w workspace.yaml
+	$(VENV)/bin/quant-assets dev
 
 bench: $(STAMP)
 	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(VENV)/bin/python $$b; done

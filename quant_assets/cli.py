@@ -1,4 +1,4 @@
-"""``quant-assets`` console script: ``demo`` and ``simulate`` (Dagster's own CLI does the rest)."""
+"""``quant-assets`` console script: ``demo``, ``simulate`` and ``dev`` (Dagster's own CLI does the rest)."""
 
 from __future__ import annotations
 
@@ -33,9 +33,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(args)
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    """``dagster dev -w workspace.yaml`` with the project's warning policy installed."""
+    from dagster._cli import cli
+
+    from quant_assets.launch import default_workspace_file
+
+    argv = ["dev", "-w", str(default_workspace_file()), *args.extra]
+    return int(cli.main(args=argv, prog_name="dagster", standalone_mode=False) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quant-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="the Dagster UI, daemon and code server on this code location (dagster dev)")
+    dev.set_defaults(func=cmd_dev)  # any further arguments go to dagster dev (e.g. -p 3001)
 
     sim = sub.add_parser("simulate", help="write simulated vendor files into the landing zone")
     sim.add_argument("--start", help="first day (default QUANT_START_DATE)")
@@ -56,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.set_defaults(func=cmd_demo)
 
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "dev":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     return int(args.func(args) or 0)
 
 

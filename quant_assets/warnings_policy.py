@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 
-from dagster import BetaWarning, PreviewWarning
+from dagster import BetaWarning, PreviewWarning, SupersessionWarning
 
 # (class, message regex): features we use on purpose, with the reason.
 ACCEPTED: tuple[tuple[type[Warning], str], ...] = (
@@ -17,6 +17,9 @@ ACCEPTED: tuple[tuple[type[Warning], str], ...] = (
     (BetaWarning, r"Parameter `backfill_policy` of"),
     # Holidays and the first sessions of history have no upstream partition to map to.
     (BetaWarning, r"Parameter `allow_nonexistent_upstream_partitions` of"),
+    # `make dev` runs `dagster dev -w workspace.yaml`, which loads the code location exactly as
+    # the daemon and the deployed webserver do; `dg dev` would need a second project layout.
+    (SupersessionWarning, r"Function `dev_command` is superseded"),
 )
 
 

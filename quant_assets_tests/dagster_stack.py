@@ -48,10 +48,9 @@ class DagsterStack:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 240.0) -> DagsterStack:
-        dagster = Path(sys.executable).parent / "dagster"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [str(dagster), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(self.port)],
+            [str(Path(sys.executable).parent / "quant-assets"), "dev", "-h", "127.0.0.1", "-p", str(self.port)],
             cwd=REPO,
             env=self.env,
             stdout=self._log,

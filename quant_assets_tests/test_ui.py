@@ -77,6 +77,14 @@ def built_stack(simulated_landing, tmp_path_factory):
         stack.stop()
 
 
+def _dismiss_welcome(page) -> None:
+    """A fresh instance greets a new user with a newsletter dialog; skip it like a user would."""
+    skip = page.get_by_role("button", name="Skip")
+    if skip.count():
+        skip.first.click()
+        page.wait_for_timeout(300)
+
+
 def test_pages_render_without_errors(built_stack):
     from playwright.sync_api import sync_playwright
 
@@ -95,17 +103,26 @@ def test_pages_render_without_errors(built_stack):
         for name, path in PAGES:
             page.goto(built_stack.url + path, wait_until="networkidle", timeout=120_000)
             page.wait_for_timeout(1500)
+            _dismiss_welcome(page)
             page.screenshot(path=str(built_stack.shots / f"{name}.png"), full_page=True)
             text = page.inner_text("body")
             found = ERROR_TEXT.search(text)
             if found:
                 problems.append(f"{path}: {found.group(0)!r} shown")
-        # The asset page shows the standard metadata of the latest partition.
+        # The asset page shows owners, kinds, documented columns and the freshness policy.
         page.goto(built_stack.url + "/assets/market/daily_bars", wait_until="networkidle", timeout=120_000)
         page.wait_for_timeout(1500)
         body = page.inner_text("body")
-        for expected in ("team:market-data", "dagster/row_count" if "dagster/row_count" in body else "Row count"):
+        for expected in ("market-data", "Parquet", "Simple 1-session return", "Freshness policy", "Row count"):
             if expected not in body:
                 problems.append(f"daily_bars page does not show {expected!r}")
+        # One partition's own figures: its row count and its preview, not the run's totals.
+        page.goto(built_stack.url + "/assets/market/day_aggs?view=partitions&partition=2024-01-10", wait_until="networkidle", timeout=120_000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(built_stack.shots / "day_aggs_partition.png"), full_page=True)
+        body = page.inner_text("body")
+        for expected in ("dagster/row_count", "source_etag", "quarantine_share"):
+            if expected not in body:
+                problems.append(f"day_aggs partition 2024-01-10 does not show {expected!r}")
         browser.close()
     assert not problems, "\n".join(problems)

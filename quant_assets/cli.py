@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quant-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    dev = sub.add_parser("dev", help="the Dagster UI, daemon and code server on this code location (dagster dev)")
+    dev = sub.add_parser("dev", add_help=False, help="the Dagster UI, daemon and code server on this code location (dagster dev)")
     dev.set_defaults(func=cmd_dev)  # any further arguments go to dagster dev (e.g. -p 3001)
 
     sim = sub.add_parser("simulate", help="write simulated vendor files into the landing zone")

@@ -97,9 +97,35 @@ def test_sensor_launches_exactly_the_run_for_a_new_day(stack):
     assert stack.wait_run(runs[0]["runId"]) == "SUCCESS", stack.log_tail()
     time.sleep(8)  # more ticks: nothing else is launched
     runs = stack.runs({"quant_assets/trigger": "landing_zone"})
-    assert [(r["jobName"], r["tags"]["dagster/partition"]) for r in runs] == [(DAY_JOB, NEW_DAY)]
+    assert [(r["tags"]["quant_assets/files"], r["tags"]["dagster/partition"]) for r in runs] == [("day", NEW_DAY)]
     assert pl.read_parquet(_lake(stack, "market/daily_bars", NEW_DAY)).height > 0
+
+    # The vendor re-publishes a day that was built: the daemon runs one backfill that rebuilds it
+    # and what reads it (the next session's returns among them), upstream first.
+    before = _materializations(stack, "market/daily_bars", BUILT[-1])
+    republished = stack.landing / polygon.day_aggs_key(BUILT[-2])
+    republished.write_bytes(republished.read_bytes())
+    deadline = time.monotonic() + 180
+    backfill_runs = []
+    while time.monotonic() < deadline:
+        backfill_runs = stack.runs({"quant_assets/trigger": "landing_zone_republish"})
+        if backfill_runs and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in backfill_runs):
+            if _materializations(stack, "market/daily_bars", BUILT[-1]) > before:
+                break
+        time.sleep(2)
+    assert backfill_runs and all(r["status"] == "SUCCESS" for r in backfill_runs), stack.log_tail()
+    assert _materializations(stack, "market/daily_bars", BUILT[-1]) == before + 1
+    assert _materializations(stack, "market/daily_bars", BUILT[0]) == 2  # the first run + the backfill above
     stack.set_sensor("polygon_landing_sensor", False)
+
+
+def _materializations(stack, asset: str, partition: str) -> int:
+    data = stack.graphql(
+        "query($k: AssetKeyInput!, $p: [String!]) { assetOrError(assetKey: $k) { ... on Asset { "
+        "assetMaterializations(partitions: $p, limit: 100) { runId } } } }",
+        {"k": {"path": asset.split("/")}, "p": [partition]},
+    )
+    return len(data["assetOrError"]["assetMaterializations"])
 
 
 def _run_worker_pid(stack, run_id: str, timeout_s: float = 120) -> int:

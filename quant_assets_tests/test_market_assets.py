@@ -185,7 +185,7 @@ def test_daily_filtered_defaults_and_point_in_time(local_graph):
 
 
 def test_check_missing_flags_unmaterialized_stale_and_vanished_files(local_graph, landing_copy):
-    assert local_graph.run(JOB, "2024-01-02", "2024-01-05", assets=["market/day_aggs"]).success
+    assert local_graph.run(JOB, "2024-01-02", "2024-01-05", assets=DAY_ASSETS).success
     (landing_copy / polygon.day_aggs_key(dt.date(2024, 1, 3))).unlink()
     republished = landing_copy / polygon.day_aggs_key(dt.date(2024, 1, 4))
     republished.write_bytes(republished.read_bytes())  # new bytes while nothing watched
@@ -205,8 +205,31 @@ def test_check_missing_flags_unmaterialized_stale_and_vanished_files(local_graph
         AssetRecordsFilter(asset_key=pl_key("market/polygon_day_files"), asset_partitions=["2024-01-04"]), limit=1
     ).records
     assert obs and obs[0].asset_observation.tags["dagster/data_version"] != ""
-    # Rebuilt from the current bytes, the partition is no longer stale.
+    # Dagster itself now sees the partition built from the old bytes as stale, and the one
+    # built from the unchanged file as fresh.
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._core.loader import LoadingContextForTest
+
+    resolver = CachingStaleStatusResolver(
+        local_graph.instance, local_graph.defs.resolve_asset_graph(), LoadingContextForTest(local_graph.instance)
+    )
+    assert resolver.get_status(pl_key("market/day_aggs"), "2024-01-04") == StaleStatus.STALE
+    assert resolver.get_status(pl_key("market/day_aggs"), "2024-01-05") == StaleStatus.FRESH
+    # Rebuilt from the current bytes, the partition is no longer stale; what read the old one is,
+    # until it is rebuilt in turn: that day's and the next session's daily bars.
     assert local_graph.run(JOB, "2024-01-04", "2024-01-04", assets=["market/day_aggs"]).success
+
+    def status(asset, pk):
+        return CachingStaleStatusResolver(
+            local_graph.instance, local_graph.defs.resolve_asset_graph(), LoadingContextForTest(local_graph.instance)
+        ).get_status(pl_key(asset), pk)
+
+    assert status("market/day_aggs", "2024-01-04") == StaleStatus.FRESH
+    assert status("market/daily_bars", "2024-01-04") == StaleStatus.STALE
+    assert status("market/daily_bars", "2024-01-05") == StaleStatus.STALE
+    assert status("market/daily_bars", "2024-01-02") == StaleStatus.FRESH
+    assert local_graph.run(JOB, "2024-01-04", "2024-01-05", assets=["market/daily_bars"]).success
+    assert status("market/daily_bars", "2024-01-05") == StaleStatus.FRESH
     again = {
         e.asset_key.to_user_string(): e
         for e in local_graph.run("market_completeness_job").get_asset_check_evaluations()

@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetKey, build_schedule_context, build_sensor_context
 
 from quant_assets.defs.market import landing as lz
-from quant_assets.defs.market.automation import market_after_publish_schedule, polygon_landing_sensor
+from quant_assets.defs.market.automation import market_after_publish_schedule
 from quant_assets.lib import calendar as cal
 from quant_assets.lib.landing import LandingFile, decode_cursor, plan
 from quant_assets.lib.sources import polygon
@@ -105,11 +105,13 @@ def test_cursor_stays_small_for_ten_years_of_files():
 
 
 def _tick(graph, cursor):
+    """One tick as the daemon evaluates it (run and backfill requests validated against the
+    sensor's selection)."""
     with build_sensor_context(
         instance=graph.instance, cursor=cursor, resources={"landing": graph.landing}, definitions=graph.defs
     ) as ctx:
-        result = polygon_landing_sensor(ctx)
-    return result
+        sensor = graph.defs.resolve_sensor_def("polygon_landing_sensor")
+        return sensor.evaluate_tick(ctx)
 
 
 LAUNCHED: set = set()
@@ -119,10 +121,12 @@ def _runs(result, launched=None):
     """The runs the daemon would launch: like Dagster, a run key already launched is skipped."""
     launched = LAUNCHED if launched is None else launched
     out = []
+    jobs = {"market/day_aggs": "market_trading_day_job", "market/minute_aggs": "market_minute_job"}
     for r in result.run_requests or []:
         if r.asset_graph_subset is None and r.run_key not in launched:
             launched.add(r.run_key)
-            out.append((r.partition_key, r.job_name))
+            (job,) = {jobs[k.to_user_string()] for k in r.asset_selection if k.to_user_string() in jobs}
+            out.append((r.partition_key, job))
     return sorted(out)
 
 

@@ -4,6 +4,7 @@ and minute-feature tables. One partition per trading day (weekday, New York date
 
 import dataclasses
 import datetime as dt
+import hashlib
 import statistics
 
 import polars as pl
@@ -13,6 +14,7 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     BackfillPolicy,
+    DataVersion,
     Failure,
     FreshnessPolicy,
     MaterializeResult,
@@ -30,6 +32,7 @@ from quant_assets.defs.partitions import history_start, partition_dates, trading
 from quant_assets.defs.resources import Lake, LandingZone, WarehouseResource
 from quant_assets.lib import calendar as cal
 from quant_assets.lib import market
+from quant_assets.lib.landing import LandingFile
 from quant_assets.lib.sources import polygon
 
 DOMAIN = "market"
@@ -194,10 +197,11 @@ def _ingest(
     rejected_by_day: dict[dt.date, pl.DataFrame] = {}
     partition_meta: dict[str, dict] = {}
     rows_by_day: dict[dt.date, int] = {}
-    for day in partition_dates(context.partition_keys):
+    infos = {day: store.stat(key_of(day)) for day in partition_dates(context.partition_keys)}
+    _observe_sources(context, kind, {d.isoformat(): (landing.describe(key_of(d)), i) for d, i in infos.items() if i})
+    for day, info in infos.items():
         key = key_of(day)
         source = landing.describe(key)
-        info = store.stat(key)
         if info is None:
             if not cal.is_trading_day(day):
                 partition_meta[day.isoformat()] = md.no_data(HOLIDAY)
@@ -261,11 +265,35 @@ def _ingest(
     )
     return MaterializeResult(
         value=out,
+        # The data is what the vendor's bytes say: a re-published file gives a new data version,
+        # so what was built from the old one shows as stale until it is rebuilt.
+        data_version=_files_version(context, reports),
         check_results=[
             _quarantine_result(asset_key, reports, config.max_rejected_fraction),
             qc.schema_result(context, asset_key, out.schema),
         ],
     )
+
+
+def _files_version(context: AssetExecutionContext, reports: list[_FileReport]) -> DataVersion:
+    code = context.assets_def.code_versions_by_key.get(context.assets_def.key) or ""
+    h = hashlib.sha256(code.encode())
+    for r in sorted(reports, key=lambda r: r.day):
+        h.update(f"|{r.day}:{r.etag}".encode())
+    return DataVersion(h.hexdigest()[:32])
+
+
+def _observe_sources(context: AssetExecutionContext, kind: str, files: dict[str, tuple[str, object]]) -> None:
+    """Record each landing file's ETag as the data version of its source partition before this
+    materialization's provenance is taken, so that a later re-publish shows what was built from
+    the old bytes as stale in the UI, however this run was started."""
+    seen = lz.observed_etags(context.instance, kind, sorted(files))
+    fresh = {pk: v for pk, v in files.items() if seen.get(pk) != v[1].etag}
+    for pk, (source, info) in fresh.items():
+        context.log_event(lz.observation(LandingFile(info.key, kind, dt.date.fromisoformat(pk), info.etag), source))
+    if fresh:
+        # Dagster read the inputs' versions when the step started; read them again with these.
+        context.op_execution_context._step_execution_context.wipe_input_asset_version_info(lz.SOURCE_OF[kind])
 
 
 def _quarantine_result(asset_key: AssetKey, reports: list[_FileReport], limit: float):

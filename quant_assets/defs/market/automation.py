@@ -60,7 +60,8 @@ market_completeness_job = define_asset_job(
     "and partition_freshness (the partition due by the publication deadline has arrived).",
 )
 
-JOB_OF = {"day": market_trading_day_job, "minute": market_minute_job}
+FILE_ASSETS = {"day": DAY_FILE_ASSETS, "minute": MINUTE_FILE_ASSETS}
+FED_BY = {kind: [k for ad in assets for k in ad.keys] for kind, assets in FILE_ASSETS.items()}
 TRIGGER_TAG = "quant_assets/trigger"
 
 
@@ -104,16 +105,20 @@ def landing_requests(plan: LandingPlan, asset_graph, materialized) -> list[RunRe
     return requests + [
         RunRequest(
             run_key=f"{f.kind}:{f.partition}:{f.etag}",
-            job_name=JOB_OF[f.kind].name,
             partition_key=f.partition,
-            tags={TRIGGER_TAG: "landing_zone", "quant_assets/file": f.key[-80:]},
+            asset_selection=FED_BY[f.kind],
+            # The checks declared on those assets; the cross-partition ones run on their schedule.
+            asset_check_keys=[k for ad in FILE_ASSETS[f.kind] for k in ad.check_keys],
+            tags={TRIGGER_TAG: "landing_zone", "quant_assets/files": f.kind, "quant_assets/file": f.key[-80:]},
         )
         for f in sorted(plan.new, key=lambda f: (f.partition, f.kind))
     ]
 
 
 @sensor(
-    jobs=[market_trading_day_job, market_minute_job],
+    # Everything a re-published file can reach, in every domain: a backfill request must stay
+    # inside the sensor's selection.
+    asset_selection=AssetSelection.assets(a.day_aggs, a.minute_aggs).downstream(),
     minimum_interval_seconds=settings.landing_sensor_interval_s(),
     default_status=DefaultSensorStatus.STOPPED,
     description="Watches the landing zone and runs every distinct publication of a Polygon flat file once, "

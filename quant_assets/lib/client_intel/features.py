@@ -18,10 +18,10 @@ Definitions (all over the published history, nothing after ``as_of``):
 ``lead_lag_alpha``
     Mean over the client's opening trades of side x (forward move - backward move), where the
     backward move is ln(trade price / close ``LEAD_LAG_DAYS`` days before the trade day) and the
-    forward move is ln(close ``LEAD_LAG_DAYS`` days after / trade price), both in units of daily
-    volatility times sqrt(``LEAD_LAG_DAYS``). Positive: the client trades ahead of moves
-    (leading); negative: it trades after them (lagging). Only trades whose forward window ends
-    inside the history count.
+    forward move is ln(close ``LEAD_LAG_DAYS`` days after / trade price), each in units of daily
+    volatility times the square root of its window. Positive: the client trades ahead of moves
+    (leading); negative: it trades after them (lagging). Near the edges of the history the
+    windows shrink to what the history holds (at least one day each).
 ``exposure_concentration``
     JSON object {instrument: share of the client's time-averaged gross USD exposure}, shares
     summing to 1 (rounded to 4 decimals).
@@ -96,13 +96,15 @@ def momentum_betas(position: np.ndarray, traded: np.ndarray, panel: Panel) -> di
 
 
 def lead_lag(tr: TradeArrays, panel: Panel, n_clients: int) -> np.ndarray:
-    k = LEAD_LAG_DAYS
     T = panel.days
-    ok = tr.opening & (tr.day - k >= 0) & (tr.day + k <= T - 1)
+    ok = tr.opening & (tr.day >= 1) & (tr.day <= T - 2)
     d, i, p = tr.day[ok], tr.instrument[ok], tr.price[ok]
-    scale = instrument_vol(panel)[i] * np.sqrt(k)
-    back = np.log(p / panel.close[i, d - k]) / scale
-    fwd = np.log(panel.close[i, d + k] / p) / scale
+    # Windows shrink at the edges of the history rather than reach outside it.
+    kb = np.minimum(LEAD_LAG_DAYS, d)
+    kf = np.minimum(LEAD_LAG_DAYS, T - 1 - d)
+    vol = instrument_vol(panel)[i]
+    back = np.log(p / panel.close[i, d - kb]) / (vol * np.sqrt(kb))
+    fwd = np.log(panel.close[i, d + kf] / p) / (vol * np.sqrt(kf))
     side = np.sign(tr.signed_qty[ok])
     total = np.bincount(tr.client[ok], weights=side * (fwd - back), minlength=n_clients)
     count = np.bincount(tr.client[ok], minlength=n_clients)

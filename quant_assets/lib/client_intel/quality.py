@@ -19,7 +19,7 @@ from quant_assets.lib.client_intel import spec as S
 from quant_assets.lib.client_intel.classifier import MIN_ACCURACY, ClassifierReport
 from quant_assets.lib.client_intel.market import MA_WINDOW, Panel
 from quant_assets.lib.client_intel.regimes import MAX_STEP, POINTS, PROB_CEIL, PROB_FLOOR
-from quant_assets.lib.client_intel.trades import TREND_LOOKBACK
+from quant_assets.lib.client_intel.trades import CLIENT_SHARE_SD, TREND_LOOKBACK
 
 # Share of rule-bound opening trades that must follow their segment's rule.
 RULE_SHARE = 0.99
@@ -159,30 +159,47 @@ def _rule_shares(trades: pl.DataFrame, clients: pl.DataFrame, panel: Panel) -> d
     return out
 
 
+def share_tolerance(target: float, tol: float, n_trades: int, n_clients: int = 1_000_000) -> float:
+    """The segment's tolerance, widened to four standard errors of the observed share (plus a
+    continuity correction) when few trades or few clients are observed (one Hedger's ten trades
+    cannot pin a share to +/- 0.10): per-trade binomial noise plus the spread of the clients' own
+    shares around the segment's."""
+    n = max(n_trades, 1)
+    var = target * (1.0 - target) / n + CLIENT_SHARE_SD**2 / max(n_clients, 1)
+    return max(tol, 4.0 * math.sqrt(var) + 0.5 / n)
+
+
 def segment_patterns(trades: pl.DataFrame, clients: pl.DataFrame, panel: Panel, spec: S.WorldSpec) -> Verdict:
     """Order-type shares per segment, Hedgers' sell share and trade counts, and the trend / moving
     average rules of Trend Followers and Mean Reverters, from the trades and the bars."""
     problems = []
     j = trades.join(clients.select("client_id", "segment"), on="client_id")
     per_seg = {
-        s: (n, m, sell)
-        for s, n, m, sell in j.group_by("segment")
-        .agg(pl.len(), (pl.col("order_type") == "MARKET").mean(), (pl.col("side") == "SELL").mean())
+        s: (n, m, sell, k)
+        for s, n, m, sell, k in j.group_by("segment")
+        .agg(
+            pl.len(),
+            (pl.col("order_type") == "MARKET").mean(),
+            (pl.col("side") == "SELL").mean(),
+            pl.col("client_id").n_unique(),
+        )
         .iter_rows()
     }
     shares = {}
     for name, b in S.BEHAVIOURS.items():
         if name not in per_seg:
             continue
-        n, m, sell = per_seg[name]
+        n, m, sell, k = per_seg[name]
         shares[name] = round(m, 4)
-        if abs(m - b.market_share) > b.market_share_tol + EPS:
-            problems.append(f"{name}: market-order share {m:.3f}, expected {b.market_share:.2f} +/- {b.market_share_tol:.2f}")
+        tol = share_tolerance(b.market_share, b.market_share_tol, n, k) if b.market_share > 0 else 0.0
+        if abs(m - b.market_share) > tol + EPS:
+            problems.append(f"{name}: market-order share {m:.3f}, expected {b.market_share:.2f} +/- {tol:.3f}")
     sell_share = None
     if S.HEDGER in per_seg:
-        sell_share = per_seg[S.HEDGER][2]
-        if abs(sell_share - S.HEDGER_SELL_SHARE) > S.HEDGER_SELL_SHARE_TOL:
-            problems.append(f"Hedger sell share {sell_share:.3f}, expected {S.HEDGER_SELL_SHARE:.2f} +/- {S.HEDGER_SELL_SHARE_TOL:.2f}")
+        n, _, sell_share, k = per_seg[S.HEDGER]
+        tol = share_tolerance(S.HEDGER_SELL_SHARE, S.HEDGER_SELL_SHARE_TOL, n, k)
+        if abs(sell_share - S.HEDGER_SELL_SHARE) > tol + EPS:
+            problems.append(f"Hedger sell share {sell_share:.3f}, expected {S.HEDGER_SELL_SHARE:.2f} +/- {tol:.3f}")
     counts = clients.join(j.group_by("client_id").len(), on="client_id", how="left").with_columns(pl.col("len").fill_null(0))
     lo, hi = spec.hedger_trade_band()
     bad_h = counts.filter((pl.col("segment") == S.HEDGER) & ~pl.col("len").is_between(lo, hi))

@@ -55,6 +55,7 @@ TREND_LOOKBACK = 5
 DIP_LOOKBACK = 5
 DRIFT_START = 0.6  # share of the history after which a drifting client starts to drift
 DRIFTING_SHARE = 0.2
+CLIENT_SHARE_SD = 0.04  # spread of the clients' market-order shares around their segment's
 
 # Entry probability per day when flat, before the signal filter, by segment code.
 _ENTRY_PROB = {S.TREND_FOLLOWER: 0.9, S.MEAN_REVERTER: 0.95, S.TREND_SETTER: 1.0}
@@ -86,7 +87,7 @@ def client_params(segments: np.ndarray, seed: int) -> ClientParams:
         mask = segments == code
         if b.market_share > 0:
             lo, hi = max(0.0, b.market_share - 0.2), min(1.0, b.market_share + 0.15)
-            share[mask] = np.clip(b.market_share + 0.04 * rng.standard_normal(mask.sum()), lo, hi)
+            share[mask] = np.clip(b.market_share + CLIENT_SHARE_SD * rng.standard_normal(mask.sum()), lo, hi)
     ticket = np.array([_TICKET_USD[S.SEGMENTS[c]] for c in segments]) * np.exp(0.5 * rng.standard_normal(n))
     theta = rng.uniform(0.25, 0.6, n)
     theta = np.where(segments == MR, rng.uniform(0.3, 0.7, n), theta)
@@ -408,23 +409,29 @@ def generate_trades(market: Market, segments: np.ndarray, params: ClientParams, 
 def trades_frame(raw: RawTrades, client_ids: list[str], dates: np.ndarray) -> pl.DataFrame:
     """The published trades table, in time order, ``trade_id`` 1..n."""
     base_is_usd = S.instrument_arrays()["base_is_usd"]
-    ts = dates[raw.day].astype("datetime64[us]") + raw.seconds.astype("timedelta64[s]")
+    ts = (dates[raw.day].astype("datetime64[s]").astype(np.int64) + raw.seconds) * 1_000_000
     notional = np.where(base_is_usd[raw.instrument], raw.quantity, raw.quantity * raw.price).astype(np.float64)
-    order = np.lexsort((raw.instrument, raw.client, ts))
-    ids = pl.Series("client_id", client_ids)
+    # One int64 key (second, client, instrument) sorts faster than a three-key lexsort; a client
+    # trades an instrument at most once a day, so the key is unique.
+    key = (ts // 1_000_000) * (8 * (int(raw.client.max(initial=0)) + 1)) + raw.client * 8 + raw.instrument
+    order = pl.Series(key).arg_sort().to_numpy()
     df = pl.DataFrame(
         {
             "trade_id": np.arange(1, len(order) + 1, dtype=np.int64),
-            "client_id": ids.gather(raw.client[order]),
-            "instrument": pl.Series(S.SYMBOLS).gather(raw.instrument[order]),
-            "trade_date": dates[raw.day[order]],
-            "executed_at": ts[order],
-            "side": np.where(raw.side[order] > 0, "BUY", "SELL"),
-            "order_type": np.where(raw.market[order], "MARKET", "LIMIT"),
-            "position_effect": np.where(raw.opening[order], "OPEN", "CLOSE"),
+            "client_id": pl.Series(client_ids, dtype=pl.String).gather(raw.client[order]),
+            "instrument": pl.Series(S.SYMBOLS, dtype=pl.String).gather(raw.instrument[order]),
+            "executed_at": pl.Series(ts[order]).cast(pl.Datetime("us")),
+            "_buy": raw.side[order] > 0,
+            "_market": raw.market[order],
+            "_open": raw.opening[order],
             "quantity": raw.quantity[order],
             "price": raw.price[order],
             "notional_usd": np.round(notional[order], 2),
         }
     )
-    return df.cast(TRADES_SCHEMA).select(list(TRADES_SCHEMA))
+    return df.with_columns(
+        pl.col("executed_at").dt.date().alias("trade_date"),
+        pl.when("_buy").then(pl.lit("BUY")).otherwise(pl.lit("SELL")).alias("side"),
+        pl.when("_market").then(pl.lit("MARKET")).otherwise(pl.lit("LIMIT")).alias("order_type"),
+        pl.when("_open").then(pl.lit("OPEN")).otherwise(pl.lit("CLOSE")).alias("position_effect"),
+    ).select(list(TRADES_SCHEMA)).cast(TRADES_SCHEMA)

@@ -34,14 +34,17 @@ def _latest_metadata(instance, key) -> dict:
 
 def report(instance, s: DemoSettings) -> list[str]:
     from quant_assets.defs.client_intel.assets import KEYS, WAREHOUSE_KEY
+    from quant_assets.lib.client_intel import TABLES
 
     wh = _latest_metadata(instance, WAREHOUSE_KEY)
     feats = _latest_metadata(instance, KEYS["features"])
     lines = []
     if wh:
         lines.append(f"warehouse ({wh.get('dialect')}): rows per table")
-        for table, n in (wh.get("table_rows") or {}).items():
-            lines.append(f"  {table:<28}{n:>10,}")
+        rows = wh.get("table_rows") or {}
+        for table in TABLES:
+            if table in rows:
+                lines.append(f"  {table:<28}{rows[table]:>10,}")
         lines.append("holding period by segment (SELECT AVG(holding_period_avg) FROM features JOIN clients ...):")
         for seg, v in (wh.get("holding_period_by_segment") or {}).items():
             lines.append(f"  {seg:<16} {v['clients']:>4} clients  avg {v['avg']:6.2f} d  (min {v['min']:.2f}, max {v['max']:.2f})")

@@ -45,10 +45,6 @@ class Market:
     days: int  # days in the published history
     dates: np.ndarray  # datetime64[D] of the published history
 
-    @property
-    def daily_vol(self) -> np.ndarray:
-        return S.instrument_arrays()["daily_vol"]
-
 
 def _decimals(tick: float) -> int:
     return int(round(-np.log10(tick)))

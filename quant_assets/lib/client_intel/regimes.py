@@ -22,7 +22,6 @@ Switch probability
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import numpy as np
 import polars as pl
@@ -302,12 +301,3 @@ def _json_arrays(names: np.ndarray, keep: np.ndarray) -> pl.Series:
     return pl.select(
         pl.when(joined.str.len_bytes() == 0).then(pl.lit("[]")).otherwise(pl.format('["{}"]', joined))
     ).to_series()
-
-
-def _longer(hold: float, seg: int) -> bool:
-    b = S.BEHAVIOURS[S.SEGMENTS[seg]]
-    return bool(hold > np.sqrt(b.hold_min * b.hold_max))
-
-
-def _target(seg: int) -> float:
-    return S.BEHAVIOURS[S.SEGMENTS[seg]].market_share

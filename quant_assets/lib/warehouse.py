@@ -11,6 +11,13 @@ Placeholders
     parameters, ``%(name)s`` for named ones, ``%%`` for a literal percent sign when parameters
     are given. For DuckDB they are translated to ``?`` / ``$name``.
 
+JSON
+    DDL declares JSON columns as ``JSONB`` (PostgreSQL). DuckDB has no JSONB type, so before it
+    runs DDL that mentions JSONB the warehouse creates ``JSONB`` as an alias of DuckDB's ``JSON``.
+    Load JSON columns as polars strings holding JSON text; both backends reject malformed JSON.
+    Queries return JSON columns as their text on both backends (PostgreSQL normalises JSONB's
+    spacing and key order).
+
 NULL and NaN
     They stay distinct on both backends: a polars null is stored as SQL NULL, a float NaN as
     the IEEE value NaN (and comes back as NaN, not null). ``+/-inf`` round-trip as well.
@@ -240,7 +247,11 @@ _PG_DTYPES: dict[int, pl.DataType] = {
     1083: pl.Time(),
     1114: pl.Datetime("us"),
     1184: pl.Datetime("us", "UTC"),
+    114: pl.String(),  # json, loaded as text (see _JSON_TYPES)
+    3802: pl.String(),  # jsonb
 }
+_JSON_TYPES = ("json", "jsonb")
+_JSONB_WORD = re.compile(r"\bjsonb\b", re.IGNORECASE)
 
 # Types COPY ... (FORMAT csv) reads back exactly from polars' CSV writer.
 _CSV_SAFE = (
@@ -393,6 +404,7 @@ class Warehouse:
                 except psycopg.Error as exc:
                     self._conn = None
                     raise WarehouseError(f"cannot connect to {self.url}: {self._scrub(str(exc))}") from None
+                _json_as_text(self._conn)
             yield self._conn
 
     # ----------------------------------------------------------------------- statements
@@ -553,6 +565,8 @@ class Warehouse:
                 con.execute(create)
                 recorded = dict(con.execute("SELECT filename, checksum FROM schema_migrations").fetchall())
                 _check_unchanged(scripts, recorded)
+                if any(_JSONB_WORD.search(text) for name, text, _ in scripts if name not in recorded):
+                    _duckdb_jsonb_alias(con)
                 for name, text, checksum in scripts:
                     if name in recorded:
                         continue
@@ -604,6 +618,21 @@ def _duckdb_transaction(con: Any) -> Iterator[None]:
         with suppress(Exception):
             con.execute("ROLLBACK")
         raise
+
+
+def _duckdb_jsonb_alias(con: Any) -> None:
+    """Let PostgreSQL DDL with JSONB columns run on DuckDB: JSONB becomes an alias of JSON."""
+    exists = con.execute("SELECT 1 FROM duckdb_types() WHERE lower(type_name) = 'jsonb' LIMIT 1").fetchone()
+    if not exists:
+        con.execute("CREATE TYPE JSONB AS JSON")
+
+
+def _json_as_text(conn: Any) -> None:
+    """JSON and JSONB results as their text, like DuckDB returns them (not parsed Python objects)."""
+    from psycopg.types.string import TextLoader
+
+    for name in _JSON_TYPES:
+        conn.adapters.register_loader(name, TextLoader)
 
 
 def _utcnow() -> dt.datetime:

@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import polars as pl
 
-from quant_assets.lib.http import BadPayload, HttpError, PoliteClient, ResponseCache
+from quant_assets.lib.http import BadPayload, HttpError, PoliteClient, ResponseCache, scrub
 
 FMP_BASE_URL = "https://financialmodelingprep.com/stable"
 SECRET_PARAMS = ("apikey",)
@@ -380,7 +380,7 @@ class FmpClient:
             params = self._params(entry, page)
             described = self.http.describe(endpoint.path, params)
             try:
-                payload = self.http.get_json(endpoint.path, params, context=entry.context)
+                payload, attempts = self.http.get_json_counted(endpoint.path, params, context=entry.context)
             except BadPayload:
                 raise
             except HttpError as exc:
@@ -392,9 +392,10 @@ class FmpClient:
                         attempts=exc.attempts,
                     ) from None
                 raise
-            finally:
-                calls += 1
-            page_rows = validate_rows(endpoint, payload, context=entry.context, endpoint_desc=described)
+            calls += attempts
+            page_rows = validate_rows(
+                endpoint, payload, context=entry.context, endpoint_desc=described, secrets=[self.api_key or ""]
+            )
             if endpoint.plan == "once":
                 rows = page_rows
                 break
@@ -429,7 +430,9 @@ def _endpoint(data_type: str) -> Endpoint:
         raise ValueError(f"unknown FMP data type {data_type!r}; known: {', '.join(DATA_TYPES)}") from None
 
 
-def validate_rows(endpoint: Endpoint, payload, *, context: str, endpoint_desc: str) -> list[dict]:
+def validate_rows(
+    endpoint: Endpoint, payload, *, context: str, endpoint_desc: str, secrets: Iterable[str] = ()
+) -> list[dict]:
     """The records of one response, checked against what the endpoint promises; the vendor's
     own field names are kept, old spellings renamed and loosely typed fields made exact."""
 
@@ -439,7 +442,8 @@ def validate_rows(endpoint: Endpoint, payload, *, context: str, endpoint_desc: s
     if isinstance(payload, dict):
         message = payload.get("Error Message") or payload.get("error") or payload.get("message")
         if message:
-            text = str(message)[:200]
+            # A vendor may echo the request, key included, in its message.
+            text = scrub(str(message)[:200], secrets)
             if "api key" in text.lower():
                 raise FmpAuthError(
                     f"{context}: GET {endpoint_desc} was refused: {text} -- check FMP_API_KEY", endpoint=endpoint_desc

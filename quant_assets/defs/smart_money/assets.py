@@ -249,21 +249,15 @@ def raw_fmp_sources(context: AssetExecutionContext, config: FmpFetchConfig, univ
         )
     except ValueError as exc:
         raise Failure(description=str(exc)) from None
-    frames: dict[str, dict[str, pl.DataFrame]] = {t: {} for t in selected}
-    reports: dict[str, dict[str, fmp_source.FetchReport]] = {}
+    symbols = list(context.partition_keys)
     try:
-        for symbol in context.partition_keys:
-            try:
-                tables, reports[symbol] = rw.fetch_raw(
-                    client, symbol, window, tables=selected, hedge_fund_ciks=config.hedge_fund_ciks
-                )
-            except HttpError as exc:
-                raise Failure(
-                    description=str(exc),
-                    metadata={"symbol": symbol, "endpoint": exc.endpoint, "status": exc.status if exc.status else -1},
-                ) from None
-            for t in selected:
-                frames[t][symbol] = tables[t]
+        try:
+            frames, reports = rw.fetch_raw_many(client, symbols, window, tables=selected, hedge_fund_ciks=config.hedge_fund_ciks)
+        except HttpError as exc:
+            raise Failure(
+                description=str(exc),
+                metadata={"endpoint": exc.endpoint, "status": exc.status if exc.status else -1},
+            ) from None
         stats = client.http.stats
     finally:
         client.http.close()
@@ -284,12 +278,15 @@ def raw_fmp_sources(context: AssetExecutionContext, config: FmpFetchConfig, univ
                 "http_calls": sum(r.http_calls for r in rep),
                 **cache_state,
             }
+            if t == "hedge_fund_holdings":
+                # Read from the same cached 13F responses as raw_institutional_ownership.
+                per_partition[symbol]["same_requests_as"] = RAW_KEYS["institutional_ownership"].to_user_string()
         for symbol, meta in per_partition.items():
             context.add_asset_metadata(meta, asset_key=RAW_KEYS[t], partition_key=symbol)
     hits = sum(r.cache_hits for rep in reports.values() for r in rep.values())
     misses = sum(r.cache_misses for rep in reports.values() for r in rep.values())
     context.log.info(
-        f"{len(context.partition_keys)} symbol(s) from {fmp.describe(config.source)}: {stats.calls} HTTP call(s) "
+        f"{len(symbols)} symbol(s) from {fmp.describe(config.source)}: {stats.calls} HTTP call(s) "
         f"({stats.retries} retried, {stats.throttled} throttled), cache {hits} hit(s) / {misses} miss(es); "
         f"cache holds {entries:,} entries, {size:,} bytes"
     )
@@ -297,8 +294,7 @@ def raw_fmp_sources(context: AssetExecutionContext, config: FmpFetchConfig, univ
         key = RAW_KEYS[t]
         checks = []
         if AssetCheckKey(key, qc.SCHEMA_CHECK) in context.selected_asset_check_keys:
-            schema = next(iter(frames[t].values())).schema
-            checks.append(qc.schema_result(context, key, schema))
+            checks.append(qc.schema_result(context, key, frames[t].schema))
         yield MaterializeResult(asset_key=key, value=frames[t], check_results=checks)
 
 
@@ -355,25 +351,33 @@ def features(
         "prices": raw_prices,
     }
     inputs = {t: _typed(f, rw.RAW_SCHEMAS[t]) for t, f in inputs.items()}
-    many = len(context.partition_keys) > 1
-    out, meta = [], {}
-    for symbol in context.partition_keys:
-        tables = {t: f.filter(pl.col("symbol") == symbol) if many else f for t, f in inputs.items()}
-        rows = ds.symbol_rows(tables, symbol, dates, etf_policy=config.etf_snapshot_policy, threshold=config.label_threshold)
-        labelled = rows.filter(pl.col("label").is_not_null())
-        meta[symbol] = {
-            "sample_dates": rows.height,
-            "labelled_rows": labelled.height,
-            "bullish_share": round(float(labelled["label"].mean()), 4) if labelled.height else 0.0,
-            "rows_missing_features": int(
-                rows.select(pl.any_horizontal([pl.col(c).is_null() for c in ds.DATASET_COLUMNS[5:-1]])).to_series().sum()
-            ),
-            "etf_snapshot_policy": config.etf_snapshot_policy,
-            "etf_point_in_time": config.etf_snapshot_policy == "strict",
-        }
-        out.append(rows)
-    md.per_partition(context, meta)
-    frame = pl.concat(out, how="vertical") if out else pl.DataFrame(schema=ds.DATASET_SCHEMA)
+    symbols = list(context.partition_keys)
+    frame = ds.dataset_rows(inputs, symbols, dates, etf_policy=config.etf_snapshot_policy, threshold=config.label_threshold)
+    feature_cols = list(ds.DATASET_COLUMNS[5:-1])
+    stats = (
+        frame.group_by("symbol")
+        .agg(
+            pl.len().alias("sample_dates"),
+            pl.col("label").is_not_null().sum().alias("labelled_rows"),
+            pl.col("label").mean().alias("bullish_share"),
+            pl.any_horizontal([pl.col(c).is_null() for c in feature_cols]).sum().alias("rows_missing_features"),
+        )
+        .rows_by_key("symbol", named=True, unique=True)
+    )
+    md.per_partition(
+        context,
+        {
+            symbol: {
+                "sample_dates": int(stats[symbol]["sample_dates"]),
+                "labelled_rows": int(stats[symbol]["labelled_rows"]),
+                "bullish_share": round(float(stats[symbol]["bullish_share"] or 0.0), 4),
+                "rows_missing_features": int(stats[symbol]["rows_missing_features"]),
+                "etf_snapshot_policy": config.etf_snapshot_policy,
+                "etf_point_in_time": config.etf_snapshot_policy == "strict",
+            }
+            for symbol in symbols
+        },
+    )
     return MaterializeResult(value=frame, check_results=[qc.schema_result(context, KEYS["features"], frame.schema)])
 
 

@@ -54,16 +54,57 @@ def label_dates(dates: list[dt.date], horizon_days: int = HORIZON_DAYS) -> list[
     return [next_session(d + dt.timedelta(days=horizon_days)) for d in dates]
 
 
-def _close_on_or_after(prices: pl.DataFrame, days: np.ndarray) -> np.ndarray:
-    if prices.height == 0:
+def _close_on_or_after(bar_days: np.ndarray, close: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """The close of the first bar on or after each day (within MAX_BAR_GAP_DAYS), else NaN."""
+    if len(bar_days) == 0:
         return np.full(len(days), np.nan)
-    bar_days = prices["date"].cast(pl.Int32).to_numpy().astype(np.int64)
-    close = prices["close"].to_numpy()
     idx = np.searchsorted(bar_days, days, side="left")
-    ok = idx < len(bar_days)
-    found = np.where(ok, bar_days[np.clip(idx, 0, len(bar_days) - 1)], 0)
-    ok &= found - days <= MAX_BAR_GAP_DAYS
-    return np.where(ok, close[np.clip(idx, 0, len(bar_days) - 1)], np.nan)
+    safe = np.clip(idx, 0, len(bar_days) - 1)
+    ok = (idx < len(bar_days)) & (bar_days[safe] - days <= MAX_BAR_GAP_DAYS)
+    return np.where(ok, close[safe], np.nan)
+
+
+def dataset_rows(
+    raw: dict[str, pl.DataFrame],
+    symbols: list[str],
+    dates: list[dt.date],
+    *,
+    etf_policy: str = "static",
+    horizon_days: int = HORIZON_DAYS,
+    threshold: float = LABEL_THRESHOLD,
+) -> pl.DataFrame:
+    """One row per symbol and sample date (DATASET_COLUMNS): prices, the forward return and
+    label (null when a price is missing), and the 27 features as known on the date. ``raw``
+    holds the raw tables of any number of symbols (a ``symbol`` column tells them apart)."""
+    views = fx.build_views(raw, symbols, etf_policy)
+    prices = fx._Table(raw["prices"], {"date": fx._day_expr("date"), "close": pl.col("close")}, ("date",))
+    t = np.array([fx.to_days(d) for d in dates], dtype=np.int64)
+    after_days = np.array([fx.to_days(d) for d in label_dates(dates, horizon_days)], dtype=np.int64)
+    columns: dict[str, list[np.ndarray]] = {c: [] for c in DATASET_COLUMNS if c not in ("symbol", "date")}
+    for symbol in symbols:
+        px = prices.of(symbol)
+        bar_days, close = px["date"].astype(np.int64), px["close"].astype(float)
+        # The sample's own close must be that day's bar: a later one would be a look-ahead.
+        at = np.where(np.isin(t, bar_days), _close_on_or_after(bar_days, close, t), np.nan)
+        after = _close_on_or_after(bar_days, close, after_days)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ret = after / at - 1.0
+        columns["price_at_sample"].append(at)
+        columns["price_after_14d"].append(after)
+        columns["return_14d"].append(ret)
+        columns["label"].append(np.where(np.isfinite(ret), (ret > threshold).astype(float), np.nan))
+        for name, values in fx.compute_features(views[symbol], dates).items():
+            columns[name].append(values)
+    n = len(symbols) * len(dates)
+    data = {
+        "symbol": pl.Series("symbol", [s for s in symbols for _ in dates], dtype=pl.String),
+        "date": pl.Series("date", list(dates) * len(symbols), dtype=pl.Date),
+    }
+    for name, parts in columns.items():
+        values = np.concatenate(parts) if parts else np.zeros(n)
+        series = pl.Series(name, values, dtype=pl.Float64, nan_to_null=True)
+        data[name] = series.cast(DATASET_SCHEMA[name], strict=False) if DATASET_SCHEMA[name] != pl.Float64 else series
+    return pl.DataFrame(data).select(list(DATASET_COLUMNS))
 
 
 def symbol_rows(
@@ -75,34 +116,8 @@ def symbol_rows(
     horizon_days: int = HORIZON_DAYS,
     threshold: float = LABEL_THRESHOLD,
 ) -> pl.DataFrame:
-    """One row per sample date (DATASET_COLUMNS): prices, the forward return and label (null
-    when a price is missing), and the 27 features as known on the date."""
-    prices = raw["prices"].sort("date")
-    view = fx.build_view(raw, symbol, etf_policy)
-    t = np.array([fx.to_days(d) for d in dates], dtype=np.int64)
-    after_days = np.array([fx.to_days(d) for d in label_dates(dates, horizon_days)], dtype=np.int64)
-    bar_days = prices["date"].cast(pl.Int32).to_numpy().astype(np.int64) if prices.height else np.zeros(0, np.int64)
-    at = _close_on_or_after(prices, t)
-    # The sample's own close must be that day's bar: a later one would be a look-ahead.
-    at = np.where(np.isin(t, bar_days), at, np.nan)
-    after = _close_on_or_after(prices, after_days)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ret = after / at - 1.0
-    label = np.where(np.isfinite(ret), (ret > threshold).astype(float), np.nan)
-    values = fx.compute_features(view, dates)
-    columns: dict[str, object] = {
-        "symbol": [symbol] * len(dates),
-        "date": dates,
-        "price_at_sample": at,
-        "price_after_14d": after,
-        "return_14d": ret,
-        **values,
-        "label": label,
-    }
-    frame = pl.DataFrame(columns, nan_to_null=True)
-    return frame.with_columns(
-        [pl.col(c).cast(t_, strict=False) for c, t_ in DATASET_SCHEMA.items() if c not in ("symbol", "date")]
-    ).select(list(DATASET_COLUMNS))
+    """The rows of one symbol (see :func:`dataset_rows`)."""
+    return dataset_rows(raw, [symbol], dates, etf_policy=etf_policy, horizon_days=horizon_days, threshold=threshold)
 
 
 @dataclasses.dataclass

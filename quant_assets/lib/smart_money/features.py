@@ -80,25 +80,6 @@ class Holdings:
     is_new: np.ndarray
     is_sold_out: np.ndarray
 
-    @classmethod
-    def from_frame(cls, df: pl.DataFrame) -> Holdings:
-        floats = ("ownership", "last_ownership", "shares", "weight", "last_weight", "market_value", "last_market_value")
-        filled = df.select(
-            pl.col("period").cast(pl.Int32).cast(pl.Int64),
-            pl.col("known_from").cast(pl.Int32).cast(pl.Int64),
-            *[pl.col(c).fill_null(0.0) for c in floats],
-            pl.col("is_new").fill_null(False),
-            pl.col("is_sold_out").fill_null(False),
-        )
-        col = {c: filled.get_column(c).to_numpy() for c in filled.columns}
-        return cls(
-            period=col["period"],
-            known=col["known_from"],
-            **{c: col[c] for c in floats},
-            is_new=col["is_new"],
-            is_sold_out=col["is_sold_out"],
-        )
-
     def __post_init__(self) -> None:
         # period -> (row indices ordered by publication day, those days): the reports on a
         # quarter public by t are a prefix.
@@ -172,97 +153,145 @@ class SymbolView:
     outstanding: dict[int, float]
 
 
-def _asof_close(prices: pl.DataFrame, days: np.ndarray, column: str) -> np.ndarray:
-    """``column`` on the last trading day on or before each day (NaN before the first bar)."""
-    if prices.height == 0 or len(days) == 0:
+class _Table:
+    """A raw table of many symbols as numpy columns, sorted by symbol, with each symbol's rows."""
+
+    def __init__(self, frame: pl.DataFrame, columns: dict[str, pl.Expr], order: tuple[str, ...] = ()):
+        frame = frame.sort(["symbol", *order]) if frame.height else frame
+        selected = frame.select([e.alias(name) for name, e in columns.items()])
+        self.col = {name: selected.get_column(name).to_numpy() for name in columns}
+        self.rows: dict[str, tuple[int, int]] = {}
+        if frame.height:
+            runs = frame.select(pl.col("symbol").rle()).unnest("symbol")
+            start = 0
+            for sym, n in zip(runs["value"].to_list(), runs["len"].to_list(), strict=True):
+                self.rows[sym] = (start, start + n)
+                start += n
+
+    def of(self, symbol: str) -> dict[str, np.ndarray]:
+        lo, hi = self.rows.get(symbol, (0, 0))
+        return {name: values[lo:hi] for name, values in self.col.items()}
+
+
+def _day_expr(name: str) -> pl.Expr:
+    return pl.col(name).cast(pl.Int32).cast(pl.Int64)
+
+
+def _asof(bar_days: np.ndarray, values: np.ndarray, days: np.ndarray, max_gap: int | None = 7) -> np.ndarray:
+    """``values`` on the last bar on or before each day (NaN before the first bar, or when the
+    last bar is more than ``max_gap`` days old)."""
+    if len(bar_days) == 0 or len(days) == 0:
         return np.full(len(days), np.nan)
-    bar_days = _days(prices["date"])
-    values = prices[column].to_numpy()
     idx = np.searchsorted(bar_days, days, side="right") - 1
-    out = np.where(idx >= 0, values[np.clip(idx, 0, None)], np.nan)
-    # A transaction long after the last bar (or far before the first) has no close to compare.
-    stale = (idx < 0) | (days - bar_days[np.clip(idx, 0, None)] > 7)
-    return np.where(stale, np.nan, out)
+    safe = np.clip(idx, 0, None)
+    out = np.where(idx >= 0, values[safe], np.nan)
+    if max_gap is not None:
+        out = np.where(days - bar_days[safe] > max_gap, np.nan, out)
+    return out
 
 
-def _split_factor_at(prices: pl.DataFrame, days: np.ndarray) -> np.ndarray:
-    """Price as traded / split-adjusted price on each day (1 when no split followed it)."""
-    if prices.height == 0 or len(days) == 0:
-        return np.ones(len(days))
-    bar_days = _days(prices["date"])
-    factors = prices["split_factor"].to_numpy()
-    idx = np.clip(np.searchsorted(bar_days, days, side="right") - 1, 0, None)
-    return factors[idx]
+def build_views(raw: dict[str, pl.DataFrame], symbols: list[str], etf_policy: str = "static") -> dict[str, SymbolView]:
+    """The arrays of each symbol from raw tables holding any number of symbols (``insider_trades``,
+    ``institutional_ownership``, ``hedge_fund_holdings``, ``senate_trades``, ``house_trades``,
+    ``etf_exposure``, ``prices``). Table-wide work is done once for all symbols."""
+    if etf_policy not in ETF_POLICIES:
+        raise ValueError(f"etf_snapshot_policy must be one of {ETF_POLICIES}, got {etf_policy!r}")
+    prices = _Table(
+        raw["prices"],
+        {"date": _day_expr("date"), "factor": pl.col("split_factor").fill_null(1.0), "traded": pl.col("close_as_traded")},
+        ("date",),
+    )
+    relations = raw["insider_trades"]["type_of_owner"].fill_null("").unique().to_list()
+    c_suite_of = pl.DataFrame({"type_of_owner": relations, "c": [is_c_suite(r) for r in relations]}, schema={"type_of_owner": pl.String, "c": pl.Boolean})
+    ins_frame = raw["insider_trades"].join(c_suite_of, on="type_of_owner", how="left") if raw["insider_trades"].height else raw["insider_trades"].with_columns(pl.lit(False).alias("c"))
+    ins = _Table(
+        ins_frame,
+        {
+            "known": _day_expr("known_from"),
+            "tx": _day_expr("transaction_date"),
+            "who": pl.col("reporting_cik").cast(pl.Categorical).to_physical().cast(pl.Int64),
+            "code": pl.col("transaction_type").str.slice(0, 1),
+            "shares": pl.col("securities_transacted").fill_null(0.0),
+            "sign": pl.when(pl.col("acquisition_or_disposition") == "A").then(1.0).otherwise(-1.0),
+            "price": pl.col("price").fill_null(0.0),
+            "c_suite": pl.col("c").fill_null(False),
+        },
+    )
+    congress = _Table(
+        pl.concat([raw["senate_trades"], raw["house_trades"]], how="vertical"),
+        {"known": _day_expr("known_from"), "kind": pl.col("transaction")},
+    )
+    holding_cols = {
+        "period": _day_expr("period"),
+        "known": _day_expr("known_from"),
+        **{c: pl.col(c).fill_null(0.0) for c in ("ownership", "last_ownership", "shares", "weight", "last_weight", "market_value", "last_market_value")},
+        "is_new": pl.col("is_new").fill_null(False),
+        "is_sold_out": pl.col("is_sold_out").fill_null(False),
+    }
+    inst = _Table(raw["institutional_ownership"], holding_cols)
+    funds = _Table(raw["hedge_fund_holdings"], holding_cols)
+    est = (
+        raw["institutional_ownership"]
+        .filter((pl.col("ownership") > 0) & (pl.col("shares") > 0))
+        .group_by("symbol", "period")
+        .agg((pl.col("shares") / pl.col("ownership")).median().alias("outstanding"))
+    )
+    outstanding = _Table(est, {"period": _day_expr("period"), "shares": pl.col("outstanding")}, ("period",))
+    snaps = raw["etf_exposure"].group_by("symbol", "as_of").agg(
+        pl.col("shares").sum().alias("total"), pl.col("shares").sort(descending=True).head(5).sum().alias("top5")
+    )
+    etf = _Table(snaps, {"as_of": _day_expr("as_of"), "total": pl.col("total"), "top5": pl.col("top5")}, ("as_of",))
+
+    views = {}
+    for symbol in symbols:
+        px, i, cg, o, e = prices.of(symbol), ins.of(symbol), congress.of(symbol), outstanding.of(symbol), etf.of(symbol)
+        factor = _asof(px["date"], px["factor"], i["tx"], max_gap=None) if len(px["date"]) else np.ones(len(i["tx"]))
+        factor = np.where(np.isfinite(factor), factor, 1.0)
+        shares = i["shares"] * factor
+        close_traded = _asof(px["date"], px["traded"], i["tx"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            premium = np.where((i["price"] > 0) & (close_traded > 0), i["price"] / close_traded - 1.0, np.nan)
+        # Shares outstanding as of each 13F quarter, in today's share basis.
+        o_factor = _asof(px["date"], px["factor"], o["period"], max_gap=None) if len(px["date"]) else np.ones(len(o["period"]))
+        o_factor = np.where(np.isfinite(o_factor), o_factor, 1.0)
+        views[symbol] = SymbolView(
+            symbol=symbol,
+            ins_known=i["known"],
+            ins_tx=i["tx"],
+            ins_who=i["who"],
+            ins_buy=i["code"] == "P",
+            ins_sell=i["code"] == "S",
+            ins_signed_shares=i["sign"] * shares,
+            ins_shares=shares,
+            ins_premium=premium,
+            ins_c_suite=i["c_suite"].astype(bool),
+            cg_known=cg["known"],
+            cg_buy=cg["kind"] == "purchase",
+            cg_sell=cg["kind"] == "sale",
+            inst=Holdings(**_holding_arrays(inst.of(symbol))),
+            funds=Holdings(**_holding_arrays(funds.of(symbol))),
+            etf_as_of=e["as_of"],
+            etf_shares=e["total"],
+            etf_top5=e["top5"],
+            etf_policy=etf_policy,
+            outstanding={int(p): float(v * k) for p, v, k in zip(o["period"], o["shares"], o_factor, strict=True)},
+        )
+    return views
+
+
+def _holding_arrays(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {
+        "period": cols["period"].astype(np.int64),
+        "known": cols["known"].astype(np.int64),
+        **{c: cols[c].astype(float) for c in ("ownership", "last_ownership", "shares", "weight", "last_weight", "market_value", "last_market_value")},
+        "is_new": cols["is_new"].astype(bool),
+        "is_sold_out": cols["is_sold_out"].astype(bool),
+    }
 
 
 def build_view(raw: dict[str, pl.DataFrame], symbol: str, etf_policy: str = "static") -> SymbolView:
-    """Arrays of one symbol from its raw tables (``insider_trades``, ``institutional_ownership``,
-    ``hedge_fund_holdings``, ``senate_trades``, ``house_trades``, ``etf_exposure``, ``prices``)."""
-    if etf_policy not in ETF_POLICIES:
-        raise ValueError(f"etf_snapshot_policy must be one of {ETF_POLICIES}, got {etf_policy!r}")
-    prices = raw["prices"].sort("date")
-    ins = raw["insider_trades"]
-    tx = _days(ins["transaction_date"])
-    code = ins["transaction_type"].str.slice(0, 1).to_numpy()
-    factor = _split_factor_at(prices, tx)
-    shares = ins["securities_transacted"].fill_null(0.0).to_numpy() * factor
-    sign = np.where(ins["acquisition_or_disposition"].to_numpy() == "A", 1.0, -1.0)
-    price = ins["price"].fill_null(0.0).to_numpy()
-    close_traded = _asof_close(prices, tx, "close_as_traded")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        premium = np.where((price > 0) & (close_traded > 0), price / close_traded - 1.0, np.nan)
-    relations = ins["type_of_owner"].fill_null("").to_list()
-    cache: dict[str, bool] = {}
-    c_suite = np.array([cache.setdefault(r, is_c_suite(r)) for r in relations], dtype=bool)
-    _, who = np.unique(ins["reporting_cik"].to_numpy(), return_inverse=True) if ins.height else (None, np.zeros(0, int))
-
-    congress = pl.concat([raw["senate_trades"], raw["house_trades"]], how="vertical")
-    inst_frame = raw["institutional_ownership"]
-    outstanding: dict[int, float] = {}
-    if inst_frame.height:
-        est = (
-            inst_frame.filter((pl.col("ownership") > 0) & (pl.col("shares") > 0))
-            .group_by("period")
-            .agg((pl.col("shares") / pl.col("ownership")).median().alias("outstanding"))
-        )
-        if est.height:
-            f = _split_factor_at(prices, _days(est["period"]))
-            for p, o, k in zip(_days(est["period"]), est["outstanding"].to_numpy(), f, strict=True):
-                outstanding[int(p)] = float(o * k)
-
-    etf = raw["etf_exposure"]
-    if etf.height:
-        snaps = (
-            etf.group_by("as_of")
-            .agg(pl.col("shares").sum().alias("total"), pl.col("shares").sort(descending=True).head(5).sum().alias("top5"))
-            .sort("as_of")
-        )
-        etf_as_of, etf_total, etf_top5 = _days(snaps["as_of"]), snaps["total"].to_numpy(), snaps["top5"].to_numpy()
-    else:
-        etf_as_of, etf_total, etf_top5 = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-
-    return SymbolView(
-        symbol=symbol,
-        ins_known=_days(ins["known_from"]),
-        ins_tx=tx,
-        ins_who=np.asarray(who, dtype=np.int64),
-        ins_buy=code == "P",
-        ins_sell=code == "S",
-        ins_signed_shares=sign * shares,
-        ins_shares=shares,
-        ins_premium=premium,
-        ins_c_suite=c_suite,
-        cg_known=_days(congress["known_from"]),
-        cg_buy=(congress["transaction"] == "purchase").to_numpy(),
-        cg_sell=(congress["transaction"] == "sale").to_numpy(),
-        inst=Holdings.from_frame(inst_frame),
-        funds=Holdings.from_frame(raw["hedge_fund_holdings"]),
-        etf_as_of=etf_as_of,
-        etf_shares=etf_total,
-        etf_top5=etf_top5,
-        etf_policy=etf_policy,
-        outstanding=outstanding,
-    )
+    """The arrays of one symbol (see :func:`build_views`)."""
+    return build_views(raw, [symbol], etf_policy)[symbol]
 
 
 def _window(known: np.ndarray, t: np.ndarray, days: int) -> np.ndarray:

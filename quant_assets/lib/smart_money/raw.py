@@ -14,7 +14,7 @@ Raw table -> FMP data types it is built from:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import polars as pl
 
@@ -59,18 +59,33 @@ def fetch_raw(
     hedge_fund_ciks: Iterable[str] = DEFAULT_HEDGE_FUNDS,
 ) -> tuple[dict[str, pl.DataFrame], dict[str, fmp.FetchReport]]:
     """(raw tables, fetch report per FMP data type) of one symbol over ``window``."""
+    tables_out, reports = fetch_raw_many(client, [symbol], window, tables=tables, hedge_fund_ciks=hedge_fund_ciks)
+    return tables_out, reports[symbol]
+
+
+def fetch_raw_many(
+    client: fmp.FmpClient,
+    symbols: Sequence[str],
+    window: FetchWindow,
+    *,
+    tables: Iterable[str] = RAW_TABLES,
+    hedge_fund_ciks: Iterable[str] = DEFAULT_HEDGE_FUNDS,
+) -> tuple[dict[str, pl.DataFrame], dict[str, dict[str, fmp.FetchReport]]]:
+    """(raw tables of all ``symbols`` -- a ``symbol`` column tells them apart -- and the fetch
+    report per symbol and FMP data type) over ``window``."""
     tables = list(tables)
-    fetched = client.fetch_symbol(symbol, window.start, window.end, window.quarters, data_types_for(tables))
+    fetched = client.fetch_many(list(symbols), window.start, window.end, window.quarters, data_types_for(tables))
     out: dict[str, pl.DataFrame] = {}
     holdings: pl.DataFrame | None = None
     for table in tables:
         if table in ("institutional_ownership", "hedge_fund_holdings"):
             if holdings is None:
-                holdings = fmp.normalize_holdings(fetched["institutional_ownership"].frame, symbol)
+                holdings = fmp.normalize_holdings(fetched["institutional_ownership"].frame)
             out[table] = holdings if table == "institutional_ownership" else hedge_funds(holdings, hedge_fund_ciks)
         else:
-            out[table] = normalise(table, fetched, symbol)
-    return out, {t: f.report for t, f in fetched.items()}
+            out[table] = normalise(table, fetched)
+    reports = {s: {t: f.reports[s] for t, f in fetched.items()} for s in symbols}
+    return out, reports
 
 
 def hedge_funds(holdings: pl.DataFrame, ciks: Iterable[str]) -> pl.DataFrame:
@@ -79,14 +94,20 @@ def hedge_funds(holdings: pl.DataFrame, ciks: Iterable[str]) -> pl.DataFrame:
     return holdings.filter(pl.col("cik").is_in(wanted.implode()))
 
 
-def normalise(table: str, fetched: dict[str, fmp.Fetched], symbol: str) -> pl.DataFrame:
+def normalise(table: str, fetched: dict[str, fmp.Fetched]) -> pl.DataFrame:
     if table == "insider_trades":
-        return fmp.normalize_insider_trades(fetched["insider_trades"].frame, symbol)
+        return fmp.normalize_insider_trades(fetched["insider_trades"].frame)
     if table in ("senate_trades", "house_trades"):
-        return fmp.normalize_congress(fetched[table].frame, symbol, table.removesuffix("_trades"))
+        return fmp.normalize_congress(fetched[table].frame, chamber=table.removesuffix("_trades"))
     if table == "etf_exposure":
-        f = fetched["etf_exposure"]
-        return fmp.normalize_etf_exposure(f.frame, symbol, max(f.fetched_on))
+        return fmp.normalize_etf_exposure(fetched["etf_exposure"].frame)
     if table == "prices":
-        return fmp.normalize_prices(fetched["prices"].frame, fetched["splits"].frame, symbol)
+        return fmp.normalize_prices(fetched["prices"].frame, fetched["splits"].frame)
     raise ValueError(f"unknown raw table {table!r}")
+
+
+def split_by_symbol(frame: pl.DataFrame, symbols: Sequence[str]) -> dict[str, pl.DataFrame]:
+    """One frame per symbol (an empty one of the same schema where a symbol has no rows)."""
+    parts = {k[0]: v for k, v in frame.partition_by("symbol", as_dict=True, maintain_order=True).items()} if frame.height else {}
+    empty = frame.clear()
+    return {s: parts.get(s, empty) for s in symbols}

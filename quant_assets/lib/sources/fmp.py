@@ -201,12 +201,19 @@ class FetchReport:
 
 @dataclasses.dataclass
 class Fetched:
-    """Vendor rows (typed, vendor field names) of one symbol and data type, with their cost and
-    the UTC date each cache entry was fetched (a snapshot's "as of")."""
+    """Vendor rows of one data type for one or more symbols -- typed, with the vendor's field
+    names, plus ``_symbol`` (the symbol asked for) and ``_fetched_on`` (UTC day its cache entry
+    was fetched: a snapshot's "as of") -- and what fetching cost, per symbol."""
 
     frame: pl.DataFrame
-    report: FetchReport
-    fetched_on: list[dt.date]
+    reports: dict[str, FetchReport]
+
+    @property
+    def report(self) -> FetchReport:
+        """The report of a single-symbol fetch."""
+        if len(self.reports) != 1:
+            raise ValueError(f"{len(self.reports)} symbols fetched; read `reports`")
+        return next(iter(self.reports.values()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,7 +284,7 @@ class FmpClient:
         self, data_type: str, symbol: str, start: dt.date, end: dt.date, quarters: Sequence[dt.date] = ()
     ) -> Fetched:
         """Rows of ``data_type`` for ``symbol`` over the window, from the cache or the vendor."""
-        return self.fetch_symbol(symbol, start, end, quarters, (data_type,))[data_type]
+        return self.fetch_many([symbol], start, end, quarters, (data_type,))[data_type]
 
     def fetch_symbol(
         self,
@@ -287,26 +294,52 @@ class FmpClient:
         quarters: Sequence[dt.date] = (),
         data_types: Iterable[str] = DATA_TYPES,
     ) -> dict[str, Fetched]:
-        """Every requested data type of one symbol; the cache entries are filled concurrently
-        (within the client's rate limit and concurrency bound)."""
+        """Every requested data type of one symbol."""
+        return self.fetch_many([symbol], start, end, quarters, data_types)
+
+    def fetch_many(
+        self,
+        symbols: Sequence[str],
+        start: dt.date,
+        end: dt.date,
+        quarters: Sequence[dt.date] = (),
+        data_types: Iterable[str] = DATA_TYPES,
+    ) -> dict[str, Fetched]:
+        """Every requested data type of every symbol. The cache entries are filled concurrently
+        (within the client's rate limit and concurrency bound); a request that fails for good
+        raises once the others have finished, so everything that did arrive is cached."""
         data_types = list(data_types)
-        plan = {t: self.entries(t, symbol, start, end, quarters) for t in data_types}
+        plan = {(t, s): self.entries(t, s, start, end, quarters) for t in data_types for s in symbols}
         results = self._run([e for entries in plan.values() for e in entries])
         out = {}
-        for t, entries in plan.items():
-            report = FetchReport(t, symbol, entries=len(entries))
-            bodies, fetched_on = [], []
-            for e in entries:
-                body, hit, calls, when = results[e]
-                report.cache_hits += hit
-                report.cache_misses += not hit
-                report.http_calls += calls
-                bodies.append(body)
-                fetched_on.append(when)
-            # One parse for all of a data type's entries (13F: one per quarter).
-            frame = read_rows(t, b"".join(bodies), context=f"{symbol} {t}")
-            report.rows = frame.height
-            out[t] = Fetched(frame, report, fetched_on)
+        for t in data_types:
+            bodies: list[bytes] = []
+            counts: list[int] = []
+            fetched_on: list[dt.date] = []
+            reports = {}
+            for s in symbols:
+                entries = plan[(t, s)]
+                report = FetchReport(t, s, entries=len(entries))
+                for e in entries:
+                    body, hit, calls, when = results[e]
+                    report.cache_hits += hit
+                    report.cache_misses += not hit
+                    report.http_calls += calls
+                    bodies.append(body)
+                    n = body.count(b"\n")
+                    counts.append(n)
+                    fetched_on.append(when)
+                    report.rows += n
+                reports[s] = report
+            # One parse per data type for all entries and symbols: the per-query overhead is paid once.
+            frame = read_rows(t, b"".join(bodies), context=f"{t} of {', '.join(symbols[:3])}{' ...' if len(symbols) > 3 else ''}")
+            owners = [s for s in symbols for _ in plan[(t, s)]]
+            index = pl.Series(_repeat_index(counts))
+            frame = frame.with_columns(
+                pl.Series("_symbol", owners, dtype=pl.String).gather(index),
+                pl.Series("_fetched_on", fetched_on, dtype=pl.Date).gather(index),
+            )
+            out[t] = Fetched(frame, reports)
         return out
 
     def _run(self, entries: list[_Entry]) -> dict[_Entry, tuple[bytes, bool, int, dt.date]]:
@@ -421,6 +454,13 @@ class FmpClient:
             lo, hi = entry.start.isoformat(), entry.end.isoformat()
             rows = [r for r in rows if lo <= r[endpoint.window_field][:10] <= hi]
         return rows, calls
+
+
+def _repeat_index(counts: Sequence[int]):
+    """[0]*counts[0] + [1]*counts[1] + ...: the entry each parsed row came from."""
+    import numpy as np
+
+    return np.repeat(np.arange(len(counts), dtype=np.int64), np.asarray(counts, dtype=np.int64))
 
 
 def _endpoint(data_type: str) -> Endpoint:
@@ -708,12 +748,21 @@ def _day(col: str) -> pl.Expr:
     return pl.col(col).str.slice(0, 10).str.to_date("%Y-%m-%d")
 
 
-def normalize_insider_trades(frame: pl.DataFrame, symbol: str) -> pl.DataFrame:
+def _symbol(frame: pl.DataFrame, symbol: str | None) -> pl.Expr:
+    """The stock each row belongs to: the ``_symbol`` a fetch added, else the one given."""
+    if "_symbol" in frame.columns:
+        return pl.col("_symbol").alias("symbol")
+    if symbol is None:
+        raise ValueError("rows without a `_symbol` column need the symbol")
+    return pl.lit(symbol).alias("symbol")
+
+
+def normalize_insider_trades(frame: pl.DataFrame, symbol: str | None = None) -> pl.DataFrame:
     """Insider transactions (Forms 3/4/5), one row per reported transaction."""
     if frame.height == 0:
         return pl.DataFrame(schema=INSIDER_TRADES_SCHEMA)
     out = frame.lazy().select(
-        pl.lit(symbol).alias("symbol"),
+        _symbol(frame, symbol),
         _day("filingDate").alias("filing_date"),
         _known_from("filingDate").alias("known_from"),
         _day("transactionDate").alias("transaction_date"),
@@ -730,15 +779,15 @@ def normalize_insider_trades(frame: pl.DataFrame, symbol: str) -> pl.DataFrame:
         pl.col("securityName").alias("security_name"),
         pl.col("url"),
     )
-    return out.sort("known_from", "transaction_date", "reporting_cik").collect()
+    return out.sort("symbol", "known_from", "transaction_date", "reporting_cik").collect()
 
 
-def normalize_holdings(frame: pl.DataFrame, symbol: str, ciks: Iterable[str] | None = None) -> pl.DataFrame:
+def normalize_holdings(frame: pl.DataFrame, symbol: str | None = None, ciks: Iterable[str] | None = None) -> pl.DataFrame:
     """13F holder analytics, one row per filer and quarter; ``ciks`` keeps only those filers."""
     if frame.height == 0:
         return pl.DataFrame(schema=HOLDINGS_SCHEMA)
     out = frame.lazy().select(
-        pl.lit(symbol).alias("symbol"),
+        _symbol(frame, symbol),
         _day("date").alias("period"),
         _day("filingDate").alias("filing_date"),
         _known_from("filingDate").alias("known_from"),
@@ -756,17 +805,17 @@ def normalize_holdings(frame: pl.DataFrame, symbol: str, ciks: Iterable[str] | N
         pl.col("isSoldOut").fill_null(False).alias("is_sold_out"),
     )
     if ciks is not None:
-        wanted = [str(c).zfill(10) for c in ciks]
-        out = out.filter(pl.col("cik").is_in(wanted))
+        wanted = pl.Series([str(c).zfill(10) for c in ciks], dtype=pl.String)
+        out = out.filter(pl.col("cik").is_in(wanted.implode()))
     # A filer amending its report appears twice for one quarter: the latest filing wins.
-    out = out.sort("period", "cik", "filing_date").unique(["period", "cik"], keep="last", maintain_order=True)
-    return out.sort("period", "cik").collect()
+    out = out.sort("symbol", "period", "cik", "filing_date").unique(["symbol", "period", "cik"], keep="last", maintain_order=True)
+    return out.collect()
 
 
 _AMOUNT_NUMBER = r"\$?([\d,]+(?:\.\d+)?)"
 
 
-def normalize_congress(frame: pl.DataFrame, symbol: str, chamber: str) -> pl.DataFrame:
+def normalize_congress(frame: pl.DataFrame, symbol: str | None = None, chamber: str = "senate") -> pl.DataFrame:
     """Periodic transaction reports of members of Congress, one row per trade."""
     if frame.height == 0:
         return pl.DataFrame(schema=CONGRESS_SCHEMA)
@@ -775,7 +824,7 @@ def normalize_congress(frame: pl.DataFrame, symbol: str, chamber: str) -> pl.Dat
     low = pl.col("amount").str.extract(_AMOUNT_NUMBER, 1).str.replace_all(",", "").cast(pl.Float64, strict=False)
     high = pl.col("amount").str.extract(r"-\s*" + _AMOUNT_NUMBER, 1).str.replace_all(",", "").cast(pl.Float64, strict=False)
     out = frame.lazy().select(
-        pl.lit(symbol).alias("symbol"),
+        _symbol(frame, symbol),
         pl.lit(chamber).alias("chamber"),
         _day("disclosureDate").alias("disclosure_date"),
         _known_from("disclosureDate").alias("known_from"),
@@ -785,7 +834,7 @@ def normalize_congress(frame: pl.DataFrame, symbol: str, chamber: str) -> pl.Dat
         .alias("member"),
         pl.col("district"),
         pl.col("owner"),
-        pl.col("assetType"),
+        pl.col("assetType").alias("asset_type"),
         pl.when(lower.str.starts_with("purchase"))
         .then(pl.lit("purchase"))
         .when(lower.str.starts_with("sale"))
@@ -799,42 +848,62 @@ def normalize_congress(frame: pl.DataFrame, symbol: str, chamber: str) -> pl.Dat
         low.alias("amount_low"),
         pl.coalesce(high, low).alias("amount_high"),
         pl.col("link"),
-    ).rename({"assetType": "asset_type"})
-    return out.sort("known_from", "transaction_date", "member").collect()
+    )
+    return out.sort("symbol", "known_from", "transaction_date", "member").collect()
 
 
-def normalize_etf_exposure(frame: pl.DataFrame, symbol: str, as_of: dt.date) -> pl.DataFrame:
+def normalize_etf_exposure(frame: pl.DataFrame, symbol: str | None = None, as_of: dt.date | None = None) -> pl.DataFrame:
     """ETFs holding the stock now: one row per ETF, stamped with the day it was fetched."""
     if frame.height == 0:
         return pl.DataFrame(schema=ETF_EXPOSURE_SCHEMA)
-    return frame.lazy().select(
-        pl.lit(symbol).alias("symbol"),
-        pl.col("symbol").alias("etf_symbol"),
-        pl.col("sharesNumber").alias("shares"),
-        (pl.col("weightPercentage") / 100).alias("weight"),
-        pl.col("marketValue").alias("market_value"),
-        pl.lit(as_of).alias("as_of"),
-    ).sort("shares", descending=True).collect()
+    stamp = pl.col("_fetched_on") if as_of is None and "_fetched_on" in frame.columns else pl.lit(as_of or dt.date.today())
+    return (
+        frame.lazy()
+        .select(
+            _symbol(frame, symbol),
+            pl.col("symbol").alias("etf_symbol"),
+            pl.col("sharesNumber").alias("shares"),
+            (pl.col("weightPercentage") / 100).alias("weight"),
+            pl.col("marketValue").alias("market_value"),
+            stamp.cast(pl.Date).alias("as_of"),
+        )
+        .sort(["symbol", "shares"], descending=[False, True])
+        .collect()
+    )
 
 
-def normalize_prices(prices: pl.DataFrame, splits: pl.DataFrame, symbol: str) -> pl.DataFrame:
-    """Split-adjusted daily bars, oldest first, with the factor back to as-traded prices."""
+def normalize_prices(prices: pl.DataFrame, splits: pl.DataFrame, symbol: str | None = None) -> pl.DataFrame:
+    """Split-adjusted daily bars, by symbol and date, with the factor back to as-traded prices:
+    the product of the ratios of the symbol's splits after the day."""
     if prices.height == 0:
         return pl.DataFrame(schema=PRICES_SCHEMA)
-    bars = prices.lazy().select(
-        pl.lit(symbol).alias("symbol"),
-        _day("date").alias("date"),
-        "open", "high", "low", "close", "volume", "vwap",
-    ).unique("date", keep="last").sort("date")
-    factor = pl.lit(1.0)
-    for row in splits.iter_rows(named=True):
-        ratio = (row["numerator"] or 0.0) / (row["denominator"] or 0.0) if row["denominator"] else 0.0
-        if ratio > 0 and ratio != 1.0 and ratio == ratio:
-            split_date = dt.date.fromisoformat(row["date"][:10])
-            factor = factor * pl.when(pl.col("date") < split_date).then(pl.lit(ratio)).otherwise(pl.lit(1.0))
+    bars = (
+        prices.lazy()
+        .select(_symbol(prices, symbol), _day("date").alias("date"), "open", "high", "low", "close", "volume", "vwap")
+        .unique(["symbol", "date"], keep="last")
+    )
+    events = (
+        splits.lazy()
+        .select(
+            _symbol(splits, symbol),
+            _day("date").alias("split_date"),
+            (pl.col("numerator") / pl.col("denominator")).alias("ratio"),
+        )
+        .filter(pl.col("ratio").is_finite() & (pl.col("ratio") > 0) & (pl.col("ratio") != 1.0))
+    )
+    # A stock has a handful of splits at most: pair every bar with them and multiply the later ones.
+    factor = (
+        bars.select("symbol", "date")
+        .join(events, on="symbol", how="inner")
+        .filter(pl.col("date") < pl.col("split_date"))
+        .group_by("symbol", "date")
+        .agg(pl.col("ratio").product().alias("split_factor"))
+    )
     return (
-        bars.with_columns(factor.alias("split_factor"))
+        bars.join(factor, on=["symbol", "date"], how="left")
+        .with_columns(pl.col("split_factor").fill_null(1.0))
         .with_columns((pl.col("close") * pl.col("split_factor")).alias("close_as_traded"))
         .select(list(PRICES_SCHEMA))
+        .sort("symbol", "date")
         .collect()
     )

@@ -74,7 +74,7 @@ def main() -> int:
             flush=True,
         )
         t0 = time.perf_counter()
-        tables, reports = rw.fetch_raw_many(client, symbols, window)
+        tables, _ = rw.fetch_raw_many(client, symbols, window)
         elapsed = time.perf_counter() - t0
         served, refused = server.served, server.refused
         times = server.request_times

@@ -440,7 +440,7 @@ class SimulatedFmp:
     def _congress(self, rng, w: _World, fast, slow, chamber: str) -> list[dict]:
         n_members = 12 if chamber == "senate" else 20
         members = []
-        for j in range(n_members):
+        for _ in range(n_members):
             first, last = _FIRST[int(rng.integers(len(_FIRST)))], _LAST[int(rng.integers(len(_LAST)))]
             state = _STATES[int(rng.integers(len(_STATES)))]
             district = state if chamber == "senate" else f"{state}{int(rng.integers(1, 30)):02d}"

@@ -60,10 +60,6 @@ def from_days(n: int) -> dt.date:
     return EPOCH + dt.timedelta(days=int(n))
 
 
-def _days(series: pl.Series) -> np.ndarray:
-    return series.cast(pl.Int32).to_numpy().astype(np.int64)
-
-
 @dataclasses.dataclass
 class Holdings:
     """13F rows of one symbol as arrays (institutions, or the tracked hedge funds)."""

@@ -105,9 +105,3 @@ def normalise(table: str, fetched: dict[str, fmp.Fetched]) -> pl.DataFrame:
         return fmp.normalize_prices(fetched["prices"].frame, fetched["splits"].frame)
     raise ValueError(f"unknown raw table {table!r}")
 
-
-def split_by_symbol(frame: pl.DataFrame, symbols: Sequence[str]) -> dict[str, pl.DataFrame]:
-    """One frame per symbol (an empty one of the same schema where a symbol has no rows)."""
-    parts = {k[0]: v for k, v in frame.partition_by("symbol", as_dict=True, maintain_order=True).items()} if frame.height else {}
-    empty = frame.clear()
-    return {s: parts.get(s, empty) for s in symbols}

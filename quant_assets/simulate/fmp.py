@@ -16,9 +16,9 @@ both drive what smart money does *before* the drift is over: insiders buy more a
 they are high (and file two business days later), members of Congress buy more (and disclose
 weeks later), institutions and the tracked hedge funds add to positions in quarters when the slow
 state is high (and file up to 45 days after the quarter). A model that reads the filings known at
-a date therefore has an edge on the next two weeks' return; one that peeks at transaction dates
-instead of filing dates has a larger, illegitimate one. ETF exposure is a present-day snapshot
-that carries no signal.
+a date therefore has an edge on the next two weeks' return; one that reads transaction dates
+instead of filing dates sees trades before they were public. ETF exposure is a present-day
+snapshot that carries no signal.
 
 Everything is keyed on ``(seed, symbol)``: any symbol gets the same history whichever requests
 come first, whichever process asks.

@@ -77,7 +77,7 @@ def dataset_rows(
     label (null when a price is missing), and the 27 features as known on the date. ``raw``
     holds the raw tables of any number of symbols (a ``symbol`` column tells them apart)."""
     views = fx.build_views(raw, symbols, etf_policy)
-    prices = fx._Table(raw["prices"], {"date": fx._day_expr("date"), "close": pl.col("close")}, ("date",))
+    prices = fx.SymbolTable(raw["prices"], {"date": fx.day_number("date"), "close": pl.col("close")}, ("date",))
     t = np.array([fx.to_days(d) for d in dates], dtype=np.int64)
     after_days = np.array([fx.to_days(d) for d in label_dates(dates, horizon_days)], dtype=np.int64)
     columns: dict[str, list[np.ndarray]] = {c: [] for c in DATASET_COLUMNS if c not in ("symbol", "date")}

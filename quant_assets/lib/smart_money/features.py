@@ -149,7 +149,7 @@ class SymbolView:
     outstanding: dict[int, float]
 
 
-class _Table:
+class SymbolTable:
     """A raw table of many symbols as numpy columns, sorted by symbol, with each symbol's rows."""
 
     def __init__(self, frame: pl.DataFrame, columns: dict[str, pl.Expr], order: tuple[str, ...] = ()):
@@ -169,7 +169,7 @@ class _Table:
         return {name: values[lo:hi] for name, values in self.col.items()}
 
 
-def _day_expr(name: str) -> pl.Expr:
+def day_number(name: str) -> pl.Expr:
     return pl.col(name).cast(pl.Int32).cast(pl.Int64)
 
 
@@ -192,19 +192,19 @@ def build_views(raw: dict[str, pl.DataFrame], symbols: list[str], etf_policy: st
     ``etf_exposure``, ``prices``). Table-wide work is done once for all symbols."""
     if etf_policy not in ETF_POLICIES:
         raise ValueError(f"etf_snapshot_policy must be one of {ETF_POLICIES}, got {etf_policy!r}")
-    prices = _Table(
+    prices = SymbolTable(
         raw["prices"],
-        {"date": _day_expr("date"), "factor": pl.col("split_factor").fill_null(1.0), "traded": pl.col("close_as_traded")},
+        {"date": day_number("date"), "factor": pl.col("split_factor").fill_null(1.0), "traded": pl.col("close_as_traded")},
         ("date",),
     )
     relations = raw["insider_trades"]["type_of_owner"].fill_null("").unique().to_list()
     c_suite_of = pl.DataFrame({"type_of_owner": relations, "c": [is_c_suite(r) for r in relations]}, schema={"type_of_owner": pl.String, "c": pl.Boolean})
     ins_frame = raw["insider_trades"].join(c_suite_of, on="type_of_owner", how="left") if raw["insider_trades"].height else raw["insider_trades"].with_columns(pl.lit(False).alias("c"))
-    ins = _Table(
+    ins = SymbolTable(
         ins_frame,
         {
-            "known": _day_expr("known_from"),
-            "tx": _day_expr("transaction_date"),
+            "known": day_number("known_from"),
+            "tx": day_number("transaction_date"),
             "who": pl.col("reporting_cik").cast(pl.Categorical).to_physical().cast(pl.Int64),
             "code": pl.col("transaction_type").str.slice(0, 1),
             "shares": pl.col("securities_transacted").fill_null(0.0),
@@ -213,30 +213,30 @@ def build_views(raw: dict[str, pl.DataFrame], symbols: list[str], etf_policy: st
             "c_suite": pl.col("c").fill_null(False),
         },
     )
-    congress = _Table(
+    congress = SymbolTable(
         pl.concat([raw["senate_trades"], raw["house_trades"]], how="vertical"),
-        {"known": _day_expr("known_from"), "kind": pl.col("transaction")},
+        {"known": day_number("known_from"), "kind": pl.col("transaction")},
     )
     holding_cols = {
-        "period": _day_expr("period"),
-        "known": _day_expr("known_from"),
+        "period": day_number("period"),
+        "known": day_number("known_from"),
         **{c: pl.col(c).fill_null(0.0) for c in ("ownership", "last_ownership", "shares", "weight", "last_weight", "market_value", "last_market_value")},
         "is_new": pl.col("is_new").fill_null(False),
         "is_sold_out": pl.col("is_sold_out").fill_null(False),
     }
-    inst = _Table(raw["institutional_ownership"], holding_cols)
-    funds = _Table(raw["hedge_fund_holdings"], holding_cols)
+    inst = SymbolTable(raw["institutional_ownership"], holding_cols)
+    funds = SymbolTable(raw["hedge_fund_holdings"], holding_cols)
     est = (
         raw["institutional_ownership"]
         .filter((pl.col("ownership") > 0) & (pl.col("shares") > 0))
         .group_by("symbol", "period")
         .agg((pl.col("shares") / pl.col("ownership")).median().alias("outstanding"))
     )
-    outstanding = _Table(est, {"period": _day_expr("period"), "shares": pl.col("outstanding")}, ("period",))
+    outstanding = SymbolTable(est, {"period": day_number("period"), "shares": pl.col("outstanding")}, ("period",))
     snaps = raw["etf_exposure"].group_by("symbol", "as_of").agg(
         pl.col("shares").sum().alias("total"), pl.col("shares").sort(descending=True).head(5).sum().alias("top5")
     )
-    etf = _Table(snaps, {"as_of": _day_expr("as_of"), "total": pl.col("total"), "top5": pl.col("top5")}, ("as_of",))
+    etf = SymbolTable(snaps, {"as_of": day_number("as_of"), "total": pl.col("total"), "top5": pl.col("top5")}, ("as_of",))
 
     views = {}
     for symbol in symbols:

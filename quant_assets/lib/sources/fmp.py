@@ -42,6 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import polars as pl
 
 from quant_assets.lib.http import BadPayload, HttpError, PoliteClient, ResponseCache, scrub
@@ -456,10 +457,8 @@ class FmpClient:
         return rows, calls
 
 
-def _repeat_index(counts: Sequence[int]):
+def _repeat_index(counts: Sequence[int]) -> np.ndarray:
     """[0]*counts[0] + [1]*counts[1] + ...: the entry each parsed row came from."""
-    import numpy as np
-
     return np.repeat(np.arange(len(counts), dtype=np.int64), np.asarray(counts, dtype=np.int64))
 
 

@@ -105,6 +105,17 @@ class Holdings:
             self._memo[key] = found
         return found
 
+    def sums(self, t: np.ndarray, back: int, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sum of ``values`` over each date's reports, number of reports), one pass for all dates."""
+        groups = self.index(t, back)
+        counts = np.array([len(g) for g in groups], dtype=np.int64)
+        if counts.sum() == 0:
+            return np.zeros(len(t)), counts
+        flat = np.concatenate(groups)
+        csum = np.concatenate([[0.0], np.cumsum(values[flat], dtype=float)])
+        ends = np.cumsum(counts)
+        return csum[ends] - csum[ends - counts], counts
+
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -394,45 +405,52 @@ def _per_quarter(h: Holdings, t: np.ndarray, back: int, fn: Callable[[Holdings, 
 
 def _available(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """True where at least one 13F report on the reference quarter is public."""
-    return np.isfinite(_per_quarter(v.inst, t, 0, lambda h, r: 1.0))
+    return v.inst.sums(t, 0, v.inst.ownership)[1] > 0
+
+
+def _total(h: Holdings, t: np.ndarray, values: np.ndarray, back: int = 0) -> np.ndarray:
+    """Sum of ``values`` over each date's reports; NaN where there is none."""
+    total, n = h.sums(t, back, values)
+    return np.where(n > 0, total, np.nan)
 
 
 def inst_ownership_pct(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """Share of the company's shares outstanding held by 13F filers at the reference quarter
     Q(t), summed over the reports filed by the sample date. Fraction (can exceed 1 where
     filers double count lent shares); NaN before any report on Q(t) is public."""
-    return _per_quarter(v.inst, t, 0, lambda h, r: float(h.ownership[r].sum()))
+    return _total(v.inst, t, v.inst.ownership)
 
 
 def inst_ownership_change_1q(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """Change of that share over Q(t), from the same reports (their position now minus their
     position a quarter earlier, so late filers do not look like sellers). Fraction of shares
     outstanding; NaN when inst_ownership_pct is."""
-    return _per_quarter(v.inst, t, 0, lambda h, r: float(h.ownership[r].sum() - h.last_ownership[r].sum()))
+    return _total(v.inst, t, v.inst.ownership - v.inst.last_ownership)
 
 
 def inst_new_positions_count(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """13F filers reporting a new position in Q(t) (no shares a quarter earlier), among the
     reports filed by the sample date. Count."""
-    return _per_quarter(v.inst, t, 0, lambda h, r: float(h.is_new[r].sum()))
+    return _total(v.inst, t, v.inst.is_new.astype(float))
 
 
 def inst_closed_positions_count(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """13F filers reporting they sold out in Q(t), among the reports filed by the sample date.
     Count."""
-    return _per_quarter(v.inst, t, 0, lambda h, r: float(h.is_sold_out[r].sum()))
+    return _total(v.inst, t, v.inst.is_sold_out.astype(float))
 
 
 def inst_avg_position_size_change(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """Mean relative change over Q(t) of the positions held both at its start and at its end
     (ownership now / ownership a quarter earlier - 1, split-proof), over the reports filed by
     the sample date. Fraction; NaN without such positions."""
-
-    def fn(h: Holdings, r: np.ndarray) -> float:
-        keep = r[(h.ownership[r] > 0) & (h.last_ownership[r] > 0)]
-        return float(np.mean(h.ownership[keep] / h.last_ownership[keep] - 1.0)) if len(keep) else np.nan
-
-    return _per_quarter(v.inst, t, 0, fn)
+    h = v.inst
+    both = (h.ownership > 0) & (h.last_ownership > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = np.where(both, h.ownership / np.where(both, h.last_ownership, 1.0) - 1.0, 0.0)
+    total, _ = h.sums(t, 0, change)
+    held, _ = h.sums(t, 0, both.astype(float))
+    return np.where(held > 0, total / np.where(held > 0, held, 1.0), np.nan)
 
 
 def inst_concentration_top10(v: SymbolView, t: np.ndarray) -> np.ndarray:
@@ -457,11 +475,12 @@ def inst_momentum_score(v: SymbolView, t: np.ndarray) -> np.ndarray:
     earlier) - 1 over the reports on q filed by the sample date; a quarter without reports is
     left out and the weights of the others rescaled. Fraction; NaN with no quarter."""
 
-    def growth(h: Holdings, r: np.ndarray) -> float:
-        last = h.last_ownership[r].sum()
-        return float(h.ownership[r].sum() / last - 1.0) if last > 0 else np.nan
+    def growth(back: int) -> np.ndarray:
+        now, _ = v.inst.sums(t, back, v.inst.ownership)
+        last, _ = v.inst.sums(t, back, v.inst.last_ownership)
+        return np.where(last > 0, now / np.where(last > 0, last, 1.0) - 1.0, np.nan)
 
-    parts = np.stack([_per_quarter(v.inst, t, k, growth) for k in range(len(MOMENTUM_WEIGHTS))])
+    parts = np.stack([growth(k) for k in range(len(MOMENTUM_WEIGHTS))])
     w = np.array(MOMENTUM_WEIGHTS)[:, None] * np.isfinite(parts)
     wsum = w.sum(axis=0)
     return np.where(wsum > 0, (np.nan_to_num(parts) * w).sum(axis=0) / np.where(wsum > 0, wsum, 1.0), np.nan)
@@ -501,36 +520,35 @@ def congress_recent_activity_7d(v: SymbolView, t: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-def _funds(v: SymbolView, t: np.ndarray, fn: Callable[[Holdings, np.ndarray], float]) -> np.ndarray:
-    """``fn`` over the tracked funds' reports on Q(t) public by t; 0-valued where no tracked fund
-    reported but other 13F reports are public; NaN where no 13F report on Q(t) is public yet."""
-    values = _per_quarter(v.funds, t, 0, fn)
-    empty = fn(v.funds, np.zeros(0, dtype=np.int64))
-    return np.where(np.isfinite(values), values, np.where(_available(v, t), empty, np.nan))
+def _funds(v: SymbolView, t: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Sum of ``values`` over the tracked funds' reports on Q(t) public by t; 0 where no tracked
+    fund reported but other 13F reports are public; NaN where no 13F report on Q(t) is public yet."""
+    total, _ = v.funds.sums(t, 0, values)
+    return np.where(_available(v, t), total, np.nan)
 
 
 def hedgefund_top20_exposure(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """Share of shares outstanding held by the tracked hedge funds (the configured CIKs, by
     default twenty large hedge funds) at Q(t), from their reports filed by the sample date.
     Fraction; NaN before any 13F report on Q(t) is public."""
-    return _funds(v, t, lambda h, r: float(h.ownership[r].sum()))
+    return _funds(v, t, v.funds.ownership)
 
 
 def hedgefund_net_change_1q(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """Change of the tracked hedge funds' holding over Q(t): their ownership now minus a quarter
     earlier, from their reports filed by the sample date. Fraction of shares outstanding."""
-    return _funds(v, t, lambda h, r: float(h.ownership[r].sum() - h.last_ownership[r].sum()))
+    return _funds(v, t, v.funds.ownership - v.funds.last_ownership)
 
 
 def hedgefund_new_entry_count(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """Tracked hedge funds that opened a position in Q(t) (reports filed by the sample date).
     Count."""
-    return _funds(v, t, lambda h, r: float(h.is_new[r].sum()))
+    return _funds(v, t, v.funds.is_new.astype(float))
 
 
 def hedgefund_exit_count(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """Tracked hedge funds that sold out in Q(t) (reports filed by the sample date). Count."""
-    return _funds(v, t, lambda h, r: float(h.is_sold_out[r].sum()))
+    return _funds(v, t, v.funds.is_sold_out.astype(float))
 
 
 def hedgefund_conviction_score(v: SymbolView, t: np.ndarray) -> np.ndarray:
@@ -539,18 +557,14 @@ def hedgefund_conviction_score(v: SymbolView, t: np.ndarray) -> np.ndarray:
     (weight now - weight a quarter earlier), each fund weighted by its 13F portfolio value
     (position value / weight), so larger funds count more. Fraction of portfolio; 0 when no
     tracked fund reports the stock."""
-
-    def fn(h: Holdings, r: np.ndarray) -> float:
-        if not len(r):
-            return 0.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            size = np.where(h.weight[r] > 0, h.market_value[r] / h.weight[r], h.last_market_value[r] / h.last_weight[r])
-        size = np.where(np.isfinite(size) & (size > 0), size, 0.0)
-        if size.sum() <= 0:
-            return 0.0
-        return float(np.sum(size * (h.weight[r] - h.last_weight[r])) / size.sum())
-
-    return _funds(v, t, fn)
+    h = v.funds
+    with np.errstate(divide="ignore", invalid="ignore"):
+        size = np.where(h.weight > 0, h.market_value / h.weight, h.last_market_value / h.last_weight)
+    size = np.where(np.isfinite(size) & (size > 0), size, 0.0)
+    weighted, _ = h.sums(t, 0, size * (h.weight - h.last_weight))
+    total, _ = h.sums(t, 0, size)
+    score = np.where(total > 0, weighted / np.where(total > 0, total, 1.0), 0.0)
+    return np.where(_available(v, t), score, np.nan)
 
 
 # ---------------------------------------------------------------------------------------

@@ -112,9 +112,12 @@ class Holdings:
         if counts.sum() == 0:
             return np.zeros(len(t)), counts
         flat = np.concatenate(groups)
-        csum = np.concatenate([[0.0], np.cumsum(values[flat], dtype=float)])
-        ends = np.cumsum(counts)
-        return csum[ends] - csum[ends - counts], counts
+        starts = np.cumsum(counts) - counts
+        out = np.zeros(len(t))
+        filled = counts > 0
+        # Segment sums (no prefix-sum differences: they would leave rounding noise on exact zeros).
+        out[filled] = np.add.reduceat(values[flat].astype(float), starts[filled])
+        return out, counts
 
 
 _EMPTY = np.zeros(0, dtype=np.int64)

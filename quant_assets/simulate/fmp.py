@@ -520,14 +520,16 @@ class SimulatedFmp:
         members = [generic[int(k)] for k in picked] + funds
         size = {cik: float(np.exp(np.random.default_rng(zlib.crc32(cik.encode())).normal(np.log(4e10), 1.5))) for cik, _, _ in members}
         # Ownership as a fraction of shares outstanding; the biggest index houses hold most.
-        own: dict[str, float] = {}
+        # Each filer has a long-run position (a fraction of shares outstanding); the largest index
+        # houses hold most and never leave. Positions drift with the slow state and revert to that
+        # level, so institutional ownership stays where it is for real large caps (about 55-80%).
         total = rng.uniform(0.55, 0.8)
-        weights = rng.pareto(1.3, len(members)) + 0.05
-        held0 = rng.random(len(members)) < np.where([m[2] for m in members], 0.45, 0.8)
-        weights = np.where(held0, weights, 0.0)
+        weights = rng.pareto(2.0, len(members)) + 0.1
         weights = weights / weights.sum() * total
-        for (cik, _, _), wgt in zip(members, weights, strict=True):
-            own[cik] = float(wgt)
+        target = {cik: float(wgt) for (cik, _, _), wgt in zip(members, weights, strict=True)}
+        big = {cik for cik, wgt in target.items() if wgt >= np.quantile(weights, 0.9)}
+        held0 = rng.random(len(members)) < np.where([m[2] for m in members], 0.45, 0.85)
+        own: dict[str, float] = {cik: (target[cik] if h else 0.0) for (cik, _, _), h in zip(members, held0, strict=True)}
         base_lag = {cik: int(np.random.default_rng(zlib.crc32(cik.encode()) + 1).integers(18, 44)) for cik, _, _ in members}
         first_added: dict[str, dt.date] = {cik: quarters[0] for cik, v in own.items() if v > 0}
         out: dict[dt.date, list[dict]] = {}
@@ -543,15 +545,17 @@ class SimulatedFmp:
             for cik, _, is_fund in members:
                 before = prev_own.get(cik, 0.0)
                 sens = 2.0 if is_fund else 1.0
+                churn = 0.0 if cik in big else (0.07 if is_fund else 0.03)
                 if qi == 0:
                     cur[cik] = before
                 elif before > 0:
-                    if rng.random() < (0.03 if not is_fund else 0.07) * np.exp(-0.9 * sens * signal):
+                    if rng.random() < churn * np.exp(-0.9 * sens * signal):
                         cur[cik] = 0.0
                     else:
-                        cur[cik] = before * float(np.exp(0.10 * sens * signal + 0.07 * sens * rng.standard_normal()))
-                elif rng.random() < (0.03 if not is_fund else 0.07) * np.exp(0.9 * sens * signal):
-                    cur[cik] = float(np.exp(rng.normal(np.log(0.002), 0.8)))
+                        drift = 0.10 * sens * signal + 0.07 * sens * rng.standard_normal() - 0.3 * np.log(before / target[cik])
+                        cur[cik] = before * float(np.exp(drift))
+                elif rng.random() < churn * np.exp(0.9 * sens * signal):
+                    cur[cik] = target[cik] * float(np.exp(rng.normal(-0.5, 0.3)))
                     first_added[cik] = qend
                 else:
                     cur[cik] = 0.0

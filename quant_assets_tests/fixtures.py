@@ -52,7 +52,7 @@ class GraphRunner:
         from dagster_aws.s3 import S3Resource
 
         from quant_assets.definitions import defs as production
-        from quant_assets.defs.resources import Lake, LakeIOManager, LandingZone, WarehouseResource
+        from quant_assets.defs.resources import Lake, LakeIOManager, LandingZone, WarehouseResource, default_resources
 
         s3 = s3 or S3Resource()
         self.lake = Lake(url=lake_url, s3=s3)
@@ -65,6 +65,8 @@ class GraphRunner:
             sensors=list(production.sensors),
             schedules=list(production.schedules),
             resources={
+                # Every other domain's resources at their defaults, so that the production assets load.
+                **default_resources(),
                 "landing": self.landing,
                 "lake": self.lake,
                 "io_manager": LakeIOManager(lake=self.lake),

@@ -284,5 +284,87 @@ def default_resources() -> dict[str, Any]:
         "io_manager": LakeIOManager(lake=lake),
         "warehouse": WarehouseResource(url=_env_or_default("QUANT_WAREHOUSE_URL", settings.warehouse_url())),
         "http": HttpClientResource(),
+        "fmp": FmpResource.from_environment(),
     }
 
+
+class FmpResource(ConfigurableResource):
+    """Financial Modeling Prep (stable API) for the smart-money group.
+
+    With ``FMP_API_KEY`` set, requests go to the real vendor (``FMP_BASE_URL``, default
+    https://financialmodelingprep.com/stable); the key is read through ``dagster.EnvVar`` and
+    masked in every message. Without a key, the embedded default is the simulated FMP
+    (``quant_assets.simulate.fmp``), served in-process through an httpx transport -- the same
+    client, rate limiter, retries and response cache run either way. Responses are cached for
+    good under ``<cache_dir>/fmp`` (real vendor) or ``<cache_dir>/fmp-sim/<world>`` (simulated).
+    """
+
+    http: HttpClientResource
+    api_key: str = Field(default="", description="FMP API key (from FMP_API_KEY); empty = use the simulated FMP.")
+    base_url: str = Field(
+        default="",
+        description="FMP stable API base URL (FMP_BASE_URL); empty = the real vendor with a key, the simulator without.",
+    )
+    sim_seed: int = Field(default=7, description="Seed of the simulated FMP (used only when it is the source).")
+
+    @classmethod
+    def from_environment(cls) -> "FmpResource":
+        return cls(
+            http=HttpClientResource(),
+            api_key=_env_or_default("FMP_API_KEY", ""),
+            base_url=_env_or_default("FMP_BASE_URL", ""),
+        )
+
+    def simulated(self, source: str = "auto") -> bool:
+        """Whether requests go to the simulated FMP: ``source`` "simulated", or "auto" with neither
+        a key nor a base URL configured."""
+        if source not in ("auto", "simulated", "fmp"):
+            raise ValueError(f"source must be auto, simulated or fmp, got {source!r}")
+        return source == "simulated" or (source == "auto" and not self.api_key and not self.base_url)
+
+    def describe(self, source: str = "auto") -> str:
+        """Where requests go, for metadata (never the key)."""
+        from quant_assets.lib.sources.fmp import FMP_BASE_URL
+
+        if self.simulated(source):
+            return f"simulated FMP (seed {self.sim_seed}, in-process)"
+        return self.base_url or FMP_BASE_URL
+
+    def cache(self, source: str = "auto"):
+        from quant_assets.simulate.fmp import FmpSimSpec
+
+        if self.simulated(source):
+            return self.http.cache(f"fmp-sim/{FmpSimSpec(seed=self.sim_seed).fingerprint()}")
+        return self.http.cache("fmp")
+
+    def client(self, *, calls_per_minute: float, max_concurrency: int, page_sizes=None, source: str = "auto"):
+        """An FMP client for ``source`` (close it with ``client.http.close()``)."""
+        from quant_assets.lib.http import PoliteClient, RetryPolicy
+        from quant_assets.lib.sources import fmp
+        from quant_assets.simulate.fmp import SIM_BASE_URL, FmpSimSpec, SimulatedFmp
+
+        simulated = self.simulated(source)
+        transport = None
+        base_url = self.base_url or fmp.FMP_BASE_URL
+        if simulated:
+            transport = SimulatedFmp(FmpSimSpec(seed=self.sim_seed)).transport()
+            base_url = SIM_BASE_URL
+        http = PoliteClient(
+            base_url,
+            calls_per_minute=calls_per_minute,
+            max_concurrency=max_concurrency,
+            timeout_s=self.http.timeout_s,
+            retry=RetryPolicy(max_attempts=self.http.max_attempts),
+            secret_params=fmp.SECRET_PARAMS,
+            throttled=fmp.is_limit_message,
+            transport=transport,
+        )
+        return fmp.FmpClient(
+            http,
+            self.cache(source),
+            api_key=None if simulated else (self.api_key or None),
+            # The vendor's own host needs a key; another base URL (a proxy, a test server) may not.
+            require_key=not simulated and base_url == fmp.FMP_BASE_URL,
+            max_workers=max_concurrency,
+            page_sizes=page_sizes,
+        )

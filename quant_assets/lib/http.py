@@ -95,8 +95,11 @@ class RateLimiter:
                 now = self._clock()
                 self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
                 self._last = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
+                # The tolerance absorbs float rounding: after sleeping exactly the computed wait the
+                # bucket can hold 0.9999999999; without it a clock too coarse to register the next
+                # tiny wait would spin forever.
+                if self._tokens >= 1.0 - 1e-9:
+                    self._tokens = max(0.0, self._tokens - 1.0)
                     return
                 wait = (1.0 - self._tokens) / self.rate
             self.waited_s += wait
@@ -196,6 +199,9 @@ class PoliteClient:
 
     def get(self, path: str, params: Mapping[str, Any] | None = None, *, context: str = "") -> httpx.Response:
         """A successful (2xx, not throttled) response, after retries; :class:`HttpError` otherwise."""
+        return self._get(path, params, context=context)[0]
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None, *, context: str = "") -> tuple[httpx.Response, int]:
         endpoint = self.describe(path, params)
         where = f"{context}: " if context else ""
         last_status: int | None = None
@@ -226,7 +232,7 @@ class PoliteClient:
                     last_problem = f"HTTP {response.status_code}"
                     wait = retry_after_seconds(response.headers.get("Retry-After"))
                 elif response.is_success:
-                    return response
+                    return response, attempt
                 else:
                     raise HttpError(
                         f"{where}GET {endpoint} failed with HTTP {response.status_code}: "
@@ -254,9 +260,13 @@ class PoliteClient:
         )
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None, *, context: str = "") -> Any:
-        response = self.get(path, params, context=context)
+        return self.get_json_counted(path, params, context=context)[0]
+
+    def get_json_counted(self, path: str, params: Mapping[str, Any] | None = None, *, context: str = "") -> tuple[Any, int]:
+        """(decoded JSON body, HTTP requests it took including retries)."""
+        response, attempts = self._get(path, params, context=context)
         try:
-            return response.json()
+            return response.json(), attempts
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             where = f"{context}: " if context else ""
             raise BadPayload(
@@ -264,6 +274,7 @@ class PoliteClient:
                 f"starts with {self._scrub(response.text[:80], params)!r}",
                 endpoint=self.describe(path, params),
                 status=response.status_code,
+                attempts=attempts,
             ) from None
 
     def _scrub(self, text: str, params: Mapping[str, Any] | None) -> str:

@@ -1,5 +1,7 @@
-"""Deterministic market simulators that write the vendors' own file formats into a landing zone."""
+"""Deterministic market simulators: the vendors' own file formats written into a landing zone
+(Polygon), or the vendors' own JSON served over HTTP (Financial Modeling Prep)."""
 
+from quant_assets.simulate.fmp import FmpSimServer, FmpSimSpec, SimulatedFmp
 from quant_assets.simulate.polygon import (
     HEADER,
     KINDS,
@@ -15,6 +17,9 @@ from quant_assets.simulate.polygon import (
 )
 
 __all__ = [
+    "FmpSimServer",
+    "FmpSimSpec",
+    "SimulatedFmp",
     "HEADER",
     "KINDS",
     "TRADABLE_KINDS",

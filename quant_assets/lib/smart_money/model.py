@@ -1,0 +1,245 @@
+"""The smart-money LightGBM classifier: preprocessing fitted on train only, training with early
+stopping on validation, the decision threshold chosen on validation, and test evaluation.
+
+Artifacts (``models/smart-money-flow/vX.Y.Z/`` in the lake):
+
+* ``model.txt``       -- the LightGBM booster (``Booster(model_str=...)`` reads it back);
+* ``normalizer.json`` -- per feature, in order: the training median used to fill a missing
+  value, then the training mean and standard deviation of the filled value (z-score);
+* ``metadata.json``   -- features, parameters, data window, the decision threshold, training and
+  validation metrics and feature importance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from quant_assets.lib.smart_money.features import FEATURE_NAMES
+
+MODEL_NAME = "smart-money-flow"
+VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def model_dir(version: str) -> str:
+    if not VERSION_RE.match(version):
+        raise ValueError(f"model version must look like 1.2.3, got {version!r}")
+    return f"models/{MODEL_NAME}/v{version}"
+
+
+@dataclasses.dataclass
+class Normalizer:
+    """Median imputation then z-scoring, every statistic from the training split."""
+
+    features: list[str]
+    medians: list[float]
+    means: list[float]
+    stds: list[float]
+
+    @classmethod
+    def fit(cls, train: pl.DataFrame, features: Sequence[str] = FEATURE_NAMES) -> Normalizer:
+        x = _matrix(train, features)
+        medians = np.nanmedian(np.where(np.isfinite(x), x, np.nan), axis=0) if len(x) else np.zeros(len(features))
+        # A feature never observed in training is filled with 0.
+        medians = np.where(np.isfinite(medians), medians, 0.0)
+        filled = np.where(np.isfinite(x), x, medians)
+        means = filled.mean(axis=0) if len(x) else np.zeros(len(features))
+        stds = filled.std(axis=0) if len(x) else np.ones(len(features))
+        stds = np.where(stds > 0, stds, 1.0)
+        return cls(list(features), medians.tolist(), means.tolist(), stds.tolist())
+
+    def transform(self, frame: pl.DataFrame) -> np.ndarray:
+        x = _matrix(frame, self.features)
+        med = np.array(self.medians)
+        filled = np.where(np.isfinite(x), x, med)
+        return (filled - np.array(self.means)) / np.array(self.stds)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "method": "median imputation, then z-score ((x - mean) / std); statistics of the training split",
+                "features": self.features,
+                "median": dict(zip(self.features, self.medians, strict=True)),
+                "mean": dict(zip(self.features, self.means, strict=True)),
+                "std": dict(zip(self.features, self.stds, strict=True)),
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Normalizer:
+        d = json.loads(text)
+        feats = list(d["features"])
+        return cls(feats, [d["median"][f] for f in feats], [d["mean"][f] for f in feats], [d["std"][f] for f in feats])
+
+
+def _matrix(frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        raise KeyError(f"columns missing from the frame: {missing}")
+    if frame.height == 0:
+        return np.zeros((0, len(features)))
+    return frame.select([pl.col(f).cast(pl.Float64) for f in features]).to_numpy().astype(float)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    num_leaves: int = 15
+    learning_rate: float = 0.03
+    num_boost_round: int = 400
+    early_stopping_rounds: int = 40
+    min_data_in_leaf: int = 20
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    lambda_l2: float = 1.0
+    seed: int = 7
+
+    def lightgbm(self) -> dict:
+        return {
+            "objective": "binary",
+            "metric": ["binary_logloss", "auc"],
+            "num_leaves": self.num_leaves,
+            "learning_rate": self.learning_rate,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": self.bagging_freq,
+            "lambda_l2": self.lambda_l2,
+            "seed": self.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": 1,
+            "verbose": -1,
+        }
+
+
+def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    """Accuracy, precision, recall, F1, ROC-AUC and the confusion matrix at ``threshold``."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+
+    y = np.asarray(y).astype(int)
+    pred = (np.asarray(p) >= threshold).astype(int)
+    cm = confusion_matrix(y, pred, labels=[0, 1])
+    both = len(np.unique(y)) == 2
+    return {
+        "n": int(len(y)),
+        "positive_rate": float(y.mean()) if len(y) else 0.0,
+        "threshold": float(threshold),
+        "accuracy": float(accuracy_score(y, pred)) if len(y) else 0.0,
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y, p)) if both else None,
+        "confusion_matrix": {"tn": int(cm[0, 0]), "fp": int(cm[0, 1]), "fn": int(cm[1, 0]), "tp": int(cm[1, 1])},
+    }
+
+
+def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The probability cut that maximises F1 on (validation) data; 0.5 when it cannot be told."""
+    y = np.asarray(y).astype(int)
+    if len(y) == 0 or y.sum() == 0:
+        return 0.5
+    best_t, best_f1 = 0.5, -1.0
+    for t in np.unique(np.round(p, 4)):
+        pred = p >= t
+        tp = float((pred & (y == 1)).sum())
+        fp = float((pred & (y == 0)).sum())
+        fn = float((~pred & (y == 1)).sum())
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+        if f1 > best_f1 + 1e-12:
+            best_t, best_f1 = float(t), f1
+    return best_t
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    booster: object
+    normalizer: Normalizer
+    threshold: float
+    best_iteration: int
+    train_metrics: dict
+    val_metrics: dict
+    importance: dict[str, dict[str, float]]
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        return np.asarray(self.booster.predict(self.normalizer.transform(frame), num_iteration=self.best_iteration))
+
+
+def feature_importance(booster, features: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per feature: total gain (and its share) and number of splits, largest gain first."""
+    gain = np.asarray(booster.feature_importance(importance_type="gain"), dtype=float)
+    split = np.asarray(booster.feature_importance(importance_type="split"), dtype=float)
+    total = gain.sum() or 1.0
+    rows = sorted(zip(features, gain, split, strict=True), key=lambda r: -r[1])
+    return {f: {"gain": float(g), "gain_share": float(g / total), "splits": int(s)} for f, g, s in rows}
+
+
+def train(
+    train_frame: pl.DataFrame,
+    val_frame: pl.DataFrame,
+    params: TrainParams = TrainParams(),
+    *,
+    tune_threshold: bool = True,
+    features: Sequence[str] = FEATURE_NAMES,
+) -> TrainedModel:
+    """Fit the normaliser on train, train LightGBM with early stopping on validation."""
+    import lightgbm as lgb
+
+    if train_frame.height == 0 or val_frame.height == 0:
+        raise ValueError("training needs a non-empty train and validation split")
+    norm = Normalizer.fit(train_frame, features)
+    x_tr, y_tr = norm.transform(train_frame), train_frame["label"].to_numpy().astype(int)
+    x_va, y_va = norm.transform(val_frame), val_frame["label"].to_numpy().astype(int)
+    dtrain = lgb.Dataset(x_tr, label=y_tr, feature_name=list(features), free_raw_data=False)
+    dval = lgb.Dataset(x_va, label=y_va, reference=dtrain, feature_name=list(features), free_raw_data=False)
+    booster = lgb.train(
+        params.lightgbm(),
+        dtrain,
+        num_boost_round=params.num_boost_round,
+        valid_sets=[dval],
+        valid_names=["val"],
+        callbacks=[lgb.early_stopping(params.early_stopping_rounds, first_metric_only=True, verbose=False)],
+    )
+    best = int(booster.best_iteration or booster.current_iteration())
+    p_tr = booster.predict(x_tr, num_iteration=best)
+    p_va = booster.predict(x_va, num_iteration=best)
+    threshold = best_threshold(y_va, p_va) if tune_threshold else 0.5
+    return TrainedModel(
+        booster=booster,
+        normalizer=norm,
+        threshold=threshold,
+        best_iteration=best,
+        train_metrics=classification_metrics(y_tr, p_tr, threshold),
+        val_metrics=classification_metrics(y_va, p_va, threshold),
+        importance=feature_importance(booster, features),
+    )
+
+
+def metadata(model: TrainedModel, params: TrainParams, splits: Mapping[str, tuple], rows: Mapping[str, int], version: str) -> dict:
+    return {
+        "name": MODEL_NAME,
+        "version": version,
+        "algorithm": "LightGBM binary classifier (gradient-boosted trees)",
+        "target": "label = 1 when the 14-calendar-day forward return exceeds 5%",
+        "features": list(model.normalizer.features),
+        "preprocessing": "median imputation and z-score normalisation fitted on the training split (normalizer.json)",
+        "parameters": {**params.lightgbm(), "num_boost_round": params.num_boost_round,
+                       "early_stopping_rounds": params.early_stopping_rounds},
+        "best_iteration": model.best_iteration,
+        "decision_threshold": model.threshold,
+        "data_window": {s: {"first_date": str(a), "last_date": str(b), "rows": int(rows.get(s, 0))} for s, (a, b) in splits.items()},
+        "metrics": {"train": model.train_metrics, "val": model.val_metrics},
+        "feature_importance": model.importance,
+    }
+
+
+def load_booster(model_text: str):
+    import lightgbm as lgb
+
+    return lgb.Booster(model_str=model_text)

@@ -84,13 +84,26 @@ def test_every_job_schedule_sensor_and_check_has_a_description():
     assert not missing, "\n".join(missing)
 
 
-@pytest.mark.parametrize("name", ["market/day_aggs", "market/daily_filtered", "market/minute_features"])
-def test_launchpad_config_shows_plain_types_with_defaults(name):
-    node = defs.resolve_assets_def(AssetKey(name.split("/")))
-    fields = node.op.config_schema.config_type.fields
-    assert fields
-    for field_name, field in fields.items():
-        type_name = field.config_type.given_name or field.config_type.key
-        assert "Source" not in str(type_name), f"{name}.{field_name} is {type_name}"
-        assert field.default_provided, f"{name}.{field_name} has no default"
-        assert field.description, f"{name}.{field_name} has no description"
+def _configured_nodes():
+    seen = {}
+    for node in defs.resolve_asset_graph().assets_defs:
+        op = node.node_def if node.is_executable else None
+        if op is not None and getattr(op, "config_schema", None) is not None and op.config_schema.as_field().config_type.kind.name == "STRICT_SHAPE":
+            seen[op.name] = op
+    return sorted(seen.items())
+
+
+def test_launchpad_config_shows_plain_types_with_defaults():
+    nodes = _configured_nodes()
+    assert {"market__day_aggs", "market__daily_filtered", "market__minute_features"} <= {n for n, _ in nodes}
+    problems = []
+    for name, op in nodes:
+        for field_name, field in op.config_schema.config_type.fields.items():
+            type_name = str(field.config_type.given_name or field.config_type.key)
+            if "Source" in type_name:
+                problems.append(f"{name}.{field_name} is typed {type_name}")
+            if not field.default_provided:
+                problems.append(f"{name}.{field_name} has no default")
+            if not field.description:
+                problems.append(f"{name}.{field_name} has no description")
+    assert not problems, "\n".join(problems)

@@ -21,7 +21,7 @@ import types
 import typing
 from typing import Any
 
-from dagster import Array, Bool, Failure, Field, Float, Int, Noneable, String
+from dagster import Array, Bool, Failure, Field, Float, Int, Map, Noneable, String
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
@@ -42,6 +42,8 @@ def _dagster_type(annotation: Any):
     if origin in (typing.Union, types.UnionType) and type(None) in args:
         (inner,) = [a for a in args if a is not type(None)]
         return Noneable(_dagster_type(inner))
+    if origin in (dict, typing.Mapping) and args and args[0] is str:
+        return Map(str, _dagster_type(args[1]))
     raise TypeError(f"no plain Dagster config type for {annotation!r}")
 
 
@@ -66,7 +68,9 @@ def config_schema(model: type[BaseModel]) -> dict[str, Field]:
         description = (field.description or "") + _constraints(field)
         kwargs = {"description": description}
         if has_default:
-            kwargs["default_value"] = list(default) if isinstance(default, tuple) else default
+            if isinstance(default, tuple):
+                default = list(default)
+            kwargs["default_value"] = default
         else:
             kwargs["is_required"] = True
         schema[name] = Field(_dagster_type(field.annotation), **kwargs)

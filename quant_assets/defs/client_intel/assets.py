@@ -17,16 +17,16 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetOut,
-    Config,
     MaterializeResult,
     MetadataValue,
     asset,
     multi_asset,
 )
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
+from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.resources import WarehouseResource
 from quant_assets.lib.client_intel import spec as S
 from quant_assets.lib.client_intel.classifier import cross_validate
@@ -120,7 +120,7 @@ CHECKS: dict[str, list[tuple[str, str, bool]]] = {
 }
 
 
-class ClientWorldConfig(Config):
+class ClientWorldConfig(BaseModel):
     """The knobs of the client-intelligence world (the old seed scripts' defaults)."""
 
     n_clients: int = Field(
@@ -233,9 +233,11 @@ def _table_figures(table: str, df: pl.DataFrame, clients: pl.DataFrame) -> dict:
     check_specs=_spec_list(),
     can_subset=False,
     description="Builds one client-intelligence world (all nine client_intel tables) for the configured seed.",
+    config_schema=config_schema(ClientWorldConfig),
 )
-def client_intel_world(context: AssetExecutionContext, config: ClientWorldConfig):
+def client_intel_world(context: AssetExecutionContext):
     """Generate the world, verify it, and hand every table to the lake with its checks."""
+    config = parse(ClientWorldConfig, context)
     spec = config.world_spec()
     t0 = time.perf_counter()
     world = build_world(spec)

@@ -19,17 +19,17 @@ from dagster import (
     AssetOut,
     AssetRecordsFilter,
     BackfillPolicy,
-    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
     asset,
     multi_asset,
 )
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
+from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.partitions import smart_money_symbols
 from quant_assets.defs.resources import FmpResource, Lake, partition_file
 from quant_assets.lib.http import HttpError
@@ -101,7 +101,7 @@ def schedule_of(universe: pl.DataFrame) -> Schedule:
 # ---------------------------------------------------------------------------------------
 
 
-class UniverseConfig(Config):
+class UniverseConfig(BaseModel):
     universe: str = Field(
         default="test",
         description=f"Which stocks: {', '.join(UNIVERSES)}. test = TSLA, NVDA, AAPL; custom = `symbols`; "
@@ -123,8 +123,9 @@ class UniverseConfig(Config):
     **_kwargs("curated", {"polars", "parquet"}),
     metadata=md.table_definition_metadata(UNIVERSE_SCHEMA, UNIVERSE_DOCS),
     check_specs=[qc.schema_spec(KEYS["universe"])],
+    config_schema=config_schema(UniverseConfig),
 )
-def universe(context: AssetExecutionContext, config: UniverseConfig):
+def universe(context: AssetExecutionContext):
     """The stocks and the monthly sample dates of the study; registers one ``smart_money_symbols``
     partition per stock. One row per symbol, in rank order.
 
@@ -132,6 +133,7 @@ def universe(context: AssetExecutionContext, config: UniverseConfig):
     ``top500`` from a universe file. Existing partitions are kept (their data stays valid);
     downstream assets read the symbols and the schedule from this table.
     """
+    config = parse(UniverseConfig, context)
     try:
         symbols = select_universe(config.universe, config.symbols, config.universe_file or None)
         schedule = Schedule(config.start_month, config.end_month, config.sample_day)
@@ -174,7 +176,7 @@ def universe(context: AssetExecutionContext, config: UniverseConfig):
 # ---------------------------------------------------------------------------------------
 
 
-class FmpFetchConfig(Config):
+class FmpFetchConfig(BaseModel):
     source: str = Field(
         default="auto",
         description="auto = the real FMP when FMP_API_KEY (or FMP_BASE_URL) is set, else the simulated FMP; "
@@ -231,12 +233,14 @@ _RAW_DOCS = {
     # One FMP account, one rate limit: runs fetching from it queue behind each other when the
     # instance limits the pool (dagster.yaml: concurrency: pools: ...).
     pool="fmp",
+    config_schema=config_schema(FmpFetchConfig),
 )
-def raw_fmp_sources(context: AssetExecutionContext, config: FmpFetchConfig, universe: pl.DataFrame, fmp: FmpResource):
+def raw_fmp_sources(context: AssetExecutionContext, universe: pl.DataFrame, fmp: FmpResource):
     """Every FMP source of each symbol in the run, from the permanent response cache or the vendor,
     normalised to one table per source (see each asset's description). A symbol whose vendor
     request fails for good fails the run, naming the symbol and endpoint; the responses already
     received stay cached, so a retry asks only for what is missing."""
+    config = parse(FmpFetchConfig, context)
     schedule = schedule_of(universe)
     window = FetchWindow.for_schedule(schedule)
     selected = [t for t, k in RAW_KEYS.items() if k in context.selected_asset_keys]
@@ -303,7 +307,7 @@ def raw_fmp_sources(context: AssetExecutionContext, config: FmpFetchConfig, univ
 # ---------------------------------------------------------------------------------------
 
 
-class FeaturesConfig(Config):
+class FeaturesConfig(BaseModel):
     etf_snapshot_policy: str = Field(
         default="static",
         description="FMP's ETF exposure is a present-day snapshot with no history. static = it describes every "
@@ -321,10 +325,10 @@ class FeaturesConfig(Config):
     ins={"universe": AssetIn(key=KEYS["universe"]), **{f"raw_{t}": AssetIn(key=k) for t, k in RAW_KEYS.items()}},
     metadata=md.table_definition_metadata(ds.DATASET_SCHEMA, ds.COLUMN_DOCS, partition_column="symbol"),
     check_specs=[qc.schema_spec(KEYS["features"])],
+    config_schema=config_schema(FeaturesConfig),
 )
 def features(
     context: AssetExecutionContext,
-    config: FeaturesConfig,
     universe: pl.DataFrame,
     raw_insider_trades: pl.DataFrame,
     raw_institutional_ownership: pl.DataFrame,
@@ -338,6 +342,7 @@ def features(
     sample date (the dataset's columns, in its order). Point in time: a filing counts from its
     filing or disclosure day, never its transaction day; each feature's definition is its
     column description. Prices USD split-adjusted; label = 1 when return_14d > 0.05."""
+    config = parse(FeaturesConfig, context)
     if config.etf_snapshot_policy not in ETF_POLICIES:
         raise Failure(description=f"etf_snapshot_policy must be one of {ETF_POLICIES}, got {config.etf_snapshot_policy!r}")
     dates = schedule_of(universe).sample_dates()
@@ -393,7 +398,7 @@ def _typed(frame: pl.DataFrame, schema: dict) -> pl.DataFrame:
 # ---------------------------------------------------------------------------------------
 
 
-class DatasetConfig(Config):
+class DatasetConfig(BaseModel):
     min_completeness: float = Field(default=0.85, ge=0, le=1, description="Blocking: labelled rows / (symbols x sample dates) must exceed this.")
     min_bullish_share: float = Field(default=0.30, ge=0, le=1, description="Blocking: share of label = 1 must be at least this.")
     max_bullish_share: float = Field(default=0.70, ge=0, le=1, description="Blocking: share of label = 1 must be at most this.")
@@ -418,13 +423,15 @@ def dataset_key(universe_name: str) -> str:
         qc.spec(KEYS["dataset"], MISSING_CHECK, "Fewer than max_missing_share (15%) of examples miss any feature."),
         qc.schema_spec(KEYS["dataset"]),
     ],
+    config_schema=config_schema(DatasetConfig),
 )
-def dataset(context: AssetExecutionContext, config: DatasetConfig, universe: pl.DataFrame, lake: Lake):
+def dataset(context: AssetExecutionContext, universe: pl.DataFrame, lake: Lake):
     """The training dataset of the universe: one row per symbol and sample date with a label,
     exactly the columns ``symbol, date, price_at_sample, price_after_14d, return_14d``, the 27
     features, ``label`` -- in that order, ordered by date then symbol. Also written as CSV
     (``smart_money/dataset/smart-money-flow-<universe>.csv`` in the lake). Its three data-quality
     checks block the splits and the model."""
+    config = parse(DatasetConfig, context)
     symbols = universe["symbol"].to_list()
     dates = schedule_of(universe).sample_dates()
     frames, absent, stale = [], [], []
@@ -501,7 +508,7 @@ def dataset(context: AssetExecutionContext, config: DatasetConfig, universe: pl.
 # ---------------------------------------------------------------------------------------
 
 
-class SplitsConfig(Config):
+class SplitsConfig(BaseModel):
     train_fraction: float = Field(default=0.70, gt=0, lt=1, description="Share of examples (earliest dates) for training.")
     val_fraction: float = Field(default=0.15, gt=0, lt=1, description="Share of examples (next dates) for validation.")
     test_fraction: float = Field(default=0.15, gt=0, lt=1, description="Share of examples (latest dates) for testing.")
@@ -517,12 +524,14 @@ class SplitsConfig(Config):
                 "(and every test example later than every validation one)."),
         qc.schema_spec(KEYS["splits"]),
     ],
+    config_schema=config_schema(SplitsConfig),
 )
-def splits(context: AssetExecutionContext, config: SplitsConfig, dataset: pl.DataFrame, lake: Lake):
+def splits(context: AssetExecutionContext, dataset: pl.DataFrame, lake: Lake):
     """Train / validation / test (70/15/15 by default) of the dataset, ordered by date: whole sample
     dates per split, the earliest for training. One row per example with its ``split``; also
     written as ``train.csv``, ``val.csv`` and ``test.csv`` (dataset columns) under
     ``smart_money/splits/`` in the lake."""
+    config = parse(SplitsConfig, context)
     try:
         out, report = sp.time_split(dataset, config.train_fraction, config.val_fraction, config.test_fraction)
     except sp.SplitError as exc:
@@ -555,7 +564,7 @@ def splits(context: AssetExecutionContext, config: SplitsConfig, dataset: pl.Dat
     )
 
 
-class ModelConfig(Config):
+class ModelConfig(BaseModel):
     version: str = Field(default="1.0.0", description="Model version X.Y.Z: artifacts go to models/smart-money-flow/vX.Y.Z/.")
     num_leaves: int = Field(default=15, ge=2, description="LightGBM num_leaves.")
     learning_rate: float = Field(default=0.03, gt=0, description="LightGBM learning_rate.")
@@ -599,13 +608,15 @@ def _confusion_table(cm: dict[str, int]) -> str:
     key=KEYS["model"],
     **_kwargs("model", {"lightgbm", "python"}),
     ins={"splits": AssetIn(key=KEYS["splits"])},
+    config_schema=config_schema(ModelConfig),
 )
-def model(context: AssetExecutionContext, config: ModelConfig, splits: pl.DataFrame, lake: Lake):
+def model(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
     """The LightGBM classifier of the 14-day label, trained on the training split with early stopping
     on validation. Median imputation and z-score normalisation are fitted on the training split
     only. Writes ``models/smart-money-flow/vX.Y.Z/model.txt``, ``normalizer.json`` and
     ``metadata.json`` (features, parameters, data window, decision threshold, train and
     validation metrics, feature importance) to the lake."""
+    config = parse(ModelConfig, context)
     try:
         folder = mdl.model_dir(config.version)
     except ValueError as exc:

@@ -1,5 +1,7 @@
 """Deterministic market simulators that write the vendors' own file formats into a landing zone."""
 
+from quant_assets.simulate.kenfrench import KenFrenchSimReport, kenfrench_zips, simulate_kenfrench
+
 from quant_assets.simulate.polygon import (
     HEADER,
     KINDS,
@@ -15,6 +17,9 @@ from quant_assets.simulate.polygon import (
 )
 
 __all__ = [
+    "KenFrenchSimReport",
+    "kenfrench_zips",
+    "simulate_kenfrench",
     "HEADER",
     "KINDS",
     "TRADABLE_KINDS",

@@ -2,10 +2,12 @@
 then technical features and range labels over every trading day, the MACD features, events and
 training rows of the minute days, and the models and analyses.
 
-The demo keeps every Config default except where its budget needs less (said in its output):
-the backtests run on the 3 most liquid names (vectorbt compiles on its first call), LightGBM
-fits 100 rounds, and on a short history the walk-forward folds, purge gap and regression
-minimum shrink -- or the models are skipped -- to fit the days there are.
+The demo keeps every Config default except where its three-minute budget needs less (said in
+its output): the daily research tables cover the last year of sessions (the indicators still read
+the whole history of ``market/daily_bars`` from the lake, so their values are the same as a full
+backfill's), the backtests run on the 3 most liquid names (vectorbt compiles on its first call),
+LightGBM fits 100 rounds on 3 walk-forward folds, and on a short history the folds, purge gap and
+regression minimum shrink -- or the models are skipped -- to fit the days there are.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from quant_assets.launch import RunSpec
 MIN_SESSIONS_FOR_MODELS = 60
 DEMO_BACKTEST_TICKERS = 3
 DEMO_LGBM_ROUNDS = 100
+DEMO_FOLDS = 3
+# Sessions of daily research tables the demo materializes (the newest ones). Every partition is
+# a Dagster event to record; a year keeps the demo inside its time budget.
+DEMO_RESEARCH_SESSIONS = 250
 
 
 def prepare(s: DemoSettings) -> list[str]:
@@ -42,8 +48,8 @@ def _op(name: str) -> str:
 
 def analysis_run_config(sessions: int) -> dict:
     """Config overrides of the demo's analysis run for a history of ``sessions`` days."""
-    n_splits = 5 if sessions >= 250 else 3
-    gap = 5 if sessions >= 250 else 2
+    n_splits = DEMO_FOLDS
+    gap = 5 if sessions >= 120 else 2
     model = {"n_splits": n_splits, "gap_days": gap}
     return {
         "ops": {
@@ -57,12 +63,24 @@ def analysis_run_config(sessions: int) -> dict:
     }
 
 
-def runs(s: DemoSettings) -> list[RunSpec]:
+def research_days(s: DemoSettings) -> list[str]:
+    """The trading-day partitions of the demo's daily research tables: the newest
+    ``DEMO_RESEARCH_SESSIONS`` sessions' worth of weekdays."""
     from quant_assets.defs.partitions import trading_days
+
+    keys = trading_days.get_partition_keys()
+    sessions = s.sessions()
+    if len(sessions) <= DEMO_RESEARCH_SESSIONS:
+        return keys
+    first = sessions[-DEMO_RESEARCH_SESSIONS].isoformat()
+    return [k for k in keys if k >= first]
+
+
+def runs(s: DemoSettings) -> list[RunSpec]:
     from quant_assets.defs.research import automation as auto
 
-    days = trading_days.get_partition_keys()
     sessions = s.sessions()
+    days = research_days(s)
     minute_days = [d.isoformat() for d in sessions[-s.minute_days :]] if s.minute_days else []
     specs = [
         RunSpec("technical features", auto.research_technical_job.name, first=days[0], last=days[-1]),
@@ -70,7 +88,7 @@ def runs(s: DemoSettings) -> list[RunSpec]:
     ]
     if minute_days:
         specs.append(RunSpec("MACD, events, dataset", auto.research_minute_job.name, first=minute_days[0], last=minute_days[-1]))
-    config = analysis_run_config(len(sessions))
+    config = analysis_run_config(min(len(sessions), DEMO_RESEARCH_SESSIONS))
     if len(sessions) >= MIN_SESSIONS_FOR_MODELS:
         specs.append(RunSpec("models and analyses", auto.research_analysis_job.name, run_config=config))
     else:
@@ -99,9 +117,12 @@ def report(instance, s: DemoSettings) -> list[str]:
     from quant_assets.lib import settings as qs
 
     lake = Lake(url=qs.lake_url(), s3=S3Resource())
+    days = research_days(s)
     lines = [
-        f"demo settings: backtests on the {DEMO_BACKTEST_TICKERS} most liquid names, LightGBM {DEMO_LGBM_ROUNDS} rounds "
-        "(Config defaults: 10 names, 200 rounds)"
+        f"demo settings: daily research tables for {days[0]}..{days[-1]} (the newest {DEMO_RESEARCH_SESSIONS} sessions at most; "
+        "indicators read the full history from the lake); backtests on the "
+        f"{DEMO_BACKTEST_TICKERS} most liquid names; LightGBM {DEMO_LGBM_ROUNDS} rounds, {DEMO_FOLDS} folds "
+        "(Config defaults: 10 names, 200 rounds, 5 folds)"
     ]
     if len(s.sessions()) < MIN_SESSIONS_FOR_MODELS:
         lines.append(f"models skipped: {len(s.sessions())} sessions, fewer than {MIN_SESSIONS_FOR_MODELS}")

@@ -101,6 +101,7 @@ def test_every_research_asset_shows_rows_schema_preview_and_figures(graph):
     for name in ("lgbm_classifier", "lgbm_regressor", "linear_model", "logistic_model", "factor_evaluation", "backtests", "performance_report"):
         meta = latest_meta(runner, name)
         assert "chart" in meta and meta["chart"].value.startswith("![chart](data:image/png;base64,"), name
+        assert len(meta["chart (inline)"].value) < 1000, name  # the UI shows shorter Markdown inline
         assert meta["dagster/row_count"].value > 0, name
     assert "cv/roc_auc" in latest_meta(runner, "lgbm_classifier")
     assert "ic_table" in latest_meta(runner, "factor_evaluation")

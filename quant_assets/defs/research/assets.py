@@ -19,6 +19,9 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    TableColumn,
+    TableRecord,
+    TableSchema,
     TimeWindowPartitionMapping,
     asset,
 )
@@ -101,8 +104,22 @@ def _typed(df: pl.DataFrame, schema: dict) -> pl.DataFrame:
     return pl.DataFrame(schema=schema) if df.width == 0 else df
 
 
-def _md_table(df: pl.DataFrame, n: int = 30) -> MetadataValue:
-    return MetadataValue.md(md.markdown_preview(df, n))
+def _key_table(df: pl.DataFrame, n: int = 30) -> MetadataValue:
+    """A table of key figures, shown inline on the asset page (first ``n`` rows; floats to six
+    significant digits)."""
+    head = df.head(n)
+
+    def cell(v):
+        if isinstance(v, float):
+            return float(f"{v:.6g}") if math.isfinite(v) else None
+        if isinstance(v, (int, bool, str)) or v is None:
+            return v
+        return str(v)
+
+    return MetadataValue.table(
+        records=[TableRecord({c: cell(v) for c, v in row.items()}) for row in head.iter_rows(named=True)],
+        schema=TableSchema(columns=[TableColumn(c, md.dtype_name(t)) for c, t in head.schema.items()]),
+    )
 
 
 def _rounded(values: dict) -> dict:
@@ -663,20 +680,21 @@ def _model_metadata(context, lake: Lake, name: str, result: modeling.ModelResult
     meta = {
         "metrics (mean over folds)": MetadataValue.json(modeling.json_ready(result.mean_metrics)),
         **{f"cv/{k}": float(v) for k, v in result.mean_metrics.items() if v is not None},
-        "folds": _md_table(result.folds, 20),
+        "folds": _key_table(result.folds, 20),
         "dropped_features": MetadataValue.json(result.results["data"]["dropped_features"]),
         "training_rows": int(result.results["data"]["rows"]),
         "results_json": MetadataValue.path(lakeio.write_json(lake, f"{base}/results.json", modeling.json_ready(result.results))),
     }
     table_key = f"{base}/{'importance' if result.model_text else 'coefficients'}.parquet"
     lake.write_frame(table_key, result.table)
-    meta["importance" if result.model_text else "coefficients"] = _md_table(result.table, 40)
+    meta["importance" if result.model_text else "coefficients"] = _key_table(result.table, 40)
     meta["table_file"] = MetadataValue.path(lake.describe(table_key))
     if result.model_text is not None:
         lake.store().write_bytes(f"{base}/model.txt", result.model_text.encode())
         meta["model_file (LightGBM text format)"] = MetadataValue.path(lake.describe(f"{base}/model.txt"))
     labels_, values, title = chart_values
     if labels_:
+        meta["chart (inline)"] = MetadataValue.md(f"{title}\n\n" + charts.text_bars(labels_[:15], values[:15]))
         png = charts.bar_chart(labels_, values, title=title, xlabel=title.split(":")[0])
         meta.update(lakeio.write_chart(lake, f"research/charts/{name}.png", png, "chart"))
     return meta
@@ -852,13 +870,15 @@ def factor_evaluation(context: AssetExecutionContext, config: FactorEvaluationCo
         if rolled.height:
             series[f] = (rolled["date"].to_list(), rolled["r"].to_list())
     meta = {
-        "ic_table": _md_table(summary.sort(["horizon", "ic_mean"], descending=[False, True]), 60),
+        "ic_table": _key_table(summary.sort(["horizon", "ic_mean"], descending=[False, True]), 100),
         "ic_by_date_file": MetadataValue.path(lake.describe(ic_key)),
         "dates": int(feats["date"].n_unique()),
         "features": len(columns),
     }
     if series:
-        png = charts.line_chart(series, title=f"20-date rolling mean IC, horizon {h1} (top |ICIR|)", ylabel="Spearman IC", zero_line=True)
+        title = f"20-date rolling mean IC, horizon {h1} (top |ICIR|)"
+        meta["chart (inline)"] = MetadataValue.md(title + "\n\n" + charts.text_lines({k: v for k, (_, v) in series.items()}))
+        png = charts.line_chart(series, title=title, ylabel="Spearman IC", zero_line=True)
         meta.update(lakeio.write_chart(lake, "research/charts/factor_evaluation_ic.png", png, "chart"))
     empty = summary.filter(pl.col("n_dates") == 0)["feature"].unique().to_list()
     return MaterializeResult(
@@ -990,7 +1010,7 @@ def factor_models(context: AssetExecutionContext, config: FactorModelConfig, lan
     return MaterializeResult(
         value=table,
         metadata={
-            "comparison": _md_table(compare, 40) if compare.height else MetadataValue.md("(no regression had enough days)"),
+            "comparison": _key_table(compare, 40) if compare.height else MetadataValue.md("(no regression had enough days)"),
             "tickers": MetadataValue.json(tickers),
             "factor_files": MetadataValue.json(sources),
             "factor_last_date": str(last_factor),
@@ -1063,7 +1083,7 @@ def backtests_asset(context: AssetExecutionContext, config: BacktestConfig, lake
     curve_key = "research/backtests/equity_curves.parquet"
     lake.write_frame(curve_key, equity)
     meta = {
-        "stats": _md_table(stats, 60),
+        "stats": _key_table(stats, 60),
         "equity_curves_file": MetadataValue.path(lake.describe(curve_key)),
         "tickers": MetadataValue.json(tickers),
         "skipped": MetadataValue.json(notes),
@@ -1081,7 +1101,11 @@ def backtests_asset(context: AssetExecutionContext, config: BacktestConfig, lake
         bh = bh.join(first, on="ticker").with_columns((pl.col("close") / pl.col("o0")).alias("growth"))
         bhm = bh.group_by("date").agg(pl.col("growth").mean()).sort("date")
         series["buy and hold (mean)"] = (bhm["date"].to_list(), bhm["growth"].to_list())
-        png = charts.line_chart(series, title="Equity per 1 USD invested, mean over tickers", ylabel="growth of 1 USD")
+        title = "Equity per 1 USD invested, mean over tickers"
+        meta["chart (inline)"] = MetadataValue.md(
+            title + "\n\n" + charts.text_lines({k: v for k, (_, v) in series.items()}, fmt="{:.3f}")
+        )
+        png = charts.line_chart(series, title=title, ylabel="growth of 1 USD")
         meta.update(lakeio.write_chart(lake, "research/charts/backtests_equity.png", png, "chart"))
     traded = stats.group_by("strategy").agg(pl.col("n_trades").sum()) if stats.height else pl.DataFrame({"strategy": [], "n_trades": []})
     idle = [s for s in config.strategies if not traded.filter((pl.col("strategy") == s) & (pl.col("n_trades") > 0)).height]
@@ -1142,7 +1166,7 @@ def performance_report(context: AssetExecutionContext, config: PerformanceConfig
     series["portfolio"] = portfolio
     table, aligned = performance.performance_table(series, bench)
     meta = {
-        "report": _md_table(table, 40),
+        "report": _key_table(table, 40),
         "benchmark": config.benchmark,
         "portfolio_days": int(portfolio.height),
         "portfolio_mean_names": float(portfolio["names"].mean()) if portfolio.height else 0.0,
@@ -1152,6 +1176,10 @@ def performance_report(context: AssetExecutionContext, config: PerformanceConfig
     if pa.height:
         lines["portfolio"] = (pa["date"].to_list(), ((pa["r"] + 1).cum_prod() - 1).to_list())
         lines[config.benchmark] = (pa["date"].to_list(), ((pa["b"] + 1).cum_prod() - 1).to_list())
-        png = charts.line_chart(lines, title="Cumulative return: equal-weight filtered universe vs benchmark", ylabel="cumulative return", zero_line=True)
+        title = "Cumulative return: equal-weight filtered universe vs benchmark"
+        meta["chart (inline)"] = MetadataValue.md(
+            title + "\n\n" + charts.text_lines({k: v for k, (_, v) in lines.items()}, fmt="{:+.1%}")
+        )
+        png = charts.line_chart(lines, title=title, ylabel="cumulative return", zero_line=True)
         meta.update(lakeio.write_chart(lake, "research/charts/performance_report.png", png, "chart"))
     return MaterializeResult(value=table, metadata=meta, check_results=[qc.schema_result(context, KEYS["performance_report"], table.schema)])

@@ -58,7 +58,8 @@ def missing_sessions(missing_keys: list[str]) -> list[str]:
 
 
 def write_chart(lake: Lake, key: str, png: bytes, title: str) -> dict:
-    """Store a PNG in the lake and return metadata that shows it on the asset page."""
+    """Store a PNG in the lake and return metadata that shows it on the asset page (the UI
+    opens Markdown this long behind "[Show Markdown]"; the text chart beside it is inline)."""
     lake.store().write_bytes(key, png)
     encoded = base64.b64encode(png).decode()
     return {

@@ -170,6 +170,10 @@ def test_table_equals_a_per_ticker_talib_loop_with_gaps_and_short_histories():
         rsi = talib.RSI(c, 14)
         flag = np.where(np.isnan(rsi), np.nan, (rsi > 70).astype(float))
         np.testing.assert_array_equal(col("rsi_overbought"), flag)
+    long = table.filter(pl.col("ticker") == "T0").sort("date")  # 400 bars: every lookback as documented
+    for column, lookback in ind.LOOKBACK_BARS.items():
+        first = long[column].is_not_null().arg_true()[0]
+        assert first == lookback, (column, first, lookback)
     short = table.filter(pl.col("ticker") == "T2")  # 15 bars: one RSI, no ADX / MACD / SMA200
     assert short["rsi_14"].drop_nulls().len() == 1
     assert short["adx_14"].null_count() == 15 and short["macd"].null_count() == 15

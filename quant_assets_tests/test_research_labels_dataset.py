@@ -87,7 +87,7 @@ def test_no_look_ahead(raw):
     day = days[-1]
     base = build(daily, minute, day)
     assert base.height > 100
-    assert (base["feature_date"] == days[-2]).all() and datasets.assert_point_in_time(base) == 0
+    assert (base["feature_date"] == days[-2]).all() and datasets.point_in_time_violations(base) == 0
     assert base["rsi_14"].null_count() < base.height  # technicals of the previous session joined
     assert base["hist_last__1m"].null_count() < base.height  # previous minute day's MACD joined
     assert base["realized_vol"].null_count() < base.height

@@ -580,7 +580,7 @@ def training_dataset(
         "macd_day_features": _typed(macd_day_features, macd.MACD_DAY_SCHEMA),
     }
     out = datasets.build_training_dataset(events, previous).select(list(DATASET_SCHEMA))
-    leaks = datasets.assert_point_in_time(out)
+    leaks = datasets.point_in_time_violations(out)
     stats = (
         {d: (n, k) for d, n, k in out.group_by("date").agg(pl.len(), pl.col("rsi_14").is_not_null().sum()).iter_rows()}
         if out.height

@@ -90,7 +90,7 @@ def build_training_dataset(events: pl.DataFrame, previous: Mapping[str, pl.DataF
             right = right.with_columns(pl.col("mode").cast(EVENTS_SCHEMA["mode"]))
         base = base.join(right, on=["ticker", "feature_date"] + (["mode"] if source == "macd_day_features" else []), how="left")
         taken |= set(cols)
-    front = [c for c in KEY_COLUMNS if c in base.columns]
+    front = [c for c in (*KEY_COLUMNS, *EVENT_FEATURES) if c in base.columns]
     targets = [c for c in TARGET_COLUMNS if c in base.columns]
     rest = [c for c in base.columns if c not in front and c not in targets]
     return base.select(*front, *rest, *targets).sort(["date", "event_time", "ticker"])
@@ -113,7 +113,7 @@ def dataset_docs(minute_feature_docs: Mapping[str, str]) -> dict[str, str]:
     return docs
 
 
-def assert_point_in_time(dataset: pl.DataFrame) -> int:
+def point_in_time_violations(dataset: pl.DataFrame) -> int:
     """Rows whose joined features do not come from a session strictly before the event's date."""
     if dataset.is_empty():
         return 0

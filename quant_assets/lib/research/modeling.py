@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from quant_assets.lib import calendar as cal
+from quant_assets.lib.research import datasets
 
 SOURCES = ("technical_features", "training_dataset")
 LINEAR_REGULARIZATIONS = ("none", "ridge", "lasso", "elasticnet")
@@ -51,7 +52,8 @@ DEFAULT_TECHNICAL_FEATURES: tuple[str, ...] = (
     "bb_breakout_down",
     "strong_trend",
 )
-EVENT_EXCLUDED = ("ticker", "date", "mode", "event_time", "feature_date", "label", "ret_fwd", "outcome", "bars_to_outcome", "forward_bars")
+# Keys and forward-looking outcomes of the training dataset are never features.
+EVENT_EXCLUDED = datasets.KEY_COLUMNS + datasets.TARGET_COLUMNS
 
 FOLD_DOCS: dict[str, str] = {
     "fold": "Walk-forward fold number (1 = earliest test block)",

@@ -39,7 +39,7 @@ def test_walk_forward_splits_purge_and_order():
         assert tr.max() + 3 < te.min()  # three whole dates purged
         assert len(te) == 12
     assert [int(np.unique(dates[f.test]).min()) for f in folds] == [12, 24, 36, 48]
-    assert modeling.purge_respected(folds, dates, 3) == []
+    assert modeling.purge_violations(folds, dates, 3) == []
     with pytest.raises(modeling.ModelingError, match="cannot make 5 walk-forward folds"):
         modeling.walk_forward_splits(np.arange(6), n_splits=5, gap_days=2)
 

@@ -23,7 +23,7 @@ from quant_assets.lib.sources import kenfrench
 from quant_assets.lib.storage import Store
 
 # The Polygon simulator's market model: its per-session draws come first on the day stream.
-from quant_assets.simulate.polygon import (  # noqa: F401 - shared on purpose
+from quant_assets.simulate.polygon import (
     _MARKET_DRIFT,
     _MARKET_VOL_INTRADAY,
     _MARKET_VOL_OVERNIGHT,

@@ -675,7 +675,7 @@ def _model_source(lake: Lake, source: str) -> pl.DataFrame:
     return frame
 
 
-def _model_metadata(context, lake: Lake, name: str, result: modeling.ModelResult, chart_values: tuple[list, list, str]) -> dict:
+def _model_metadata(lake: Lake, name: str, result: modeling.ModelResult, chart_values: tuple[list, list, str]) -> dict:
     base = f"research/models/{name}"
     meta = {
         "metrics (mean over folds)": MetadataValue.json(modeling.json_ready(result.mean_metrics)),
@@ -700,26 +700,26 @@ def _model_metadata(context, lake: Lake, name: str, result: modeling.ModelResult
     return meta
 
 
-def _purge_result(key: AssetKey, data: modeling.ModelData, n_splits: int, gap_days: int):
-    folds = modeling.walk_forward_splits(data.frame["date"].to_numpy(), n_splits, gap_days)
-    bad = modeling.purge_respected(folds, data.frame["date"].to_numpy(), gap_days)
+def _purge_result(key: AssetKey, result: modeling.ModelResult, gap_days: int):
+    bad = result.purge_violations
+    n = result.folds.height
     return qc.result(
         key,
         PURGE_CHECK,
         not bad,
-        f"Folds {bad} train within {gap_days} dates of their test block." if bad else f"All {len(folds)} folds purge {gap_days} dates before testing.",
-        {"folds": len(folds), "gap_days": gap_days},
+        f"Folds {bad} train within {gap_days} dates of their test block." if bad else f"All {n} folds purge {gap_days} dates before testing.",
+        {"folds": n, "gap_days": gap_days},
     )
 
 
-def _train(context, key: AssetKey, lake: Lake, config: ModelConfig, kind: str, fit):
+def _train(key: AssetKey, lake: Lake, config: ModelConfig, kind: str, fit):
     frame = _model_source(lake, config.data_source)
     try:
         data = modeling.model_data(config.data_source, frame, kind=kind, features=config.features)
         result = fit(data)
     except modeling.ModelingError as exc:
         raise Failure(description=f"{key.to_user_string()}: {exc}") from None
-    return data, result
+    return result
 
 
 def _model_asset(name: str):
@@ -744,13 +744,13 @@ def lgbm_classifier(context: AssetExecutionContext, config: LgbmConfig, lake: La
     label (training dataset). Walk-forward CV with a purge gap; accuracy, ROC-AUC, F1 per fold and
     on average; gain importance. The final model (fitted on all rows) is stored in LightGBM's own
     text format with a results JSON under ``research/models/lgbm_classifier/`` in the lake."""
-    data, result = _train(
-        context, KEYS["lgbm_classifier"], lake, config, "classifier",
+    result = _train(
+        KEYS["lgbm_classifier"], lake, config, "classifier",
         lambda d: modeling.train_lgbm(d, "classifier", config.params(), config.n_splits, config.gap_days),
     )
     imp = result.table.head(20)
-    meta = _model_metadata(context, lake, "lgbm_classifier", result, (imp["feature"].to_list(), imp["gain_share"].to_list(), "gain share: feature importance"))
-    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["lgbm_classifier"], data, config.n_splits, config.gap_days)])
+    meta = _model_metadata(lake, "lgbm_classifier", result, (imp["feature"].to_list(), imp["gain_share"].to_list(), "gain share: feature importance"))
+    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["lgbm_classifier"], result, config.gap_days)])
 
 
 @asset(**_model_asset("lgbm_regressor"))
@@ -759,13 +759,13 @@ def lgbm_regressor(context: AssetExecutionContext, config: LgbmConfig, lake: Lak
     ``ret_fwd`` (training dataset). Walk-forward CV with a purge gap; RMSE, R^2, direction accuracy
     and rank IC per fold and on average; gain importance; LightGBM text model + results JSON under
     ``research/models/lgbm_regressor/``."""
-    data, result = _train(
-        context, KEYS["lgbm_regressor"], lake, config, "regressor",
+    result = _train(
+        KEYS["lgbm_regressor"], lake, config, "regressor",
         lambda d: modeling.train_lgbm(d, "regressor", config.params(), config.n_splits, config.gap_days),
     )
     imp = result.table.head(20)
-    meta = _model_metadata(context, lake, "lgbm_regressor", result, (imp["feature"].to_list(), imp["gain_share"].to_list(), "gain share: feature importance"))
-    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["lgbm_regressor"], data, config.n_splits, config.gap_days)])
+    meta = _model_metadata(lake, "lgbm_regressor", result, (imp["feature"].to_list(), imp["gain_share"].to_list(), "gain share: feature importance"))
+    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["lgbm_regressor"], result, config.gap_days)])
 
 
 @asset(**_model_asset("linear_model"))
@@ -775,17 +775,17 @@ def linear_model(context: AssetExecutionContext, config: LinearConfig, lake: Lak
     accuracy; coefficients with standard errors, t-stats and p-values (OLS exact, Ridge sandwich,
     Lasso / ElasticNet post-selection OLS); ``tune_alpha`` picks alpha by walk-forward RMSE.
     Coefficients and results JSON under ``research/models/linear_model/``."""
-    data, result = _train(
-        context, KEYS["linear_model"], lake, config, "regressor",
+    result = _train(
+        KEYS["linear_model"], lake, config, "regressor",
         lambda d: modeling.train_linear(
             d, regularization=config.regularization, alpha=config.alpha, tune_alpha=config.tune_alpha,
             l1_ratio=config.l1_ratio, n_splits=config.n_splits, gap_days=config.gap_days,
         ),
     )
     coef = result.table.with_columns(pl.col("coef").abs().alias("_abs")).sort("_abs", descending=True).head(20)
-    meta = _model_metadata(context, lake, "linear_model", result, (coef["feature"].to_list(), coef["coef"].to_list(), "coefficient per 1 std: linear model"))
+    meta = _model_metadata(lake, "linear_model", result, (coef["feature"].to_list(), coef["coef"].to_list(), "coefficient per 1 std: linear model"))
     meta["alpha"] = float(result.results["alpha"]) if result.results["alpha"] is not None else 0.0
-    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["linear_model"], data, config.n_splits, config.gap_days)])
+    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["linear_model"], result, config.gap_days)])
 
 
 @asset(**_model_asset("logistic_model"))
@@ -794,16 +794,16 @@ def logistic_model(context: AssetExecutionContext, config: LogisticConfig, lake:
     features, rows with every feature present. Walk-forward accuracy / ROC-AUC / F1; log-odds
     coefficients per standard deviation and odds ratios. Results JSON under
     ``research/models/logistic_model/``."""
-    data, result = _train(
-        context, KEYS["logistic_model"], lake, config, "classifier",
+    result = _train(
+        KEYS["logistic_model"], lake, config, "classifier",
         lambda d: modeling.train_logistic(
             d, regularization=config.regularization, alpha=config.alpha, tune_alpha=config.tune_alpha,
             n_splits=config.n_splits, gap_days=config.gap_days,
         ),
     )
     coef = result.table.with_columns(pl.col("coef").abs().alias("_abs")).sort("_abs", descending=True).head(20)
-    meta = _model_metadata(context, lake, "logistic_model", result, (coef["feature"].to_list(), coef["coef"].to_list(), "log-odds per 1 std: logistic model"))
-    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["logistic_model"], data, config.n_splits, config.gap_days)])
+    meta = _model_metadata(lake, "logistic_model", result, (coef["feature"].to_list(), coef["coef"].to_list(), "log-odds per 1 std: logistic model"))
+    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["logistic_model"], result, config.gap_days)])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -104,6 +104,8 @@ class ModelResult:
     table: pl.DataFrame  # importance (LightGBM) or coefficients (linear / logistic)
     results: dict[str, Any]  # the JSON written beside the model
     model_text: str | None = None  # LightGBM's own text format
+    # Folds (of the rows actually used) whose training dates reach into the purge gap.
+    purge_violations: list[int] = dataclasses.field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,7 +242,7 @@ def _py(value):
     return value
 
 
-def purge_respected(folds: Sequence[Fold], dates: np.ndarray, gap_days: int) -> list[int]:
+def purge_violations(folds: Sequence[Fold], dates: np.ndarray, gap_days: int) -> list[int]:
     """Folds whose training dates come within ``gap_days`` distinct dates of their test block."""
     unique = [_py(d) for d in np.unique(dates)]
     pos = {d: i for i, d in enumerate(unique)}
@@ -336,6 +338,10 @@ def _folds_for(data: ModelData, n_splits: int, gap_days: int) -> list[Fold]:
     return folds
 
 
+def _violations(data: ModelData, folds: list[Fold], gap_days: int) -> list[int]:
+    return purge_violations(folds, data.frame["date"].to_numpy(), gap_days)
+
+
 def _data_summary(data: ModelData) -> dict[str, Any]:
     return {
         "source": data.source,
@@ -426,7 +432,7 @@ def train_lgbm(data: ModelData, kind: str, params: LgbmParams, n_splits: int, ga
         "mean_metrics": means,
         "feature_importance": importance.to_dicts(),
     }
-    return ModelResult(fold_table, means, importance, results, booster.model_to_string())
+    return ModelResult(fold_table, means, importance, results, booster.model_to_string(), _violations(data, folds, gap_days))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,7 +589,7 @@ def train_linear(
         "mean_metrics": means,
         "coefficients": table.to_dicts(),
     }
-    return ModelResult(fold_table, means, table, results)
+    return ModelResult(fold_table, means, table, results, None, _violations(data, folds, gap_days))
 
 
 def _logistic_estimator(regularization: str, alpha: float):
@@ -646,7 +652,7 @@ def train_logistic(
         "mean_metrics": means,
         "coefficients": table.to_dicts(),
     }
-    return ModelResult(fold_table, means, table, results)
+    return ModelResult(fold_table, means, table, results, None, _violations(data, folds, gap_days))
 
 
 def json_ready(value: Any) -> Any:

@@ -71,7 +71,8 @@ def graph(simulated_landing, tmp_path_factory):
         assert run(runner, "market_minute_job", *MINUTE_DAYS).success
         assert run(runner, "research_technical_job", RESEARCH_FIRST, LAST).success
         assert run(runner, "research_range_labels_job", RESEARCH_FIRST, LAST).success
-        assert run(runner, "research_minute_job", *MINUTE_DAYS).success
+        bar_level = {"ops": {"research__macd_day_features": {"config": {"write_bar_level": True}}}}
+        assert run(runner, "research_minute_job", *MINUTE_DAYS, config=bar_level).success
         assert run(runner, "research_analysis_job", config=ANALYSIS_CONFIG).success
         yield runner, root
 
@@ -138,6 +139,14 @@ def test_one_day_runs_equal_the_backfill(graph, tmp_path):
         res = run(fresh, "research_technical_job", "2024-04-30", raise_on_error=False)
         assert not res.success
         assert "market/daily_bars is not materialized for 1 session(s)" in failure_text(res) and "2024-02-14" in failure_text(res)
+
+
+def test_bar_level_macd_is_written_when_asked(graph):
+    runner, root = graph
+    bars = pl.read_parquet(root / "lake" / "research" / "macd_bars" / f"{MINUTE_DAYS[1]}.parquet")
+    minutes = runner.read("market/minute_aggs", MINUTE_DAYS[1])
+    assert bars.filter(pl.col("mode") == "all").height == minutes.height
+    assert "bar_level_file" in latest_meta(runner, "macd_day_features", MINUTE_DAYS[1])
 
 
 def test_training_rows_use_the_previous_session_only(graph):

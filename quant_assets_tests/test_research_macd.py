@@ -203,3 +203,22 @@ def test_an_event_and_its_features_do_not_depend_on_later_bars(minutes):
     before = ev.filter(pl.col("event_time") <= cut).select(cols)
     after = ev2.filter(pl.col("event_time") <= cut).select(cols)
     assert before.height > 0 and before.equals(after)
+
+
+def test_bar_level_macd_equals_talib_per_bar(minutes):
+    bars = M.macd_bars(minutes)
+    assert bars.columns == list(M.MACD_BARS_SCHEMA)
+    assert bars.filter(pl.col("mode") == "all").height == minutes.height
+    assert bars.filter(pl.col("mode") == "rth").height == minutes.filter(pl.col("session") == "rth").height
+    for ticker in minutes["ticker"].unique().sort().head(8):
+        for mode in ("all", "rth"):
+            g = minutes.filter(pl.col("ticker") == ticker).sort("window_start")
+            if mode == "rth":
+                g = g.filter(pl.col("session") == "rth")
+            got = bars.filter((pl.col("ticker") == ticker) & (pl.col("mode") == mode)).sort("window_start")
+            assert got["window_start"].to_list() == g["window_start"].to_list()
+            ref = talib.MACD(g["close"].to_numpy(), 12, 26, 9)
+            for col, r in zip(("macd", "macd_signal", "macd_hist"), ref):
+                ours = got[col].fill_null(np.nan).to_numpy()
+                np.testing.assert_array_equal(np.isnan(ours), np.isnan(r))
+                np.testing.assert_allclose(ours[~np.isnan(r)], r[~np.isnan(r)], rtol=1e-9)

@@ -228,6 +228,11 @@ class MacdDayConfig(Config):
         description="Bar sets to summarise: 'all' (every session, the old --mode default) and/or 'rth' "
         "(regular hours only). Both by default, as the mode column.",
     )
+    write_bar_level: bool = Field(
+        default=False,
+        description="Also write the 1-minute MACD, signal and histogram of every bar (each mode) to "
+        "research/macd_bars/<date>.parquet in the lake (large: one row per bar and mode).",
+    )
 
 
 @asset(
@@ -242,7 +247,7 @@ class MacdDayConfig(Config):
         _schema_check(KEYS["macd_day_features"]),
     ],
 )
-def macd_day_features(context: AssetExecutionContext, config: MacdDayConfig, minute_aggs: pl.DataFrame):
+def macd_day_features(context: AssetExecutionContext, config: MacdDayConfig, minute_aggs: pl.DataFrame, lake: Lake):
     """MACD(12,26,9) histogram summaries of each ticker-day's minute bars, per ``mode``.
 
     Source: ``market/minute_aggs``. One row per ticker, trading day and mode (``all`` = every
@@ -250,6 +255,7 @@ def macd_day_features(context: AssetExecutionContext, config: MacdDayConfig, min
     on 1-minute closes (``__1m``) and on 5-minute closes (``__5m``, the last close of each
     5-minute window). MACD is TA-Lib's and runs on that ticker-day's bars alone; it needs 34 bars,
     so thinner ticker-days get nulls (``bars__1m`` / ``bars__5m`` give the counts). Histogram in USD.
+    ``write_bar_level`` also stores every bar's MACD under ``research/macd_bars/`` in the lake.
     """
     bad = [m for m in config.modes if m not in macd.MODES]
     if bad or not config.modes:
@@ -279,6 +285,12 @@ def macd_day_features(context: AssetExecutionContext, config: MacdDayConfig, min
             for d in targets
         },
     )
+    if config.write_bar_level:
+        bars = macd.macd_bars(minute, config.modes)
+        for d in targets:
+            key = f"research/macd_bars/{d.isoformat()}.parquet"
+            lake.write_frame(key, bars.filter(pl.col("date") == d))
+            context.add_asset_metadata({"bar_level_file": MetadataValue.path(lake.describe(key))}, partition_key=d.isoformat())
     counts = out.group_by("ticker", "date").len() if out.height else pl.DataFrame({"len": []})
     wrong = counts.filter(pl.col("len") != len(config.modes)).height if out.height else 0
     return MaterializeResult(

@@ -221,6 +221,73 @@ def macd_day_features(minute: pl.DataFrame) -> pl.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
+# Bar-level MACD (the old batch script's --write-bar-level output)
+
+MACD_BARS_SCHEMA: dict[str, pl.DataType] = {
+    "ticker": pl.String(),
+    "date": pl.Date(),
+    "mode": MODE_DTYPE,
+    "window_start": pl.Datetime("ns", "America/New_York"),
+    "close": pl.Float64(),
+    "macd": pl.Float64(),
+    "macd_signal": pl.Float64(),
+    "macd_hist": pl.Float64(),
+}
+
+
+@njit(parallel=True, cache=True)
+def _bars_kernel(starts, ends, close, keep, offsets, out_rows, out_macd, out_sig, out_hist):
+    """1-minute MACD of each ticker-day's kept bars, written at ``offsets[g]`` onwards."""
+    for g in prange(starts.shape[0]):
+        s = starts[g]
+        e = ends[g]
+        k = 0
+        c = np.empty(e - s)
+        for i in range(s, e):
+            if keep[i]:
+                c[k] = close[i]
+                out_rows[offsets[g] + k] = i
+                k += 1
+        o = offsets[g]
+        for j in range(k):
+            out_macd[o + j] = np.nan
+            out_sig[o + j] = np.nan
+            out_hist[o + j] = np.nan
+        _macd_into(c[:k], FAST, SLOW, SIGNAL, out_macd[o : o + k], out_sig[o : o + k], out_hist[o : o + k])
+
+
+def macd_bars(minute: pl.DataFrame, modes=MODES) -> pl.DataFrame:
+    """MACD(12,26,9), signal and histogram at every 1-minute bar of each ticker-day, per mode
+    (null for a ticker-day's first 33 bars in that mode). One row per bar and mode: large."""
+    if minute.is_empty():
+        return pl.DataFrame(schema=MACD_BARS_SCHEMA)
+    frame, starts, ends = _prepare(minute)
+    close = np.ascontiguousarray(frame["close"].to_numpy(), dtype=np.float64)
+    rth = (frame["session"] == "rth").to_numpy()
+    parts = []
+    for mode in modes:
+        keep = np.ones(frame.height, dtype=bool) if mode == "all" else rth
+        counts = np.add.reduceat(keep.astype(np.int64), starts) if len(starts) else np.zeros(0, np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        total = int(offsets[-1])
+        rows = np.empty(total, dtype=np.int64)
+        m, sg, h = np.empty(total), np.empty(total), np.empty(total)
+        _bars_kernel(starts, ends, close, keep, offsets, rows, m, sg, h)
+        parts.append(
+            frame.select("ticker", "date", "window_start", "close")
+            .gather(rows)
+            .with_columns(
+                pl.lit(mode, dtype=MODE_DTYPE).alias("mode"),
+                pl.Series("macd", m, nan_to_null=True),
+                pl.Series("macd_signal", sg, nan_to_null=True),
+                pl.Series("macd_hist", h, nan_to_null=True),
+            )
+            .select(list(MACD_BARS_SCHEMA))
+        )
+    return pl.concat(parts)
+
+
+# ---------------------------------------------------------------------------------------------
 # Zero-cross events and their triple-barrier labels
 
 OUTCOMES = ("target", "stop", "both", "timeout", "no_forward_bars")

@@ -3,7 +3,7 @@ then technical features and range labels over every trading day, the MACD featur
 training rows of the minute days, and the models and analyses.
 
 The demo keeps every Config default except where its three-minute budget needs less (said in
-its output): the daily research tables cover the last year of sessions (the indicators still read
+its output): the daily research tables cover the newest 150 sessions (the indicators still read
 the whole history of ``market/daily_bars`` from the lake, so their values are the same as a full
 backfill's), the backtests run on the 3 most liquid names (vectorbt compiles on its first call),
 LightGBM fits 100 rounds on 3 walk-forward folds, and on a short history the folds, purge gap and
@@ -24,8 +24,8 @@ DEMO_BACKTEST_TICKERS = 3
 DEMO_LGBM_ROUNDS = 100
 DEMO_FOLDS = 3
 # Sessions of daily research tables the demo materializes (the newest ones). Every partition is
-# a Dagster event to record; a year keeps the demo inside its time budget.
-DEMO_RESEARCH_SESSIONS = 250
+# a Dagster event to record; 150 sessions (seven months) keep the demo inside its time budget.
+DEMO_RESEARCH_SESSIONS = 150
 
 
 def prepare(s: DemoSettings) -> list[str]:
@@ -119,7 +119,7 @@ def report(instance, s: DemoSettings) -> list[str]:
     lake = Lake(url=qs.lake_url(), s3=S3Resource())
     days = research_days(s)
     lines = [
-        f"demo settings: daily research tables for {days[0]}..{days[-1]} (the newest {DEMO_RESEARCH_SESSIONS} sessions at most; "
+        f"demo settings: daily research tables for {days[0]}..{days[-1]} (the newest {DEMO_RESEARCH_SESSIONS} sessions at most, to fit the demo's time budget; "
         "indicators read the full history from the lake); backtests on the "
         f"{DEMO_BACKTEST_TICKERS} most liquid names; LightGBM {DEMO_LGBM_ROUNDS} rounds, {DEMO_FOLDS} folds "
         "(Config defaults: 10 names, 200 rounds, 5 folds)"

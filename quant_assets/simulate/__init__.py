@@ -1,7 +1,5 @@
 """Deterministic market simulators that write the vendors' own file formats into a landing zone."""
 
-from quant_assets.simulate.kenfrench import KenFrenchSimReport, kenfrench_zips, simulate_kenfrench
-
 from quant_assets.simulate.polygon import (
     HEADER,
     KINDS,
@@ -15,6 +13,7 @@ from quant_assets.simulate.polygon import (
     simulate_minute_day,
     simulate_polygon,
 )
+from quant_assets.simulate.kenfrench import KenFrenchSimReport, kenfrench_zips, simulate_kenfrench
 
 __all__ = [
     "KenFrenchSimReport",

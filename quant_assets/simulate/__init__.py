@@ -15,11 +15,15 @@ from quant_assets.simulate.polygon import (
     simulate_minute_day,
     simulate_polygon,
 )
+from quant_assets.simulate.kenfrench import KenFrenchSimReport, kenfrench_zips, simulate_kenfrench
 
 __all__ = [
     "FmpSimServer",
     "FmpSimSpec",
     "SimulatedFmp",
+    "KenFrenchSimReport",
+    "kenfrench_zips",
+    "simulate_kenfrench",
     "HEADER",
     "KINDS",
     "TRADABLE_KINDS",

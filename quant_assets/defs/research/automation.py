@@ -1,0 +1,129 @@
+"""Jobs and schedules of the research group.
+
+One job per backfill policy: the daily-bar assets run a whole range in one run, the minute-fed
+assets a few days per run, and the unpartitioned analyses (models, IC, factor models, backtests,
+performance) read every materialized day. Schedules are off by default, like the market group's;
+they run after the market group's 11:00 New York materialization.
+"""
+
+
+import datetime as dt
+
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    schedule,
+)
+
+from quant_assets.defs.partitions import trading_days
+from quant_assets.defs.research import assets as a
+from quant_assets.lib import calendar as cal
+
+MINUTE_ASSETS = [a.macd_day_features, a.minute_features_plus_macd, a.macd_event_labels, a.training_dataset]
+ANALYSIS_ASSETS = [
+    a.lgbm_classifier,
+    a.lgbm_regressor,
+    a.linear_model,
+    a.logistic_model,
+    a.factor_evaluation,
+    a.factor_models,
+    a.backtests_asset,
+    a.performance_report,
+]
+
+research_technical_job = define_asset_job(
+    "research_technical_job",
+    selection=AssetSelection.assets(a.technical_features),
+    description="research/technical_features for the selected trading day(s); reads the earlier history from the "
+    "lake, so one day and a backfill give the same numbers. A range runs as one run.",
+)
+research_range_labels_job = define_asset_job(
+    "research_range_labels_job",
+    selection=AssetSelection.assets(a.range_expansion_labels),
+    description="research/range_expansion_labels for the selected day(s); each label needs the next session's bars.",
+)
+research_minute_job = define_asset_job(
+    "research_minute_job",
+    selection=AssetSelection.assets(*MINUTE_ASSETS),
+    description="MACD day features, their join with the minute features, MACD event labels and the training dataset "
+    f"for the selected day(s); a range runs {a.MINUTE_DAYS_PER_RUN} days per run to bound memory.",
+)
+research_analysis_job = define_asset_job(
+    "research_analysis_job",
+    selection=AssetSelection.assets(*ANALYSIS_ASSETS),
+    description="Models (LightGBM, linear, logistic), factor IC, CAPM / Fama-French regressions, vectorbt backtests and "
+    "the performance report, over every materialized day.",
+)
+
+
+def previous_weekday(tick: dt.datetime) -> dt.date:
+    day = tick.astimezone(cal.NEW_YORK).date() - dt.timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= dt.timedelta(days=1)
+    return day
+
+
+def _request(day: dt.date, tick: dt.datetime):
+    pk = day.isoformat()
+    if pk not in trading_days.get_partition_keys(current_time=tick):
+        return SkipReason(f"{pk} is outside the trading-day partitions")
+    return RunRequest(run_key=pk, partition_key=pk)
+
+
+@schedule(
+    cron_schedule="30 12 * * 2-6",
+    execution_timezone=cal.NY_TZ_NAME,
+    job=research_technical_job,
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="12:30 New York, Tuesday-Saturday: technical features of the previous weekday (after the market group).",
+)
+def research_technical_schedule(context: ScheduleEvaluationContext):
+    return _request(previous_weekday(context.scheduled_execution_time), context.scheduled_execution_time)
+
+
+@schedule(
+    cron_schedule="30 12 * * 2-6",
+    execution_timezone=cal.NY_TZ_NAME,
+    job=research_minute_job,
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="12:30 New York, Tuesday-Saturday: the previous weekday's MACD features, event labels and training rows.",
+)
+def research_minute_schedule(context: ScheduleEvaluationContext):
+    return _request(previous_weekday(context.scheduled_execution_time), context.scheduled_execution_time)
+
+
+@schedule(
+    cron_schedule="30 12 * * 2-6",
+    execution_timezone=cal.NY_TZ_NAME,
+    job=research_range_labels_job,
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="12:30 New York, Tuesday-Saturday: range-expansion labels of the session before the previous weekday, "
+    "whose next session has just been materialized.",
+)
+def research_range_labels_schedule(context: ScheduleEvaluationContext):
+    tick = context.scheduled_execution_time
+    return _request(cal.previous_trading_day(previous_weekday(tick)), tick)
+
+
+@schedule(
+    cron_schedule="0 14 * * 6",
+    execution_timezone=cal.NY_TZ_NAME,
+    job=research_analysis_job,
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Saturday 14:00 New York: retrain the models and refresh IC, factor models, backtests and performance.",
+)
+def research_analysis_schedule(context: ScheduleEvaluationContext):
+    return RunRequest(run_key=context.scheduled_execution_time.isoformat())
+
+
+research_jobs = [research_technical_job, research_range_labels_job, research_minute_job, research_analysis_job]
+research_schedules = [
+    research_technical_schedule,
+    research_minute_schedule,
+    research_range_labels_schedule,
+    research_analysis_schedule,
+]

@@ -1,0 +1,308 @@
+"""Factor analysis: information coefficients of features, and CAPM / Fama-French regressions.
+
+IC conventions (as alphalens): on each date, the Spearman rank correlation across tickers of a
+feature with the forward return of horizon h; dates with fewer than ``min_pairs`` (ticker,
+feature, return) triples, or where the feature or the return is constant, are skipped. The forward
+return of horizon h on day D is close on the h-th next NYSE session / close on D - 1, null when
+the ticker has no bar that session. Quantiles: on each date the feature's average ranks are cut
+into ``quantiles`` equal-count buckets (tied values share a bucket); ``qN_return`` is the mean
+over dates of the mean forward return of bucket N that date (raw returns, not demeaned).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from quant_assets.lib import calendar as cal
+
+HORIZONS = (1, 5, 10)
+FACTOR_EVALUATION_COLUMNS: tuple[str, ...] = (
+    "feature",
+    "horizon",
+    "n_dates",
+    "ic_mean",
+    "ic_std",
+    "icir",
+    "t_stat",
+    "p_value",
+    "ic_positive_share",
+    "q1_return",
+    "q2_return",
+    "q3_return",
+    "q4_return",
+    "q5_return",
+    "q5_minus_q1",
+)
+FACTOR_EVALUATION_SCHEMA: dict[str, pl.DataType] = {
+    c: (pl.String() if c == "feature" else pl.Int32() if c in ("horizon", "n_dates") else pl.Float64())
+    for c in FACTOR_EVALUATION_COLUMNS
+}
+FACTOR_EVALUATION_DOCS: dict[str, str] = {
+    "feature": "Column of research/technical_features",
+    "horizon": "Forward-return horizon in NYSE sessions",
+    "n_dates": "Dates with a defined IC (at least min_pairs pairs, neither side constant)",
+    "ic_mean": "Mean over dates of the cross-sectional Spearman IC",
+    "ic_std": "Sample std (ddof 1) of the daily IC",
+    "icir": "ic_mean / ic_std",
+    "t_stat": "ic_mean / (ic_std / sqrt(n_dates)); daily ICs of overlapping horizons are autocorrelated, so it overstates significance for h > 1",
+    "p_value": "Two-sided p-value of t_stat, Student t with n_dates - 1 df",
+    "ic_positive_share": "Share of dates with IC > 0",
+    "q1_return": "Mean forward return of the lowest-feature quintile (mean of daily means), fraction",
+    "q2_return": "Mean forward return of quintile 2, fraction",
+    "q3_return": "Mean forward return of quintile 3, fraction",
+    "q4_return": "Mean forward return of quintile 4, fraction",
+    "q5_return": "Mean forward return of the highest-feature quintile, fraction",
+    "q5_minus_q1": "q5_return - q1_return",
+}
+IC_BY_DATE_SCHEMA = {"feature": pl.String(), "horizon": pl.Int32(), "date": pl.Date(), "ic": pl.Float64(), "pairs": pl.UInt32()}
+
+
+def forward_returns(prices: pl.DataFrame, horizons: Sequence[int]) -> pl.DataFrame:
+    """``prices`` (ticker, date, close, ...) plus ``fwd_ret_{h}`` for each horizon."""
+    if prices.is_empty():
+        return prices.with_columns([pl.lit(None, dtype=pl.Float64).alias(f"fwd_ret_{h}") for h in horizons])
+    sessions = pl.DataFrame(
+        {"date": cal.trading_days(prices["date"].min(), prices["date"].max())}, schema={"date": pl.Date}
+    ).with_row_index("sidx")
+    out = prices.join(sessions, on="date", how="left")
+    closes = out.select("ticker", "sidx", pl.col("close").alias("_c"))
+    for h in horizons:
+        ahead = closes.with_columns((pl.col("sidx") - h).alias("sidx")).rename({"_c": f"_c{h}"})
+        out = out.join(ahead, on=["ticker", "sidx"], how="left").with_columns(
+            (pl.col(f"_c{h}") / pl.col("close") - 1.0).alias(f"fwd_ret_{h}")
+        ).drop(f"_c{h}")
+    return out.drop("sidx")
+
+
+def _ic_stats(ic: np.ndarray) -> dict[str, float | None]:
+    from scipy import stats
+
+    n = ic.size
+    if n == 0:
+        return {"ic_mean": None, "ic_std": None, "icir": None, "t_stat": None, "p_value": None, "ic_positive_share": None}
+    mean = float(ic.mean())
+    std = float(ic.std(ddof=1)) if n > 1 else math.nan
+    ok = n > 1 and std > 0
+    t = mean / (std / math.sqrt(n)) if ok else math.nan
+    return {
+        "ic_mean": mean,
+        "ic_std": std if n > 1 else None,
+        "icir": mean / std if ok else None,
+        "t_stat": t if ok else None,
+        "p_value": float(2 * stats.t.sf(abs(t), n - 1)) if ok else None,
+        "ic_positive_share": float(np.mean(ic > 0)),
+    }
+
+
+def factor_evaluation(
+    features: pl.DataFrame,
+    columns: Iterable[str],
+    horizons: Sequence[int] = HORIZONS,
+    *,
+    quantiles: int = 5,
+    min_pairs: int = 10,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(summary with ``FACTOR_EVALUATION_COLUMNS``, per-date ICs) of ``columns`` of ``features``
+    (ticker, date, close and the columns). A column that is entirely null gets a row with
+    ``n_dates = 0`` and null statistics."""
+    if quantiles != 5:
+        raise ValueError("the factor_evaluation table has exactly five quantile columns; quantiles must be 5")
+    columns = list(columns)
+    missing = [c for c in columns if c not in features.columns]
+    if missing:
+        raise ValueError(f"not columns of research/technical_features: {missing}")
+    data = forward_returns(features.select("ticker", "date", "close", *columns), horizons)
+    rows = []
+    by_date = []
+    for col in columns:
+        for h in horizons:
+            ret = f"fwd_ret_{h}"
+            pairs = data.select("date", pl.col(col).cast(pl.Float64).alias("x"), pl.col(ret).alias("y")).filter(
+                pl.col("x").is_not_null() & pl.col("y").is_not_null() & pl.col("x").is_finite() & pl.col("y").is_finite()
+            )
+            per_date = (
+                pairs.with_columns(
+                    pl.col("x").rank("average").over("date").alias("rx"),
+                    pl.col("y").rank("average").over("date").alias("ry"),
+                    pl.len().over("date").alias("n"),
+                )
+                .filter(pl.col("n") >= min_pairs)
+                .with_columns(
+                    ((pl.col("rx") - 1) * quantiles / pl.col("n")).floor().cast(pl.Int32).clip(0, quantiles - 1).alias("q")
+                )
+            )
+            ic = (
+                per_date.group_by("date")
+                .agg(
+                    pl.corr("rx", "ry").alias("ic"),
+                    pl.len().cast(pl.UInt32).alias("pairs"),
+                    (pl.col("x").n_unique() > 1).alias("x_varies"),
+                    (pl.col("y").n_unique() > 1).alias("y_varies"),
+                )
+                .filter(pl.col("x_varies") & pl.col("y_varies") & pl.col("ic").is_not_nan())
+                .sort("date")
+            )
+            qret = (
+                per_date.group_by("date", "q").agg(pl.col("y").mean()).group_by("q").agg(pl.col("y").mean()).sort("q")
+            )
+            qmap = {int(q): float(v) for q, v in qret.iter_rows()}
+            values = ic["ic"].to_numpy()
+            stats = _ic_stats(values)
+            q = [qmap.get(i) for i in range(quantiles)]
+            rows.append(
+                {
+                    "feature": col,
+                    "horizon": h,
+                    "n_dates": int(values.size),
+                    **stats,
+                    **{f"q{i + 1}_return": q[i] for i in range(quantiles)},
+                    "q5_minus_q1": (q[4] - q[0]) if q[4] is not None and q[0] is not None else None,
+                }
+            )
+            by_date.append(ic.select(pl.lit(col).alias("feature"), pl.lit(h, dtype=pl.Int32).alias("horizon"), "date", "ic", "pairs"))
+    summary = pl.DataFrame(rows, schema=FACTOR_EVALUATION_SCHEMA) if rows else pl.DataFrame(schema=FACTOR_EVALUATION_SCHEMA)
+    daily = pl.concat(by_date) if by_date else pl.DataFrame(schema=IC_BY_DATE_SCHEMA)
+    return summary, daily
+
+
+# ---------------------------------------------------------------------------------------------
+# Factor models
+
+FACTOR_SETS: dict[str, tuple[str, ...]] = {
+    "capm": ("mkt_rf",),
+    "ff3": ("mkt_rf", "smb", "hml"),
+    "ff5": ("mkt_rf", "smb", "hml", "rmw", "cma"),
+}
+ALL_FACTORS = ("mkt_rf", "smb", "hml", "rmw", "cma")
+FACTOR_MODEL_SCHEMA: dict[str, pl.DataType] = {
+    "ticker": pl.String(),
+    "model": pl.String(),
+    "n_obs": pl.Int64(),
+    "start": pl.Date(),
+    "end": pl.Date(),
+    "alpha_daily": pl.Float64(),
+    "alpha_annual": pl.Float64(),
+    "alpha_t": pl.Float64(),
+    "alpha_p": pl.Float64(),
+    **{f"beta_{f}": pl.Float64() for f in ALL_FACTORS},
+    **{f"t_{f}": pl.Float64() for f in ALL_FACTORS},
+    "r_squared": pl.Float64(),
+    "adj_r_squared": pl.Float64(),
+    "resid_vol_annual": pl.Float64(),
+}
+FACTOR_MODEL_DOCS: dict[str, str] = {
+    "ticker": "Symbol regressed",
+    "model": "capm (Mkt-RF), ff3 (+ SMB, HML) or ff5 (+ RMW, CMA)",
+    "n_obs": "Days with both the ticker's return and the factors",
+    "start": "First day of the sample",
+    "end": "Last day of the sample",
+    "alpha_daily": "OLS intercept of daily excess returns, fraction per day",
+    "alpha_annual": "alpha_daily x 252, fraction per year",
+    "alpha_t": "t-statistic of the intercept (OLS standard errors)",
+    "alpha_p": "Two-sided p-value of the intercept",
+    "beta_mkt_rf": "Loading on the market excess return",
+    "beta_smb": "Loading on SMB (small minus big); null in CAPM",
+    "beta_hml": "Loading on HML (high minus low book-to-market); null in CAPM",
+    "beta_rmw": "Loading on RMW (robust minus weak profitability); ff5 only",
+    "beta_cma": "Loading on CMA (conservative minus aggressive investment); ff5 only",
+    "t_mkt_rf": "t-statistic of beta_mkt_rf",
+    "t_smb": "t-statistic of beta_smb",
+    "t_hml": "t-statistic of beta_hml",
+    "t_rmw": "t-statistic of beta_rmw",
+    "t_cma": "t-statistic of beta_cma",
+    "r_squared": "R^2 of the regression",
+    "adj_r_squared": "Adjusted R^2",
+    "resid_vol_annual": "Std of residuals x sqrt(252) (idiosyncratic volatility), fraction per year",
+}
+
+
+def factor_regression(excess: np.ndarray, factors: np.ndarray) -> dict[str, float]:
+    """OLS of daily excess returns on factor returns (both fractions), plain standard errors."""
+    import statsmodels.api as sm
+
+    res = sm.OLS(excess, sm.add_constant(factors, has_constant="add")).fit()
+    return {
+        "params": res.params,
+        "tvalues": res.tvalues,
+        "pvalues": res.pvalues,
+        "r_squared": float(res.rsquared),
+        "adj_r_squared": float(res.rsquared_adj),
+        "resid_std": float(np.std(res.resid, ddof=int(res.df_model) + 1)),
+    }
+
+
+def factor_models(
+    returns: pl.DataFrame,
+    factors: Mapping[str, pl.DataFrame],
+    tickers: Sequence[str],
+    models: Sequence[str],
+    *,
+    min_obs: int = 60,
+) -> tuple[pl.DataFrame, list[str]]:
+    """Regress each ticker's daily excess return (``ret_1d - rf``) on the factors of each model.
+
+    ``returns``: ticker, date, ret_1d; ``factors``: model -> table (date, mkt_rf, smb, hml,
+    [rmw, cma], rf as fractions; CAPM and FF3 use the three-factor file, FF5 the five-factor
+    file). Returns the table and notes for (ticker, model) pairs skipped with fewer than
+    ``min_obs`` common days."""
+    unknown = [m for m in models if m not in FACTOR_SETS]
+    if unknown:
+        raise ValueError(f"unknown factor model(s) {unknown}; choose from {list(FACTOR_SETS)}")
+    for m in models:
+        if m not in factors:
+            raise ValueError(f"no factor table for model {m}")
+        absent = [f for f in (*FACTOR_SETS[m], "rf") if f not in factors[m].columns]
+        if absent:
+            raise ValueError(f"the factor table of {m} lacks {absent}")
+    rows = []
+    notes = []
+    for ticker in tickers:
+        r = returns.filter(pl.col("ticker") == ticker).select("date", "ret_1d").drop_nulls()
+        for model in models:
+            names = FACTOR_SETS[model]
+            joined = r.join(factors[model], on="date", how="inner").drop_nulls([*names, "rf"]).sort("date")
+            if joined.height < min_obs:
+                notes.append(f"{ticker} {model}: {joined.height} day(s) with returns and factors, fewer than min_obs={min_obs}")
+                continue
+            y = (joined["ret_1d"] - joined["rf"]).to_numpy()
+            fit = factor_regression(y, joined.select(names).to_numpy())
+            row: dict = {
+                "ticker": ticker,
+                "model": model,
+                "n_obs": joined.height,
+                "start": joined["date"][0],
+                "end": joined["date"][-1],
+                "alpha_daily": float(fit["params"][0]),
+                "alpha_annual": float(fit["params"][0]) * 252,
+                "alpha_t": float(fit["tvalues"][0]),
+                "alpha_p": float(fit["pvalues"][0]),
+                "r_squared": fit["r_squared"],
+                "adj_r_squared": fit["adj_r_squared"],
+                "resid_vol_annual": fit["resid_std"] * math.sqrt(252),
+            }
+            for i, f in enumerate(names):
+                row[f"beta_{f}"] = float(fit["params"][i + 1])
+                row[f"t_{f}"] = float(fit["tvalues"][i + 1])
+            rows.append(row)
+    table = pl.DataFrame(rows, schema=FACTOR_MODEL_SCHEMA) if rows else pl.DataFrame(schema=FACTOR_MODEL_SCHEMA)
+    return table, notes
+
+
+def most_liquid(daily: pl.DataFrame, n: int, *, exclude: Iterable[str] = (), min_coverage: float = 0.8) -> list[str]:
+    """The ``n`` tickers with the highest median daily dollar volume (close x volume), among those
+    with a bar on at least ``min_coverage`` of the sessions in ``daily``."""
+    if daily.is_empty() or n <= 0:
+        return []
+    sessions = daily["date"].n_unique()
+    ranked = (
+        daily.filter(~pl.col("ticker").is_in(list(exclude)))
+        .group_by("ticker")
+        .agg((pl.col("close") * pl.col("volume")).median().alias("dollar_volume"), pl.len().alias("days"))
+        .filter(pl.col("days") >= min_coverage * sessions)
+        .sort(["dollar_volume", "ticker"], descending=[True, False])
+    )
+    return ranked["ticker"].head(n).to_list()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from quant_assets.defs import market
+from quant_assets.defs import market, pump
 from quant_assets.defs.resources import default_resources
 
-DOMAINS = (market,)
+DOMAINS = (market, pump)
 
 defs = Definitions.merge(*(domain.defs for domain in DOMAINS), Definitions(resources=default_resources()))

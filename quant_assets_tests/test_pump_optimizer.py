@@ -66,7 +66,7 @@ def test_equals_bar_by_bar_walk_on_random_paths():
     rng = np.random.default_rng(20240101)
     checked = 0
     for _ in range(80):
-        lens = rng.choice([0, 1, 2, 3, 8, 40, 300, 2_000, 5_000], rng.integers(1, 6))
+        lens = rng.choice([0, 1, 2, 3, 8, 40, 300, 2_000, 5_000, 13_000], rng.integers(1, 6))
         paths = [path(rng, int(n)) for n in lens]
         closes, offsets = csr(paths)
         st = strategies(rng, int(rng.integers(1, 40)))

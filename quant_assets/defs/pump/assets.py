@@ -711,7 +711,7 @@ def strategy_matrix(context: AssetExecutionContext, config: StrategyMatrixConfig
         .with_columns(
             pl.Series("signal_id", np.tile(research["signal_id"].to_numpy(), n_st), dtype=pl.Int64),
             pl.Series("pnl", np.ascontiguousarray(pnl).ravel()).fill_nan(None),
-            pl.Series("exit_s", np.ascontiguousarray(exit_s).ravel()),
+            pl.Series("exit_s", np.ascontiguousarray(exit_s).ravel()).cast(pl.Int64),
         )
         .select(list(sch.STRATEGY_MATRIX_SCHEMA))
     )

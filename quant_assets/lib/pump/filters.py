@@ -244,6 +244,7 @@ class Phase2Result:
     results: pl.DataFrame
     bands: list[BandStats]
     evaluated_pairs: int
+    profitable_per_filter: np.ndarray  # by filter_id: strategies profitable with min_trades
 
     @property
     def profitable_pairs(self) -> int:
@@ -288,6 +289,7 @@ def optimize_filters(
     frames: list[pl.DataFrame] = []
     stats: list[BandStats] = []
     evaluated = 0
+    by_filter = np.zeros(grid.size, dtype=np.int64)
     for b, lo in enumerate(grid.bands):
         label = grid.band_label(lo)
         members = np.flatnonzero(in_band(score, lo, grid.band_width))
@@ -313,6 +315,9 @@ def optimize_filters(
         pnl_b = np.ascontiguousarray(pnl[:, members])
         nxt = next_free(times[members], pnl_b, np.ascontiguousarray(exit_s[:, members]), delays)
         profitable, best_k, best = _evaluate_sets(sets[nonempty], pnl_b, nxt, int(min_trades), int(per_filter))
+        by_set = np.zeros(sets.shape[0], dtype=np.int64)
+        by_set[nonempty] = profitable
+        by_filter[b * grid.per_band : (b + 1) * grid.per_band] = by_set[inverse.ravel()]
         set_first = first[nonempty]
         set_counts = counts[nonempty]
         set_size = np.array([int(np.unpackbits(s.view(np.uint8)).sum()) for s in sets[nonempty]], dtype=np.int64)
@@ -345,7 +350,7 @@ def optimize_filters(
             )
         )
     results = pl.concat(frames) if frames else pl.DataFrame(schema=OPTIMIZATION_RESULTS_SCHEMA)
-    return Phase2Result(results.select(list(OPTIMIZATION_RESULTS_SCHEMA)), stats, evaluated)
+    return Phase2Result(results.select(list(OPTIMIZATION_RESULTS_SCHEMA)), stats, evaluated, by_filter)
 
 
 def _rows(grid, b, local_ids, counts, sizes, k_idx, fig, pf, strategies) -> pl.DataFrame:

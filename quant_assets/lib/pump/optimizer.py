@@ -30,6 +30,9 @@ from collections.abc import Sequence
 import numba as nb
 import numpy as np
 import polars as pl
+from llvmlite import ir as llvm_ir
+from numba.core import types
+from numba.extending import intrinsic
 
 # Trailing profiles: (activation, callback) as fractions.
 PROFILES: dict[str, tuple[float, float]] = {
@@ -161,50 +164,91 @@ def naive_matrix(closes, offsets, sl, activation, callback, timeout_s, entry_del
 # --------------------------------------------------------------------------- the fast path
 
 
+@intrinsic
+def _bits(typingctx, x):
+    """The IEEE-754 bit pattern of a float64 as an int64 (a free register bitcast)."""
+    if not (isinstance(x, types.Float) and x.bitwidth == 64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(64))
+
+    return types.int64(x), codegen
+
+
+# Positive finite doubles order exactly like their bit patterns read as int64, so the searches
+# run on integers: block summaries vectorise, and a price is valid when its bits lie in
+# [1, INF_BITS). A threshold becomes the integer key with the same comparison outcome on every
+# positive finite price.
+INF_BITS = 0x7FF0000000000000
+NEVER_ABOVE = 0x7FFFFFFFFFFFFFFF
+
+
+@nb.njit(cache=True, inline="always")
+def _key_le(lo):
+    """Key k with ``bits(x) <= k`` exactly when ``x <= lo`` (x a positive finite price)."""
+    if not lo > 0.0:
+        return np.int64(0)
+    if lo == np.inf:
+        return np.int64(INF_BITS)
+    return _bits(lo)
+
+
+@nb.njit(cache=True, inline="always")
+def _key_gt(hi):
+    """Key k with ``bits(x) > k`` exactly when ``x > hi`` (x a positive finite price)."""
+    if hi != hi or hi == np.inf:
+        return np.int64(NEVER_ABOVE)
+    if not hi > 0.0:
+        return np.int64(0)
+    return _bits(hi)
+
+
 @nb.njit(cache=True, inline="always")
 def _ensure(c, bmin, bmax, smin, smax, state, sb):
-    """Summaries (block and super-block min/max) up to super-block ``sb``, computed on first
-    use: a search never reads the path beyond what some strategy needs, and every value read
-    is checked to be a finite positive price (``state[1]`` becomes 1 otherwise).
+    """Integer block and super-block min/max up to super-block ``sb``, computed on first use: a
+    search never reads the path beyond what some strategy needs, and every value summarised is
+    checked to be a finite positive price (``state[1]`` becomes 1 otherwise).
 
     ``state[0]`` is the number of super-blocks already summarised."""
     n = c.shape[0]
     nblocks = bmin.shape[0]
-    bits = c.view(np.uint64)
     while state[0] <= sb:
         s = state[0]
         b_lo = s << BLOCK_SHIFT
         b_hi = min(b_lo + BLOCK, nblocks)
-        bad = False
+        mn_s = _bits(c[b_lo << BLOCK_SHIFT])
+        mx_s = mn_s
         for b in range(b_lo, b_hi):
             lo = b << BLOCK_SHIFT
-            hi = min(lo + BLOCK, n)
-            mn = c[lo]
-            mx = c[lo]
-            for t in range(lo, hi):
-                x = c[t]
-                # Selects rather than min()/max() vectorise without fast-math; a finite positive
-                # double has bits in (0, 0x7FF0000000000000), so one unsigned compare checks it.
-                mn = x if x < mn else mn
-                mx = x if x > mx else mx
-                bad |= (bits[t] - np.uint64(1)) >= np.uint64(0x7FEFFFFFFFFFFFFF)
+            mn = _bits(c[lo])
+            mx = mn
+            if lo + BLOCK <= n:
+                # A constant trip count: the loop vectorises.
+                for t in range(lo, lo + BLOCK):
+                    x = _bits(c[t])
+                    mn = x if x < mn else mn
+                    mx = x if x > mx else mx
+            else:
+                for t in range(lo, n):
+                    x = _bits(c[t])
+                    mn = x if x < mn else mn
+                    mx = x if x > mx else mx
             bmin[b] = mn
             bmax[b] = mx
-        mn = bmin[b_lo]
-        mx = bmax[b_lo]
-        for b in range(b_lo + 1, b_hi):
-            mn = bmin[b] if bmin[b] < mn else mn
-            mx = bmax[b] if bmax[b] > mx else mx
-        smin[s] = mn
-        smax[s] = mx
-        if bad:
+            mn_s = mn if mn < mn_s else mn_s
+            mx_s = mx if mx > mx_s else mx_s
+        # A sign bit or zero makes the min <= 0; inf and nan have the largest exponent.
+        if mn_s <= 0 or mx_s >= INF_BITS:
             state[1] = 1
+        smin[s] = mn_s
+        smax[s] = mx_s
         state[0] = s + 1
 
 
 @nb.njit(cache=True, inline="always")
-def _first_exit(c, bmin, bmax, smin, smax, state, start, end, lo, hi):
-    """First ``t`` in ``[start, end)`` with ``c[t] <= lo`` or ``c[t] > hi``; ``end`` when none."""
+def _first_exit(c, bmin, bmax, smin, smax, state, start, end, klo, khi):
+    """First ``t`` in ``[start, end)`` with ``bits(c[t]) <= klo`` or ``> khi``; ``end`` when none."""
     t = start
     if t >= end:
         return end
@@ -214,8 +258,8 @@ def _first_exit(c, bmin, bmax, smin, smax, state, start, end, lo, hi):
     if t & (BLOCK - 1):
         stop_at = min(((t >> BLOCK_SHIFT) + 1) << BLOCK_SHIFT, end)
         while t < stop_at:
-            x = c[t]
-            if x <= lo or x > hi:
+            x = _bits(c[t])
+            if x <= klo or x > khi:
                 return t
             t += 1
         if t >= end:
@@ -226,27 +270,27 @@ def _first_exit(c, bmin, bmax, smin, smax, state, start, end, lo, hi):
         if (b & (BLOCK - 1)) == 0:
             s = b >> BLOCK_SHIFT
             _ensure(c, bmin, bmax, smin, smax, state, s)
-            while b + BLOCK <= last_block and smin[s] > lo and smax[s] <= hi:
+            while b + BLOCK <= last_block and smin[s] > klo and smax[s] <= khi:
                 b += BLOCK
                 s += 1
                 _ensure(c, bmin, bmax, smin, smax, state, s)
             if b >= last_block:
                 break
-        if bmin[b] > lo and bmax[b] <= hi:
+        if bmin[b] > klo and bmax[b] <= khi:
             b += 1
             continue
         base = b << BLOCK_SHIFT
         for t in range(base, base + BLOCK):
-            x = c[t]
-            if x <= lo or x > hi:
+            x = _bits(c[t])
+            if x <= klo or x > khi:
                 return t
         b += 1  # unreachable for exact summaries; kept so a bad summary cannot loop forever
     # The last (possibly partial) block, element by element.
     _ensure(c, bmin, bmax, smin, smax, state, b >> BLOCK_SHIFT)
     t = max(b << BLOCK_SHIFT, start)
     while t < end:
-        x = c[t]
-        if x <= lo or x > hi:
+        x = _bits(c[t])
+        if x <= klo or x > khi:
             return t
         t += 1
     return end
@@ -265,8 +309,8 @@ def _trailing_first(c, bmin, bmax, smin, smax, state, e, horizon, activation, ca
         _ensure(c, bmin, bmax, smin, smax, state, t >> (2 * BLOCK_SHIFT))
         m = max(p, c[t])
     else:
-        # c[t] > prev(act) is c[t] >= act for floats: the first bar that activates.
-        t = _first_exit(c, bmin, bmax, smin, smax, state, e + 1, end, -np.inf, np.nextafter(act, -np.inf))
+        # c[t] >= act is bits(c[t]) > bits(act) - 1: the first bar that arms the exit.
+        t = _first_exit(c, bmin, bmax, smin, smax, state, e + 1, end, np.int64(0), _key_gt(act) - 1 if act < np.inf else np.int64(NEVER_ABOVE))
         if t >= end:
             return end
         m = c[t]
@@ -274,7 +318,7 @@ def _trailing_first(c, bmin, bmax, smin, smax, state, e, horizon, activation, ca
         floor = m * (1.0 - callback)
         if c[t] <= floor:
             return t
-        t2 = _first_exit(c, bmin, bmax, smin, smax, state, t + 1, end, floor, m)
+        t2 = _first_exit(c, bmin, bmax, smin, smax, state, t + 1, end, _key_le(floor), _bits(m))
         if t2 >= end:
             return end
         x = c[t2]
@@ -294,34 +338,43 @@ def _phase1(
     sls,
     acts,
     cbs,
+    tos,
     st_delay,
     st_sl,
     st_prof,
-    st_timeout,
+    st_to,
     st_fee,
 ):
     """(signals, strategies) PnL and exit seconds, and whether each signal's path held only
     finite positive prices where it was read. Strategies refer to unique delays, stop levels
-    (ascending) and trailing profiles by index."""
+    (ascending), trailing profiles and timeouts by index."""
     n_sig = offsets.shape[0] - 1
     n_st = st_delay.shape[0]
     n_d = delays.shape[0]
     n_sl = sls.shape[0]
     n_pr = acts.shape[0]
+    n_to = tos.shape[0]
     pnl = np.empty((n_sig, n_st))
-    ex = np.empty((n_sig, n_st), dtype=np.int64)
+    # int32 seconds: the output is page-faulted in on first touch, and half the bytes is half the faults.
+    ex = np.empty((n_sig, n_st), dtype=np.int32)
     valid = np.ones(n_sig, dtype=np.bool_)
     for j in nb.prange(n_sig):
         c = closes[offsets[j] : offsets[j + 1]]
         n = c.shape[0]
         nblocks = (n + BLOCK - 1) >> BLOCK_SHIFT
-        bmin = np.empty(nblocks)
-        bmax = np.empty(nblocks)
-        smin = np.empty((nblocks + BLOCK - 1) >> BLOCK_SHIFT)
+        bmin = np.empty(nblocks, dtype=np.int64)
+        bmax = np.empty(nblocks, dtype=np.int64)
+        smin = np.empty((nblocks + BLOCK - 1) >> BLOCK_SHIFT, dtype=np.int64)
         smax = np.empty_like(smin)
         state = np.zeros(2, dtype=np.int64)
+        # Candidate exits per delay -- first stop bar per level, first trailing bar per profile,
+        # timeout bar per timeout -- and their close / entry ratios, computed once.
         t_stop = np.empty((n_d, n_sl), dtype=np.int64)
         t_trail = np.empty((n_d, n_pr), dtype=np.int64)
+        t_out = np.empty((n_d, n_to), dtype=np.int64)
+        r_stop = np.empty((n_d, n_sl))
+        r_trail = np.empty((n_d, n_pr))
+        r_out = np.empty((n_d, n_to))
         for di in range(n_d):
             e = delays[di]
             if e >= n:
@@ -333,14 +386,19 @@ def _phase1(
             # Lower thresholds are first reached no earlier: each search starts at the last hit.
             start = e + 1
             for si in range(n_sl):
-                if start >= end:
-                    t_stop[di, si] = end
-                    continue
-                thr = p * (1.0 - sls[si])
-                start = _first_exit(c, bmin, bmax, smin, smax, state, start, end, thr, np.inf)
-                t_stop[di, si] = start
+                if start < end:
+                    thr = p * (1.0 - sls[si])
+                    start = _first_exit(c, bmin, bmax, smin, smax, state, start, end, _key_le(thr), np.int64(NEVER_ABOVE))
+                t_stop[di, si] = min(start, end)
+                r_stop[di, si] = c[start] / p if start < end else 0.0
             for pi in range(n_pr):
-                t_trail[di, pi] = _trailing_first(c, bmin, bmax, smin, smax, state, e, horizon, acts[pi], cbs[pi])
+                t = _trailing_first(c, bmin, bmax, smin, smax, state, e, horizon, acts[pi], cbs[pi])
+                t_trail[di, pi] = t
+                r_trail[di, pi] = c[t] / p if t < end else 0.0
+            for ti in range(n_to):
+                t = min(e + tos[ti], n - 1)
+                t_out[di, ti] = t
+                r_out[di, ti] = c[t] / p
         if state[1]:
             valid[j] = False
             continue
@@ -351,14 +409,18 @@ def _phase1(
                 pnl[j, k] = np.nan
                 ex[j, k] = -1
                 continue
-            x = min(e + st_timeout[k], n - 1)
+            x = t_out[di, st_to[k]]
+            r = r_out[di, st_to[k]]
             ts = t_stop[di, st_sl[k]]
             if ts < x:
                 x = ts
+                r = r_stop[di, st_sl[k]]
             tt = t_trail[di, st_prof[k]]
             if tt < x:
                 x = tt
-            pnl[j, k] = c[x] / c[e] - 1.0 - st_fee[k]
+                r = r_trail[di, st_prof[k]]
+            # r is c[x] / c[e], so this is the rule's c[x] / P - 1 - fee to the bit.
+            pnl[j, k] = r - 1.0 - st_fee[k]
             ex[j, k] = x - e
     return pnl, ex, valid
 
@@ -423,8 +485,8 @@ def evaluate_strategies(closes, offsets, strategies) -> tuple[np.ndarray, np.nda
     ``callback`` (fractions >= 0), ``timeout_s``, ``entry_delay_s`` (whole seconds >= 0) and
     ``fee`` (round-trip fraction).
 
-    Returns ``(pnl, exit_s)`` of shape (strategies, signals): PnL as a fraction after the fee,
-    and seconds from entry to exit. A signal whose path has no bar at the entry delay gets
+    Returns ``(pnl, exit_s)`` of shape (strategies, signals): PnL as a fraction after the fee
+    (float64), and seconds from entry to exit (int32). A signal whose path has no bar at the entry delay gets
     ``nan`` and ``-1``.
     """
     closes, offsets = _check_paths(closes, offsets)
@@ -432,11 +494,12 @@ def evaluate_strategies(closes, offsets, strategies) -> tuple[np.ndarray, np.nda
     n_sig = offsets.shape[0] - 1
     n_st = st["sl"].shape[0]
     if n_st == 0 or n_sig == 0:
-        return np.empty((n_st, n_sig)), np.empty((n_st, n_sig), dtype=np.int64)
+        return np.empty((n_st, n_sig)), np.empty((n_st, n_sig), dtype=np.int32)
     delays, st_delay = np.unique(st["entry_delay_s"], return_inverse=True)
     sls, st_sl = np.unique(st["sl"], return_inverse=True)  # ascending: thresholds descending
     prof = np.stack([st["activation"], st["callback"]], axis=1)
     profs, st_prof = np.unique(prof, axis=0, return_inverse=True)
+    tos, st_to = np.unique(st["timeout_s"], return_inverse=True)
     horizon = np.zeros(delays.shape[0], dtype=np.int64)
     np.maximum.at(horizon, st_delay, st["timeout_s"])
     pnl, ex, valid = _phase1(
@@ -447,10 +510,11 @@ def evaluate_strategies(closes, offsets, strategies) -> tuple[np.ndarray, np.nda
         np.ascontiguousarray(sls),
         np.ascontiguousarray(profs[:, 0]),
         np.ascontiguousarray(profs[:, 1]),
+        tos.astype(np.int64),
         st_delay.ravel().astype(np.int64),
         st_sl.ravel().astype(np.int64),
         st_prof.ravel().astype(np.int64),
-        st["timeout_s"],
+        st_to.ravel().astype(np.int64),
         st["fee"],
     )
     if not valid.all():

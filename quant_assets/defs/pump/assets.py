@@ -422,11 +422,16 @@ def delta_bars_1s(context: AssetExecutionContext, signals: pl.DataFrame, agg_tra
     trades = sch.conform(agg_trades, sch.AGG_TRADES_SCHEMA)
     starts = dict(zip(sig["signal_id"].to_list(), sig["window_start"].to_list()))
     with_trades = set(trades["signal_id"].unique().to_list()) if trades.height else set()
-    bars, problems = pbars.delta_bars_for(trades, {s: t for s, t in starts.items() if s in with_trades}, WINDOW_S)
-    no_trades = [s for s in starts if s not in with_trades]
     day_of = dict(zip(sig["signal_id"].to_list(), sig["signal_ts"].dt.date().to_list()))
-    bars_day = bars.join(pl.DataFrame({"signal_id": list(day_of), "_day": list(day_of.values())}, schema={"signal_id": pl.Int64, "_day": pl.Date}), on="signal_id")
-    out = {d.isoformat(): bars_day.filter(pl.col("_day") == d).drop("_day") for d in days}
+    out, problems = {}, {}
+    for d in days:
+        # Built day by day: each partition's frame is assembled from its own signals only.
+        todo = {s: t for s, t in starts.items() if s in with_trades and day_of[s] == d}
+        day_trades = trades.filter(pl.col("signal_id").is_in(list(todo))) if todo else trades.clear()
+        out[d.isoformat()], day_problems = pbars.delta_bars_for(day_trades, todo, WINDOW_S)
+        problems.update(day_problems)
+    no_trades = [s for s in starts if s not in with_trades]
+    bars = pl.concat(list(out.values())) if out else sch.empty(sch.DELTA_BARS_SCHEMA)
     meta = {}
     for d in days:
         ids = [s for s, sd in day_of.items() if sd == d]

@@ -1,5 +1,5 @@
 """The pump group's part of ``quant-assets demo``: simulated signals and Binance zips for the last
-eight complete UTC days, the daily assets over them, then the research stage on a demo-sized
+six complete UTC days, the daily assets over them, then the research stage on a demo-sized
 strategy and filter grid (the full default grids are the assets' Config defaults)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from quant_assets.demo import DemoDomain, DemoSettings
 from quant_assets.launch import RunSpec
 
-SIGNAL_DAYS = 8
+SIGNAL_DAYS = 6
 SIGNALS_PER_DAY = 8
 SYMBOLS = 20
 
@@ -35,7 +35,7 @@ DEMO_RESEARCH_CONFIG = {
 
 
 def signal_days() -> list[dt.date]:
-    """The demo's signal days: the last eight complete UTC days whose next day is a partition too
+    """The demo's signal days: the last six complete UTC days whose next day is a partition too
     (a signal's 24 h window reaches into the next day's trade file)."""
     from quant_assets.defs.partitions import utc_days
 

@@ -145,14 +145,15 @@ def simulate_one(c, e, sl, activation, callback, timeout_s, fee):
     return c[horizon] / p - 1.0 - fee, horizon - e, reason
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True)
 def naive_matrix(closes, offsets, sl, activation, callback, timeout_s, entry_delay_s, fee):
-    """Every (strategy, signal) by :func:`simulate_one`: the bar-by-bar baseline."""
+    """Every (strategy, signal) by :func:`simulate_one`: the bar-by-bar reference (one thread:
+    it serves tests, where compiling a parallel kernel would cost more than it saves)."""
     n_sig = offsets.shape[0] - 1
     n_st = sl.shape[0]
     pnl = np.empty((n_st, n_sig))
     ex = np.empty((n_st, n_sig), dtype=np.int64)
-    for j in nb.prange(n_sig):
+    for j in range(n_sig):
         c = closes[offsets[j] : offsets[j + 1]]
         for k in range(n_st):
             r = simulate_one(c, entry_delay_s[k], sl[k], activation[k], callback[k], timeout_s[k], fee[k])
@@ -204,7 +205,7 @@ def _key_gt(hi):
     return _bits(hi)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _ensure(c, bmin, bmax, smin, smax, state, sb):
     """Integer block and super-block min/max up to super-block ``sb``, computed on first use: a
     search never reads the path beyond what some strategy needs, and every value summarised is
@@ -246,7 +247,7 @@ def _ensure(c, bmin, bmax, smin, smax, state, sb):
         state[0] = s + 1
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _first_exit(c, bmin, bmax, smin, smax, state, start, end, klo, khi):
     """First ``t`` in ``[start, end)`` with ``bits(c[t]) <= klo`` or ``> khi``; ``end`` when none."""
     t = start
@@ -548,20 +549,6 @@ def paths_from_frame(bars: pl.DataFrame, signal_ids: Sequence[int]) -> tuple[np.
     offsets = np.zeros(len(signal_ids) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
     return joined["close_price"].to_numpy().astype(np.float64), offsets
-
-
-def horizon_seconds(strategies: pl.DataFrame) -> int:
-    """Seconds of path after the signal the strategies can use."""
-    if strategies.height == 0:
-        return 0
-    return int((strategies["entry_delay_s"] + strategies["timeout_s"]).max())
-
-
-def describe_strategy(row: dict) -> str:
-    """``BALANCED sl 5% to 4h delay 30s``: a strategy as a researcher reads it."""
-    to = int(row["timeout_s"])
-    span = f"{to // 3600}h" if to % 3600 == 0 else (f"{to // 60}m" if to % 60 == 0 else f"{to}s")
-    return f"{row.get('profile') or 'custom'} sl {row['sl'] * 100:g}% to {span} delay {int(row['entry_delay_s'])}s"
 
 
 __all__ = [

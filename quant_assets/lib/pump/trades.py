@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -161,8 +160,3 @@ def gather_rest(
         frames.append(window.with_columns(pl.lit(sid, pl.Int64).alias("signal_id"), pl.lit(sym).alias("symbol")))
     out = pl.concat(frames).select(list(AGG_TRADES_SCHEMA)) if frames else pl.DataFrame(schema=AGG_TRADES_SCHEMA)
     return Gathered(out, status, problems, [f"{rest.client.base_url}{rest.path}"])
-
-
-def hours_needed(signals: pl.DataFrame, window_s: int = WINDOW_S, pre_window_s: int = PRE_WINDOW_S) -> int:
-    """REST hour windows the signals need (for planning against the weight budget)."""
-    return int(signals.height * math.ceil((window_s + pre_window_s) / 3600))

@@ -47,7 +47,7 @@ import threading
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
@@ -539,9 +539,3 @@ def days_covering(start: dt.datetime, end: dt.datetime) -> list[dt.date]:
     first = start.astimezone(dt.UTC).date()
     last = (end - dt.timedelta(microseconds=1)).astimezone(dt.UTC).date()
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-
-
-def symbols_of(keys: Iterable[str], market: str) -> set[str]:
-    """Symbols present under a market's aggTrades prefix, from a listing of keys."""
-    prefix = PREFIX[check_market(market)] + "/"
-    return {k[len(prefix) :].split("/", 1)[0] for k in keys if k.startswith(prefix)}

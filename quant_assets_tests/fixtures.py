@@ -52,7 +52,7 @@ class GraphRunner:
         from dagster_aws.s3 import S3Resource
 
         from quant_assets.definitions import defs as production
-        from quant_assets.defs.resources import Lake, LakeIOManager, LandingZone, WarehouseResource
+        from quant_assets.defs.resources import HttpClientResource, Lake, LakeIOManager, LandingZone, WarehouseResource
 
         s3 = s3 or S3Resource()
         self.lake = Lake(url=lake_url, s3=s3)
@@ -69,6 +69,7 @@ class GraphRunner:
                 "lake": self.lake,
                 "io_manager": LakeIOManager(lake=self.lake),
                 "warehouse": WarehouseResource(url=warehouse_url),
+                "http": HttpClientResource(),
             },
         )
 

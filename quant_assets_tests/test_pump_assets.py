@@ -335,3 +335,12 @@ def test_default_grid_matches_the_documented_size():
 
     assert opt.strategy_grid(StrategyMatrixConfig().grid()).height == 5_400
     assert OptimizationConfig().grid().size == 194_040
+
+
+def test_research_refuses_a_day_with_signals_but_no_bars(graph):
+    assert graph.run(DAILY, FIRST.isoformat(), FIRST.isoformat()).success
+    second = (FIRST + dt.timedelta(days=1)).isoformat()
+    assert graph.run(DAILY, second, second, assets=["pump/signals"]).success
+    res = graph.run(RESEARCH, run_config=SMALL_RESEARCH, assets=["pump/signal_analysis"])
+    assert not res.success
+    assert f"pump/delta_bars_1s is not for {second}" in failure_text(res)

@@ -263,34 +263,37 @@ class AggTradesConfig(Config):
 
 def _gather(context, config: AggTradesConfig, signals_df: pl.DataFrame, landing: LandingZone, http: HttpClientResource):
     market = binance.check_market(config.market)
-    if config.source in ("landing", "vision"):
-        if config.source == "landing":
-            files = binance.StoreDayFiles(landing.store(), landing.describe)
-        else:
-            client = http.client(config.vision_url)
+    if config.source == "landing":
+        files = binance.StoreDayFiles(landing.store(), landing.describe)
+        return _gather_files(config, market, signals_df, files)
+    if config.source == "vision":
+        with http.client(config.vision_url) as client:
             files = binance.VisionDayFiles(client, landing.store() if config.mirror_to_landing else None)
-
-        def load(sym: str, day: dt.date) -> pl.DataFrame:
-            return binance.load_day(files, market, sym, day, require_checksum=config.require_checksum)
-
-        return ptr.gather(
-            signals_df,
-            load,
-            pre_window_s=config.pre_window_s,
-            skip_missing_days=config.skip_missing_days,
-            describe_day=lambda sym, day: files.describe(binance.agg_trades_key(market, sym, day)),
-            workers=config.workers,
-        )
+            got = _gather_files(config, market, signals_df, files)
+            context.log.info(f"data.binance.vision: {client.stats}")
+            return got
     if config.source == "rest":
-        client = http.client(
-            config.rest_url or binance.REST_URL[market],
-            transport=binance.rest_transport(market, max_ban_wait_s=config.max_ban_wait_s),
-        )
-        rest = binance.RestAggTrades(client, market, http.cache("binance"))
-        got = ptr.gather_rest(signals_df, rest, pre_window_s=config.pre_window_s)
-        context.log.info(f"REST aggTrades: {rest.stats.calls} calls ({rest.stats.pages_by_id} by fromId), {client.stats}")
-        return got
+        transport = binance.rest_transport(market, max_ban_wait_s=config.max_ban_wait_s)
+        with http.client(config.rest_url or binance.REST_URL[market], transport=transport) as client:
+            rest = binance.RestAggTrades(client, market, http.cache("binance"))
+            got = ptr.gather_rest(signals_df, rest, pre_window_s=config.pre_window_s)
+            context.log.info(f"REST aggTrades: {rest.stats.calls} calls ({rest.stats.pages_by_id} by fromId), {client.stats}")
+            return got
     raise _fail(f"unknown agg_trades source {config.source!r}; choose 'landing', 'vision' or 'rest'")
+
+
+def _gather_files(config: AggTradesConfig, market: str, signals_df: pl.DataFrame, files) -> ptr.Gathered:
+    def load(sym: str, day: dt.date) -> pl.DataFrame:
+        return binance.load_day(files, market, sym, day, require_checksum=config.require_checksum)
+
+    return ptr.gather(
+        signals_df,
+        load,
+        pre_window_s=config.pre_window_s,
+        skip_missing_days=config.skip_missing_days,
+        describe_day=lambda sym, day: files.describe(binance.agg_trades_key(market, sym, day)),
+        workers=config.workers,
+    )
 
 
 @asset(
@@ -540,7 +543,7 @@ class SignalAnalysisConfig(Config):
     dedup_hours: float = Field(default=24.0, gt=0, description="Window of the dedup rule, hours.")
     end_date: str = Field(
         default="",
-        description="Last UTC day of the window (YYYY-MM-DD); empty = the latest day with delta bars.",
+        description="Last UTC day of the window (YYYY-MM-DD); empty = the latest day with signals materialized.",
     )
 
 
@@ -568,14 +571,22 @@ def signal_analysis(context: AssetExecutionContext, config: SignalAnalysisConfig
     symbol within ``dedup_hours`` wins. Signals skipped upstream (no trades, no price) are
     counted, not guessed.
     """
-    have = _materialized_days(context, KEYS["delta_bars_1s"])
-    if not have:
-        raise _fail("pump/delta_bars_1s has no materialized day: materialize the signal days first")
-    end = dt.date.fromisoformat(config.end_date) if config.end_date else have[-1]
+    signal_days = _materialized_days(context, KEYS["signals"])
+    if not signal_days:
+        raise _fail("pump/signals has no materialized day: run pump_daily_job for the signal days first")
+    end = dt.date.fromisoformat(config.end_date) if config.end_date else signal_days[-1]
     first = end - dt.timedelta(days=config.days - 1)
-    window = [d for d in have if first <= d <= end]
+    window = [d for d in signal_days if first <= d <= end]
     if not window:
-        raise _fail(f"no pump/delta_bars_1s day materialized between {first} and {end}")
+        raise _fail(f"no pump/signals day materialized between {first} and {end}")
+    # A day whose signals are in but whose bars are not would silently drop out of the research.
+    bar_days = set(_materialized_days(context, KEYS["delta_bars_1s"]))
+    gaps = [d for d in window if d not in bar_days]
+    if gaps:
+        raise _fail(
+            f"pump/signals is materialized but pump/delta_bars_1s is not for {', '.join(map(str, gaps[:10]))}"
+            f"{' ...' if len(gaps) > 10 else ''}: run pump_daily_job for those days, or narrow the window (days, end_date)"
+        )
     sig_frames, bar_frames = [], []
     for d in window:
         s = read_lake_partition(lake, KEYS["signals"], d.isoformat())

@@ -90,7 +90,7 @@ def gather(
 
     def load(key: tuple[str, dt.date]) -> pl.DataFrame | binance.BinanceDataError:
         try:
-            return load_day(*key)
+            return binance.clean_trades(load_day(*key))
         except binance.BinanceDataError as exc:
             if exc.rule != "missing_file":
                 raise
@@ -133,6 +133,8 @@ def gather(
 
 
 def _slice(parts: list[pl.DataFrame], lo: dt.datetime, hi: dt.datetime) -> pl.DataFrame:
+    """The trades of ``[lo, hi)`` from cleaned day files (a trade id repeated across two days'
+    files is kept once)."""
     df = binance.clean_trades(pl.concat(parts)) if len(parts) > 1 else parts[0]
     return df.filter((pl.col("transact_time") >= lo) & (pl.col("transact_time") < hi))
 

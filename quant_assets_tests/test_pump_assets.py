@@ -308,6 +308,7 @@ def test_landing_zone_on_s3(s3_bucket, pump_landing, tmp_path, dagster_instance)
     lake = Lake(url=str(tmp_path / "lake"), s3=S3Resource())
     graph.defs = Definitions(
         assets=graph.defs.assets,
+        asset_checks=graph.defs.asset_checks,
         jobs=graph.defs.jobs,
         resources={
             "landing": LandingZone(url=f"s3://{bucket}/binance", s3=s3),
@@ -344,3 +345,17 @@ def test_research_refuses_a_day_with_signals_but_no_bars(graph):
     res = graph.run(RESEARCH, run_config=SMALL_RESEARCH, assets=["pump/signal_analysis"])
     assert not res.success
     assert f"pump/delta_bars_1s is not for {second}" in failure_text(res)
+
+
+def test_check_missing_flags_unmaterialized_and_vanished_signal_files(graph, pump_landing_copy):
+    from quant_assets.defs.pump.checks import signal_file_days
+
+    assert signal_file_days(["pump/signals/2024/03/2024-03-04.csv", "pump/signals/2024/03/notes.txt", "other/2024-03-05.csv"]) == {"2024-03-04"}
+    assert graph.run(DAILY, FIRST.isoformat(), FIRST.isoformat(), assets=["pump/signals"]).success
+    (pump_landing_copy / signals_key(FIRST)).unlink()
+    res = graph.defs.resolve_job_def("pump_completeness_job").execute_in_process(instance=graph.instance, run_config=QUIET)
+    ev = res.get_asset_check_evaluations()[0]
+    assert not ev.passed and ev.severity.value == "ERROR"
+    meta = {k: getattr(v, "value", v) for k, v in ev.metadata.items()}
+    assert meta["file_disappeared"] == [FIRST.isoformat()]
+    assert meta["unmaterialized"] == [(FIRST + dt.timedelta(days=i)).isoformat() for i in (1, 2)]

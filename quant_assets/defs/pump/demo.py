@@ -67,6 +67,7 @@ def runs(s: DemoSettings) -> list[RunSpec]:
     return [
         RunSpec("pump signal days", "pump_daily_job", first=days[0].isoformat(), last=days[-1].isoformat()),
         RunSpec("pump research (demo grid)", "pump_research_job", run_config=DEMO_RESEARCH_CONFIG),
+        RunSpec("pump completeness check", "pump_completeness_job"),
     ]
 
 
@@ -107,7 +108,7 @@ def report(instance, s: DemoSettings) -> list[str]:
         lines += ["  " + line for line in pcomp.summary_lines(pcomp.champions_from_document(doc))]
     trades = _latest(instance, "backtest_trades")
     if trades:
-        lines.append(f"backtest_trades.csv: {trades.get('trades')} trades, total PnL {trades.get('total_pnl', 0.0) * 100:+.1f}%")
+        lines.append(f"backtest_trades.csv: {trades.get('trades')} trades, in-sample total PnL {trades.get('total_pnl', 0.0) * 100:+.1f}% (sum of returns)")
     port = _latest(instance, "portfolio_backtest")
     if port:
         lines.append(

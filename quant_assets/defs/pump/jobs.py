@@ -14,12 +14,13 @@ from dagster import (
 
 from quant_assets.defs.partitions import utc_days
 from quant_assets.defs.pump import assets as a
+from quant_assets.defs.pump.checks import pump_checks
 
 # One job per backfill policy: the signal-day assets run a week of days per run, the research
 # assets once over the research window.
 pump_daily_job = define_asset_job(
     "pump_daily_job",
-    selection=AssetSelection.assets(*a.DAILY_ASSETS),
+    selection=AssetSelection.assets(*a.DAILY_ASSETS) - AssetSelection.checks(*pump_checks),
     description="Signals, Binance aggregate trades, 1-second delta bars and minute candles for the selected "
     "signal day(s) (UTC).",
 )
@@ -28,6 +29,12 @@ pump_research_job = define_asset_job(
     selection=AssetSelection.assets(*a.RESEARCH_ASSETS),
     description="The research set, the two-phase optimizer (strategy matrix, filter grid), composite_strategy.json, "
     "the detailed backtest (backtest_trades.csv) and the portfolio backtest.",
+)
+
+pump_completeness_job = define_asset_job(
+    "pump_completeness_job",
+    selection=AssetSelection.checks(*pump_checks),
+    description="check_missing: signal files in the landing zone without a materialized day, and days whose file vanished.",
 )
 
 # data.binance.vision publishes a day's zips early the next UTC day, and a signal's window runs
@@ -61,5 +68,5 @@ def pump_research_schedule(context: ScheduleEvaluationContext):
     return RunRequest(run_key=f"pump-research-{context.scheduled_execution_time:%Y-%m-%d}")
 
 
-pump_jobs = [pump_daily_job, pump_research_job]
+pump_jobs = [pump_daily_job, pump_research_job, pump_completeness_job]
 pump_schedules = [pump_daily_schedule, pump_research_schedule]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from quant_assets.defs import client_intel, market, research, smart_money
+from quant_assets.defs import client_intel, market, pump, research, smart_money
 from quant_assets.defs.resources import default_resources
 
-DOMAINS = (market, research, client_intel, smart_money)
+DOMAINS = (market, research, client_intel, smart_money, pump)
 
 defs = Definitions.merge(*(domain.defs for domain in DOMAINS), Definitions(resources=default_resources()))

@@ -21,7 +21,7 @@ from pathlib import Path
 from quant_assets.launch import RunSpec
 
 # Order matters: later domains read what earlier ones materialized.
-DOMAIN_MODULES = ("market", "research", "client_intel", "smart_money")
+DOMAIN_MODULES = ("market", "research", "client_intel", "smart_money", "pump")
 
 
 @dataclasses.dataclass

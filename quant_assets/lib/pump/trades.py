@@ -1,0 +1,164 @@
+"""Aggregate trades around each signal: which files a window needs, and gathering them.
+
+A signal's window starts at its first whole second ``window_start = ceil(signal_ts)`` and lasts
+``window_s`` seconds (24 h). Trades are gathered from ``pre_window_s`` before the window start
+(the last of them gives the price of the first seconds when those have no trade) to the window's
+end. The UTC days the span touches are read whole, once per symbol and day in a run.
+
+What happens to a signal whose trades cannot be gathered (``status`` per signal):
+  ``ok``               trades cover the window
+  ``missing_day_file`` a day file is missing: an error naming the file unless skipping is
+                       allowed, then the signal is skipped and counted
+  ``no_trades``        the day files exist but hold no trade inside the window: skipped, counted
+A checksum mismatch or a damaged zip is always an error (a bad copy must be replaced, not
+silently worked around).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import polars as pl
+
+from quant_assets.lib.pump.schemas import AGG_TRADES_SCHEMA
+from quant_assets.lib.sources import binance
+
+WINDOW_S = 86_400
+PRE_WINDOW_S = 3_600
+STATUSES = ("ok", "missing_day_file", "no_trades")
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def window_start(signal_ts: dt.datetime) -> int:
+    """The signal's first whole second (UTC Unix seconds; a naive datetime is UTC)."""
+    if signal_ts.tzinfo is None:
+        signal_ts = signal_ts.replace(tzinfo=dt.UTC)
+    us = (signal_ts - EPOCH) // dt.timedelta(microseconds=1)
+    return -((-us) // 1_000_000)
+
+
+def window_start_expr(col: str = "signal_ts") -> pl.Expr:
+    ms = pl.col(col).dt.epoch("ms")
+    return (-((-ms) // 1000)).alias("window_start")
+
+
+def fetch_span(start_s: int, window_s: int, pre_window_s: int) -> tuple[dt.datetime, dt.datetime]:
+    """``[from, to)`` of the trades a window needs."""
+    lo = dt.datetime.fromtimestamp(start_s - pre_window_s, dt.UTC)
+    hi = dt.datetime.fromtimestamp(start_s + window_s, dt.UTC)
+    return lo, hi
+
+
+@dataclasses.dataclass
+class Gathered:
+    trades: pl.DataFrame  # AGG_TRADES_SCHEMA, sorted by signal then agg_trade_id
+    status: dict[int, str]
+    problems: dict[int, str]  # signal_id -> message for skipped signals
+    files_read: list[str]
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.status.values() if s == status)
+
+
+def gather(
+    signals: pl.DataFrame,
+    load_day: Callable[[str, dt.date], pl.DataFrame],
+    *,
+    window_s: int = WINDOW_S,
+    pre_window_s: int = PRE_WINDOW_S,
+    skip_missing_days: bool = False,
+    describe_day: Callable[[str, dt.date], str] | None = None,
+    workers: int = 4,
+) -> Gathered:
+    """Trades of every signal's span from whole day files (``load_day(symbol, day)``, which
+    raises :class:`binance.BinanceDataError` for a missing or bad file). Each symbol-day is
+    read once, ``workers`` at a time."""
+    plan = []
+    needed: dict[tuple[str, dt.date], None] = {}
+    for sid, sym, ts in signals.select("signal_id", "symbol", "signal_ts").sort("signal_ts", "signal_id").iter_rows():
+        start = window_start(ts)
+        lo, hi = fetch_span(start, window_s, pre_window_s)
+        days = binance.days_covering(lo, hi)
+        plan.append((sid, sym, ts, start, lo, hi, days))
+        for day in days:
+            needed[(sym, day)] = None
+
+    def load(key: tuple[str, dt.date]) -> pl.DataFrame | binance.BinanceDataError:
+        try:
+            return binance.clean_trades(load_day(*key))
+        except binance.BinanceDataError as exc:
+            if exc.rule != "missing_file":
+                raise
+            return exc
+
+    keys = list(needed)
+    if workers > 1 and len(keys) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            loaded = dict(zip(keys, pool.map(load, keys)))
+    else:
+        loaded = {k: load(k) for k in keys}
+    files = [
+        describe_day(*k) if describe_day else f"{k[0]} {k[1]}" for k in keys if not isinstance(loaded[k], binance.BinanceDataError)
+    ]
+    frames: list[pl.DataFrame] = []
+    status: dict[int, str] = {}
+    problems: dict[int, str] = {}
+    for sid, sym, ts, start, lo, hi, days in plan:
+        missing = next((loaded[(sym, d)] for d in days if isinstance(loaded[(sym, d)], binance.BinanceDataError)), None)
+        if missing is not None:
+            if not skip_missing_days:
+                raise binance.BinanceDataError(
+                    f"signal {sid} ({sym} at {ts:%Y-%m-%d %H:%M:%S}Z) needs this file: {missing}",
+                    rule=missing.rule,
+                    source=missing.source,
+                )
+            status[sid] = "missing_day_file"
+            problems[sid] = str(missing)
+            continue
+        window = _slice([loaded[(sym, d)] for d in days], lo, hi)
+        first = dt.datetime.fromtimestamp(start, dt.UTC)
+        if window.filter(pl.col("transact_time") >= first).height == 0:
+            status[sid] = "no_trades"
+            problems[sid] = f"no {sym} trade between {first:%Y-%m-%d %H:%M:%S}Z and {hi:%Y-%m-%d %H:%M:%S}Z"
+            continue
+        status[sid] = "ok"
+        frames.append(window.with_columns(pl.lit(sid, pl.Int64).alias("signal_id"), pl.lit(sym).alias("symbol")))
+    out = pl.concat(frames).select(list(AGG_TRADES_SCHEMA)) if frames else pl.DataFrame(schema=AGG_TRADES_SCHEMA)
+    return Gathered(out, status, problems, files)
+
+
+def _slice(parts: list[pl.DataFrame], lo: dt.datetime, hi: dt.datetime) -> pl.DataFrame:
+    """The trades of ``[lo, hi)`` from cleaned day files (a trade id repeated across two days'
+    files is kept once)."""
+    df = binance.clean_trades(pl.concat(parts)) if len(parts) > 1 else parts[0]
+    return df.filter((pl.col("transact_time") >= lo) & (pl.col("transact_time") < hi))
+
+
+def gather_rest(
+    signals: pl.DataFrame,
+    rest: binance.RestAggTrades,
+    *,
+    window_s: int = WINDOW_S,
+    pre_window_s: int = PRE_WINDOW_S,
+) -> Gathered:
+    """Trades of every signal's span from the REST endpoint (hour by hour, cached)."""
+    frames: list[pl.DataFrame] = []
+    status: dict[int, str] = {}
+    problems: dict[int, str] = {}
+    for sid, sym, ts in signals.select("signal_id", "symbol", "signal_ts").sort("signal_ts", "signal_id").iter_rows():
+        start = window_start(ts)
+        lo, hi = fetch_span(start, window_s, pre_window_s)
+        window = rest.window(sym, lo, hi)
+        if window.filter(pl.col("transact_time") >= dt.datetime.fromtimestamp(start, dt.UTC)).height == 0:
+            status[sid] = "no_trades"
+            problems[sid] = f"the REST endpoint returned no {sym} trade in the window starting {lo:%Y-%m-%d %H:%M}Z"
+            continue
+        status[sid] = "ok"
+        frames.append(window.with_columns(pl.lit(sid, pl.Int64).alias("signal_id"), pl.lit(sym).alias("symbol")))
+    out = pl.concat(frames).select(list(AGG_TRADES_SCHEMA)) if frames else pl.DataFrame(schema=AGG_TRADES_SCHEMA)
+    return Gathered(out, status, problems, [f"{rest.client.base_url}{rest.path}"])

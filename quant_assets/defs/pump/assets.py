@@ -19,16 +19,16 @@ from dagster import (
     AssetIn,
     AssetKey,
     BackfillPolicy,
-    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
+from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.partitions import partition_dates, utc_days
 from quant_assets.defs.resources import HttpClientResource, Lake, LandingZone, WarehouseResource, partition_file
 from quant_assets.lib.pump import analysis as pan
@@ -108,7 +108,7 @@ def _fail(description: str, **metadata) -> Failure:
 # --------------------------------------------------------------------------- signals
 
 
-class SignalsConfig(Config):
+class SignalsConfig(BaseModel):
     source: str = Field(
         default="landing",
         description="'landing': pump/signals/YYYY/MM/YYYY-MM-DD.csv in the landing zone; 'warehouse': the "
@@ -142,8 +142,9 @@ class SignalsConfig(Config):
         ),
         qc.schema_spec(KEYS["signals"]),
     ],
+    config_schema=config_schema(SignalsConfig),
 )
-def signals(context: AssetExecutionContext, config: SignalsConfig, landing: LandingZone, lake: Lake, warehouse: WarehouseResource):
+def signals(context: AssetExecutionContext, landing: LandingZone, lake: Lake, warehouse: WarehouseResource):
     """Pump signal events of a UTC day: one row per signal (id, symbol, time, ``total_score``
     100-900, RSI, volume z-score, open-interest change %).
 
@@ -151,6 +152,7 @@ def signals(context: AssetExecutionContext, config: SignalsConfig, landing: Land
     Rows breaking a rule (``quant_assets.lib.pump.signals``) are quarantined under
     ``quarantine/pump/signals/`` in the lake and counted per rule; a day's missing file fails.
     """
+    config = parse(SignalsConfig, context)
     days = partition_dates(context.partition_keys)
     frames, meta, shares = [], {}, {}
     for day in days:
@@ -232,7 +234,7 @@ def _warehouse_signals(warehouse: WarehouseResource, table: str, day: dt.date, s
 # --------------------------------------------------------------------------- aggregate trades
 
 
-class AggTradesConfig(Config):
+class AggTradesConfig(BaseModel):
     source: str = Field(
         default="landing",
         description="'landing': data.binance.vision daily zips already in the landing zone; 'vision': download "
@@ -313,10 +315,10 @@ def _gather_files(config: AggTradesConfig, market: str, signals_df: pl.DataFrame
         ),
         qc.schema_spec(KEYS["agg_trades"]),
     ],
+    config_schema=config_schema(AggTradesConfig),
 )
 def agg_trades(
     context: AssetExecutionContext,
-    config: AggTradesConfig,
     signals: pl.DataFrame,
     landing: LandingZone,
     http: HttpClientResource,
@@ -332,6 +334,7 @@ def agg_trades(
     trade in its window is skipped and counted. Prices in the quote asset, sizes in the base
     asset, times UTC (microseconds).
     """
+    config = parse(AggTradesConfig, context)
     days = partition_dates(context.partition_keys)
     sig = sch.conform(signals, sch.SIGNALS_SCHEMA)
     try:
@@ -532,7 +535,7 @@ def minute_candles(context: AssetExecutionContext, signals: pl.DataFrame, delta_
 # --------------------------------------------------------------------------- research set
 
 
-class SignalAnalysisConfig(Config):
+class SignalAnalysisConfig(BaseModel):
     days: int = Field(default=30, ge=1, description="Research window: the last `days` UTC days ending at end_date.")
     min_score: int = Field(default=100, ge=100, le=900, description="Lowest total_score kept (inclusive).")
     max_score: int = Field(default=900, ge=100, le=900, description="Highest total_score kept (inclusive).")
@@ -560,8 +563,9 @@ def _materialized_days(context, key: AssetKey) -> list[dt.date]:
         qc.spec(KEYS["signal_analysis"], RESEARCH_CHECK, "The research set holds at least one signal with bars."),
         qc.schema_spec(KEYS["signal_analysis"]),
     ],
+    config_schema=config_schema(SignalAnalysisConfig),
 )
-def signal_analysis(context: AssetExecutionContext, config: SignalAnalysisConfig, lake: Lake):
+def signal_analysis(context: AssetExecutionContext, lake: Lake):
     """The research set: one row per selected signal of the last ``days`` UTC days, with its
     24 h outcome from the 1-second bars -- ``max_growth_pct`` / ``max_drawdown_pct`` (highest /
     lowest price vs the first close, percent), ``time_to_peak_seconds`` and ``candles_data``
@@ -571,6 +575,7 @@ def signal_analysis(context: AssetExecutionContext, config: SignalAnalysisConfig
     symbol within ``dedup_hours`` wins. Signals skipped upstream (no trades, no price) are
     counted, not guessed.
     """
+    config = parse(SignalAnalysisConfig, context)
     signal_days = _materialized_days(context, KEYS["signals"])
     if not signal_days:
         raise _fail("pump/signals has no materialized day: run pump_daily_job for the signal days first")
@@ -656,7 +661,7 @@ def research_closes(lake: Lake, research: pl.DataFrame) -> tuple[np.ndarray, np.
 # --------------------------------------------------------------------------- phase 1
 
 
-class StrategyMatrixConfig(Config):
+class StrategyMatrixConfig(BaseModel):
     sl_levels: list[float] = Field(
         default=list(opt.DEFAULT_SL_LEVELS), description="Stop-loss levels below the entry, fractions (0.05 = 5 %)."
     )
@@ -698,8 +703,9 @@ class StrategyMatrixConfig(Config):
         ),
         qc.schema_spec(KEYS["strategy_matrix"]),
     ],
+    config_schema=config_schema(StrategyMatrixConfig),
 )
-def strategy_matrix(context: AssetExecutionContext, config: StrategyMatrixConfig, signal_analysis: pl.DataFrame, lake: Lake):
+def strategy_matrix(context: AssetExecutionContext, signal_analysis: pl.DataFrame, lake: Lake):
     """Phase 1 of the optimizer: PnL (fraction, after the round-trip fee) and seconds to exit of
     every exit strategy of the grid on every signal of the research set -- one row per
     (strategy, signal), strategy-major.
@@ -710,6 +716,7 @@ def strategy_matrix(context: AssetExecutionContext, config: StrategyMatrixConfig
     ``timeout_s`` after entry (or the window's last). Default grid: 15 stop levels x 4 trailing
     profiles x 9 timeouts x 10 entry delays = 5,400 strategies.
     """
+    config = parse(StrategyMatrixConfig, context)
     research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
     try:
         strategies = opt.strategy_grid(config.grid())
@@ -794,7 +801,7 @@ def matrix_arrays(matrix: pl.DataFrame, research: pl.DataFrame) -> tuple[pl.Data
 # --------------------------------------------------------------------------- phase 2
 
 
-class OptimizationConfig(Config):
+class OptimizationConfig(BaseModel):
     score_bands: list[int] = Field(
         default=list(pfil.DEFAULT_BANDS), description="Lower bounds of the score ranges (each 100 wide; 800-900 includes 900)."
     )
@@ -834,9 +841,10 @@ class OptimizationConfig(Config):
         ),
         qc.schema_spec(KEYS["optimization_results"]),
     ],
+    config_schema=config_schema(OptimizationConfig),
 )
 def optimization_results(
-    context: AssetExecutionContext, config: OptimizationConfig, strategy_matrix: pl.DataFrame, signal_analysis: pl.DataFrame
+    context: AssetExecutionContext, strategy_matrix: pl.DataFrame, signal_analysis: pl.DataFrame
 ):
     """Phase 2 of the optimizer: the profitable (filter, strategy) configurations, best total PnL
     first within each score range.
@@ -849,6 +857,7 @@ def optimization_results(
     ``max_strategies_per_filter`` per distinct signal set and ``max_results_per_range`` per range,
     each with at least ``min_trades`` trades and total PnL > 0.
     """
+    config = parse(OptimizationConfig, context)
     research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
     strategies, pnl, ex = matrix_arrays(strategy_matrix, research)
     try:
@@ -901,7 +910,7 @@ def optimization_results(
     )
 
 
-class CompositeConfig(Config):
+class CompositeConfig(BaseModel):
     min_trades: int = Field(default=5, ge=1, description="Fewest trades for a score range's champion.")
 
 
@@ -919,10 +928,10 @@ class CompositeConfig(Config):
         ),
         qc.schema_spec(KEYS["composite_strategy"]),
     ],
+    config_schema=config_schema(CompositeConfig),
 )
 def composite_strategy(
     context: AssetExecutionContext,
-    config: CompositeConfig,
     optimization_results: pl.DataFrame,
     signal_analysis: pl.DataFrame,
     lake: Lake,
@@ -931,6 +940,7 @@ def composite_strategy(
     ``composite_strategy.json`` in the lake: each range's best configuration (filter bounds,
     exit strategy) with at least ``min_trades`` trades, and its figures. One row per range here.
     """
+    config = parse(CompositeConfig, context)
     results = sch.conform(optimization_results, sch.OPTIMIZATION_RESULTS_SCHEMA)
     research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
     ranges = sorted(set(results["score_range"].to_list()) | {psig.score_band(lo) for lo in pfil.DEFAULT_BANDS}, key=lambda r: int(r.split("-")[0]))
@@ -963,7 +973,7 @@ def composite_strategy(
     )
 
 
-class BacktestConfig(Config):
+class BacktestConfig(BaseModel):
     position_scope: str = Field(
         default="score_range",
         description="'score_range': one position at a time per score range (the optimizer's assumption; figures "
@@ -986,10 +996,10 @@ class BacktestConfig(Config):
         ),
         qc.schema_spec(KEYS["backtest_trades"]),
     ],
+    config_schema=config_schema(BacktestConfig),
 )
 def backtest_trades(
     context: AssetExecutionContext,
-    config: BacktestConfig,
     composite_strategy: pl.DataFrame,
     signal_analysis: pl.DataFrame,
     lake: Lake,
@@ -997,6 +1007,7 @@ def backtest_trades(
     """The composite strategy replayed over the research set on the timeline with position
     tracking, walked bar by bar: one row per trade (entry, exit, reason, PnL fraction after the
     fee, cumulative PnL), also written as ``backtest_trades.csv`` in the lake."""
+    config = parse(BacktestConfig, context)
     if config.position_scope not in pbt.SCOPES:
         raise _fail(f"position_scope must be one of {pbt.SCOPES}, got {config.position_scope!r}")
     research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
@@ -1037,7 +1048,7 @@ def backtest_trades(
     return MaterializeResult(metadata=run_meta, value=trades, check_results=[agreement, qc.schema_result(context, KEYS["backtest_trades"], trades.schema)])
 
 
-class PortfolioConfig(Config):
+class PortfolioConfig(BaseModel):
     sl: float = Field(default=0.05, gt=0, lt=1, description="Stop loss below the entry reference price, fraction.")
     activation: float = Field(default=0.04, ge=0, description="Rise over the entry that arms the trailing exit, fraction.")
     callback: float = Field(default=0.02, gt=0, lt=1, description="Fall from the running high that exits once armed, fraction.")
@@ -1067,10 +1078,10 @@ class PortfolioConfig(Config):
         ),
         qc.schema_spec(KEYS["portfolio_backtest"]),
     ],
+    config_schema=config_schema(PortfolioConfig),
 )
 def portfolio_backtest(
     context: AssetExecutionContext,
-    config: PortfolioConfig,
     signal_analysis: pl.DataFrame,
     composite_strategy: pl.DataFrame,
     lake: Lake,
@@ -1081,6 +1092,7 @@ def portfolio_backtest(
     ``max_positions`` at once. One row per minute of the equity curve (USDT); the metrics
     (return, drawdown, daily Sharpe annualised with sqrt(365), win rate, skips) are in the
     metadata, with a text chart of the curve."""
+    config = parse(PortfolioConfig, context)
     research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
     if config.only_composite_signals:
         champs = {r["score_range"]: r for r in sch.conform(composite_strategy, sch.COMPOSITE_SCHEMA).iter_rows(named=True) if r["has_champion"]}

@@ -15,7 +15,6 @@ from dagster import (
     AssetKey,
     AssetCheckSeverity,
     BackfillPolicy,
-    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -25,10 +24,11 @@ from dagster import (
     TimeWindowPartitionMapping,
     asset,
 )
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
+from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.market.assets import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import history_start, partition_dates, trading_days
 from quant_assets.defs.research import lakeio
@@ -222,7 +222,7 @@ def technical_features(context: AssetExecutionContext, daily_bars: pl.DataFrame,
     )
 
 
-class MacdDayConfig(Config):
+class MacdDayConfig(BaseModel):
     modes: list[str] = Field(
         default=["all", "rth"],
         description="Bar sets to summarise: 'all' (every session, the old --mode default) and/or 'rth' "
@@ -246,8 +246,9 @@ class MacdDayConfig(Config):
         qc.spec(KEYS["macd_day_features"], MODE_CHECK, "Exactly one row per ticker, day and requested mode."),
         _schema_check(KEYS["macd_day_features"]),
     ],
+    config_schema=config_schema(MacdDayConfig),
 )
-def macd_day_features(context: AssetExecutionContext, config: MacdDayConfig, minute_aggs: pl.DataFrame, lake: Lake):
+def macd_day_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame, lake: Lake):
     """MACD(12,26,9) histogram summaries of each ticker-day's minute bars, per ``mode``.
 
     Source: ``market/minute_aggs``. One row per ticker, trading day and mode (``all`` = every
@@ -257,6 +258,7 @@ def macd_day_features(context: AssetExecutionContext, config: MacdDayConfig, min
     so thinner ticker-days get nulls (``bars__1m`` / ``bars__5m`` give the counts). Histogram in USD.
     ``write_bar_level`` also stores every bar's MACD under ``research/macd_bars/`` in the lake.
     """
+    config = parse(MacdDayConfig, context)
     bad = [m for m in config.modes if m not in macd.MODES]
     if bad or not config.modes:
         raise Failure(description=f"modes must be a non-empty subset of {list(macd.MODES)}, got {config.modes}")
@@ -382,7 +384,7 @@ def minute_features_plus_macd(context: AssetExecutionContext, minute_features: p
 # Labels
 
 
-class EventLabelConfig(Config):
+class EventLabelConfig(BaseModel):
     target_move: float = Field(default=0.008, gt=0, lt=1, description="Barrier distance from the entry close, fraction (0.008 = 80 bp).")
     time_window: int = Field(default=30, ge=1, description="Forward bars (not clock minutes) scanned for a barrier, within the day.")
     mode: str = Field(default="all", description="Bars used: 'all' sessions or 'rth' only (MACD and forward window alike).")
@@ -415,8 +417,9 @@ def _balance_result(key: AssetKey, label: pl.Series) -> object:
         qc.spec(KEYS["macd_event_labels"], BALANCE_CHECK, "Positive-label share between 1% and 99% (warns).", blocking=False),
         _schema_check(KEYS["macd_event_labels"]),
     ],
+    config_schema=config_schema(EventLabelConfig),
 )
-def macd_event_labels(context: AssetExecutionContext, config: EventLabelConfig, minute_aggs: pl.DataFrame):
+def macd_event_labels(context: AssetExecutionContext, minute_aggs: pl.DataFrame):
     """One event per 1-minute MACD histogram zero cross of each ticker-day (up = long, down =
     short) with a barrier label.
 
@@ -427,6 +430,7 @@ def macd_event_labels(context: AssetExecutionContext, config: EventLabelConfig, 
     label 0. No touch: ``timeout``, label 0. An event on the day's last bar has no forward bars:
     label null. ``ret_fwd`` is the signed trade return at the outcome (fraction).
     """
+    config = parse(EventLabelConfig, context)
     targets = partition_dates(context.partition_keys)
     minute = _typed(minute_aggs, market.MINUTE_AGGS_SCHEMA)
     try:
@@ -465,7 +469,7 @@ def macd_event_labels(context: AssetExecutionContext, config: EventLabelConfig, 
     )
 
 
-class RangeLabelConfig(Config):
+class RangeLabelConfig(BaseModel):
     threshold: float = Field(default=0.08, gt=0, description="Next-day (high - low) / close at or above this is label 1 (0.08 = 8 %).")
 
 
@@ -480,8 +484,9 @@ class RangeLabelConfig(Config):
         qc.spec(KEYS["range_expansion_labels"], BALANCE_CHECK, "Positive-label share between 1% and 99% (warns).", blocking=False),
         _schema_check(KEYS["range_expansion_labels"]),
     ],
+    config_schema=config_schema(RangeLabelConfig),
 )
-def range_expansion_labels(context: AssetExecutionContext, config: RangeLabelConfig, daily_bars: pl.DataFrame):
+def range_expansion_labels(context: AssetExecutionContext, daily_bars: pl.DataFrame):
     """Next-day range expansion: one row per ticker with a bar on day D; label 1 when the
     ticker's next-session range (high - low) / close is at least ``threshold``.
 
@@ -489,6 +494,7 @@ def range_expansion_labels(context: AssetExecutionContext, config: RangeLabelCon
     ahead by definition; it is null while the next session is not yet materialized (re-run the
     partition once it is; the daily schedule does) or when the ticker has no bar that session.
     """
+    config = parse(RangeLabelConfig, context)
     targets = partition_dates(context.partition_keys)
     daily = _typed(daily_bars, market.DAILY_BARS_SCHEMA)
     out = labels.range_expansion_labels(daily, targets, config.threshold)
@@ -631,7 +637,7 @@ def training_dataset(
 ALL_DAYS = AllPartitionMapping()
 
 
-class ModelConfig(Config):
+class ModelConfig(BaseModel):
     data_source: str = Field(
         default="technical_features",
         description="'technical_features' (target: next-session return) or 'training_dataset' (MACD events: label / ret_fwd).",
@@ -750,12 +756,13 @@ def _model_asset(name: str):
     )
 
 
-@asset(**_model_asset("lgbm_classifier"))
-def lgbm_classifier(context: AssetExecutionContext, config: LgbmConfig, lake: Lake):
+@asset(**_model_asset("lgbm_classifier"), config_schema=config_schema(LgbmConfig))
+def lgbm_classifier(context: AssetExecutionContext, lake: Lake):
     """LightGBM classifier of direction: next-session return > 0 (technical features) or the event
     label (training dataset). Walk-forward CV with a purge gap; accuracy, ROC-AUC, F1 per fold and
     on average; gain importance. The final model (fitted on all rows) is stored in LightGBM's own
     text format with a results JSON under ``research/models/lgbm_classifier/`` in the lake."""
+    config = parse(LgbmConfig, context)
     result = _train(
         KEYS["lgbm_classifier"], lake, config, "classifier",
         lambda d: modeling.train_lgbm(d, "classifier", config.params(), config.n_splits, config.gap_days),
@@ -765,12 +772,13 @@ def lgbm_classifier(context: AssetExecutionContext, config: LgbmConfig, lake: La
     return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["lgbm_classifier"], result, config.gap_days)])
 
 
-@asset(**_model_asset("lgbm_regressor"))
-def lgbm_regressor(context: AssetExecutionContext, config: LgbmConfig, lake: Lake):
+@asset(**_model_asset("lgbm_regressor"), config_schema=config_schema(LgbmConfig))
+def lgbm_regressor(context: AssetExecutionContext, lake: Lake):
     """LightGBM regressor of the return: next-session return (technical features) or the event's
     ``ret_fwd`` (training dataset). Walk-forward CV with a purge gap; RMSE, R^2, direction accuracy
     and rank IC per fold and on average; gain importance; LightGBM text model + results JSON under
     ``research/models/lgbm_regressor/``."""
+    config = parse(LgbmConfig, context)
     result = _train(
         KEYS["lgbm_regressor"], lake, config, "regressor",
         lambda d: modeling.train_lgbm(d, "regressor", config.params(), config.n_splits, config.gap_days),
@@ -780,13 +788,14 @@ def lgbm_regressor(context: AssetExecutionContext, config: LgbmConfig, lake: Lak
     return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["lgbm_regressor"], result, config.gap_days)])
 
 
-@asset(**_model_asset("linear_model"))
-def linear_model(context: AssetExecutionContext, config: LinearConfig, lake: Lake):
+@asset(**_model_asset("linear_model"), config_schema=config_schema(LinearConfig))
+def linear_model(context: AssetExecutionContext, lake: Lake):
     """Linear regression of the return (OLS, Ridge, Lasso or ElasticNet; ``regularization``) on
     z-scored features, rows with every feature present. Walk-forward RMSE / R^2 / direction
     accuracy; coefficients with standard errors, t-stats and p-values (OLS exact, Ridge sandwich,
     Lasso / ElasticNet post-selection OLS); ``tune_alpha`` picks alpha by walk-forward RMSE.
     Coefficients and results JSON under ``research/models/linear_model/``."""
+    config = parse(LinearConfig, context)
     result = _train(
         KEYS["linear_model"], lake, config, "regressor",
         lambda d: modeling.train_linear(
@@ -800,12 +809,13 @@ def linear_model(context: AssetExecutionContext, config: LinearConfig, lake: Lak
     return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["linear_model"], result, config.gap_days)])
 
 
-@asset(**_model_asset("logistic_model"))
-def logistic_model(context: AssetExecutionContext, config: LogisticConfig, lake: Lake):
+@asset(**_model_asset("logistic_model"), config_schema=config_schema(LogisticConfig))
+def logistic_model(context: AssetExecutionContext, lake: Lake):
     """Logistic regression of direction (next-session return > 0, or the event label) on z-scored
     features, rows with every feature present. Walk-forward accuracy / ROC-AUC / F1; log-odds
     coefficients per standard deviation and odds ratios. Results JSON under
     ``research/models/logistic_model/``."""
+    config = parse(LogisticConfig, context)
     result = _train(
         KEYS["logistic_model"], lake, config, "classifier",
         lambda d: modeling.train_logistic(
@@ -822,7 +832,7 @@ def logistic_model(context: AssetExecutionContext, config: LogisticConfig, lake:
 # Factor evaluation
 
 
-class FactorEvaluationConfig(Config):
+class FactorEvaluationConfig(BaseModel):
     factor_column: str = Field(
         default="all",
         description="'all' (every numeric indicator of research/technical_features), one column, or a comma-separated list.",
@@ -840,8 +850,9 @@ class FactorEvaluationConfig(Config):
         qc.spec(KEYS["factor_evaluation"], COVERAGE_CHECK, "Every evaluated feature has at least one date with an IC (warns).", blocking=False),
         _schema_check(KEYS["factor_evaluation"]),
     ],
+    config_schema=config_schema(FactorEvaluationConfig),
 )
-def factor_evaluation(context: AssetExecutionContext, config: FactorEvaluationConfig, lake: Lake):
+def factor_evaluation(context: AssetExecutionContext, lake: Lake):
     """Information coefficients of the technical features: one row per (feature, horizon).
 
     Per date, the Spearman IC across tickers between the feature and the forward return of
@@ -851,6 +862,7 @@ def factor_evaluation(context: AssetExecutionContext, config: FactorEvaluationCo
     five equal-count feature quintiles. An all-null feature gets ``n_dates = 0`` and nulls. The
     per-date ICs are stored beside the table (``research/factor_evaluation/ic_by_date.parquet``).
     """
+    config = parse(FactorEvaluationConfig, context)
     feats, _ = lakeio.read_partitions(lake, KEYS["technical_features"], trading_days.get_partition_keys())
     if feats.is_empty():
         raise Failure(description="research/technical_features has no materialized partition; materialize it first")
@@ -914,7 +926,7 @@ def factor_evaluation(context: AssetExecutionContext, config: FactorEvaluationCo
 # Factor models
 
 
-class FactorModelConfig(Config):
+class FactorModelConfig(BaseModel):
     tickers: list[str] = Field(default=[], description="Tickers to regress; empty = the n_liquid most liquid plus SPY.")
     n_liquid: int = Field(default=20, ge=0, description="How many of the most liquid tickers (median dollar volume) when tickers is empty.")
     analysis: str = Field(default="compare", description="'capm', 'ff' (the model below) or 'compare' (CAPM, FF3 and FF5).")
@@ -991,8 +1003,9 @@ def load_factor_tables(config: FactorModelConfig, landing: LandingZone, models: 
         ),
         _schema_check(KEYS["factor_models"]),
     ],
+    config_schema=config_schema(FactorModelConfig),
 )
-def factor_models(context: AssetExecutionContext, config: FactorModelConfig, landing: LandingZone, lake: Lake):
+def factor_models(context: AssetExecutionContext, landing: LandingZone, lake: Lake):
     """CAPM, Fama-French 3- and 5-factor regressions of daily excess returns, one row per
     (ticker, model): annualised alpha (x 252), betas, t-stats, R^2, residual volatility.
 
@@ -1001,6 +1014,7 @@ def factor_models(context: AssetExecutionContext, config: FactorModelConfig, lan
     (``kenfrench/F-F_Research_Data_Factors_daily_CSV.zip`` and the 5-factor 2x3 zip) or over HTTP.
     CAPM and FF3 use the three-factor file, FF5 the five-factor file. Plain OLS standard errors.
     """
+    config = parse(FactorModelConfig, context)
     models = _models_for(config)
     daily = _all_daily(lake, ["ticker", "date", "close", "volume", "ret_1d"])
     tickers = list(config.tickers) or factors.most_liquid(daily, config.n_liquid, exclude=[BENCHMARK]) + [BENCHMARK]
@@ -1047,7 +1061,7 @@ def factor_models(context: AssetExecutionContext, config: FactorModelConfig, lan
 # Backtests and performance
 
 
-class BacktestConfig(Config):
+class BacktestConfig(BaseModel):
     tickers: list[str] = Field(default=[], description="Tickers to backtest; empty = the n_liquid most liquid.")
     n_liquid: int = Field(default=10, ge=1, description="How many of the most liquid tickers when tickers is empty.")
     strategies: list[str] = Field(default=["macd", "rsi"], description="Strategies to run: 'macd' and/or 'rsi'.")
@@ -1069,8 +1083,9 @@ class BacktestConfig(Config):
         qc.spec(KEYS["backtests"], TRADES_CHECK, "Every strategy traded at least once on some ticker (warns).", blocking=False),
         _schema_check(KEYS["backtests"]),
     ],
+    config_schema=config_schema(BacktestConfig),
 )
-def backtests_asset(context: AssetExecutionContext, config: BacktestConfig, lake: Lake):
+def backtests_asset(context: AssetExecutionContext, lake: Lake):
     """vectorbt backtests of the MACD zero-cross and RSI mean-reversion strategies, one row per
     (ticker, strategy), long only, all-in.
 
@@ -1078,6 +1093,7 @@ def backtests_asset(context: AssetExecutionContext, config: BacktestConfig, lake
     fills at bar t+1's open with ``fees`` and ``slippage``. Stats use 252 days a year. Equity
     curves (USD) are stored beside the table (``research/backtests/equity_curves.parquet``).
     """
+    config = parse(BacktestConfig, context)
     daily = _all_daily(lake, ["ticker", "date", "open", "close", "volume"])
     tickers = list(config.tickers) or factors.most_liquid(daily, config.n_liquid)
     params = backtests.BacktestParams(
@@ -1138,7 +1154,7 @@ def backtests_asset(context: AssetExecutionContext, config: BacktestConfig, lake
     )
 
 
-class PerformanceConfig(Config):
+class PerformanceConfig(BaseModel):
     tickers: list[str] = Field(default=[], description="Names to report; empty = the n_liquid most liquid.")
     n_liquid: int = Field(default=20, ge=0, description="How many of the most liquid tickers when tickers is empty.")
     benchmark: str = Field(default=BENCHMARK, description="Benchmark ticker for alpha, beta and the information ratio.")
@@ -1153,8 +1169,9 @@ class PerformanceConfig(Config):
     ],
     metadata=_table_meta(performance.PERFORMANCE_SCHEMA, performance.COLUMN_DOCS, partitioned=False),
     check_specs=[_schema_check(KEYS["performance_report"])],
+    config_schema=config_schema(PerformanceConfig),
 )
-def performance_report(context: AssetExecutionContext, config: PerformanceConfig, lake: Lake):
+def performance_report(context: AssetExecutionContext, lake: Lake):
     """Risk and return of each name against the benchmark, and of the equal-weight portfolio of
     ``market/daily_filtered`` (row ``name = 'portfolio'``).
 
@@ -1164,6 +1181,7 @@ def performance_report(context: AssetExecutionContext, config: PerformanceConfig
     function of the same name (252 days a year, zero risk-free rate, historical VaR / CVaR at 5 %);
     undefined figures (no variance, no drawdown) are null.
     """
+    config = parse(PerformanceConfig, context)
     daily = _all_daily(lake, ["ticker", "date", "close", "volume", "ret_1d"])
     bench = daily.filter(pl.col("ticker") == config.benchmark)
     if bench.drop_nulls("ret_1d").is_empty():

@@ -55,7 +55,14 @@ def pump_landing_copy(pump_landing, tmp_path):
 class PumpGraph:
     def __init__(self, landing, lake, instance, warehouse_url):
         from quant_assets.definitions import defs as production
-        from quant_assets.defs.resources import HttpClientResource, Lake, LakeIOManager, LandingZone, WarehouseResource
+        from quant_assets.defs.resources import (
+            HttpClientResource,
+            Lake,
+            LakeIOManager,
+            LandingZone,
+            WarehouseResource,
+            default_resources,
+        )
         from dagster_aws.s3 import S3Resource
 
         s3 = S3Resource()
@@ -67,6 +74,8 @@ class PumpGraph:
             asset_checks=list(production.asset_checks),
             jobs=list(production.jobs),
             resources={
+                # Every other domain's resources at their defaults, so that the production assets load.
+                **default_resources(),
                 "landing": LandingZone(url=str(landing), s3=s3),
                 "lake": self.lake,
                 "io_manager": LakeIOManager(lake=self.lake),
@@ -297,7 +306,14 @@ def test_quarantined_signal_rows_are_counted_and_kept_aside(graph, pump_landing_
 def test_landing_zone_on_s3(s3_bucket, pump_landing, tmp_path, dagster_instance):
     from dagster_aws.s3 import S3Resource
 
-    from quant_assets.defs.resources import HttpClientResource, Lake, LakeIOManager, LandingZone, WarehouseResource
+    from quant_assets.defs.resources import (
+        HttpClientResource,
+        Lake,
+        LakeIOManager,
+        LandingZone,
+        WarehouseResource,
+        default_resources,
+    )
 
     endpoint, bucket, client = s3_bucket
     for path in pump_landing.rglob("*"):
@@ -311,6 +327,7 @@ def test_landing_zone_on_s3(s3_bucket, pump_landing, tmp_path, dagster_instance)
         asset_checks=graph.defs.asset_checks,
         jobs=graph.defs.jobs,
         resources={
+            **default_resources(),
             "landing": LandingZone(url=f"s3://{bucket}/binance", s3=s3),
             "lake": lake,
             "io_manager": LakeIOManager(lake=lake),

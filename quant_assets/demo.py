@@ -55,13 +55,14 @@ def load_domains(names: Sequence[str] | None = None) -> list[DemoDomain]:
     return [importlib.import_module(f"quant_assets.defs.{n}.demo").DEMO for n in DOMAIN_MODULES if n in wanted]
 
 
-def summarise(instance, run_ids: Sequence[str]) -> list[tuple[str, int, int, float]]:
+def summarise(instance, run_ids: Sequence[str]) -> list[tuple[str, int, int | None, float]]:
     """(asset, partitions materialized, rows, seconds): rows from each partition's own
-    ``dagster/row_count``, seconds from the steps that materialized the asset."""
+    ``dagster/row_count`` (None for an asset that is not a table: a model, a report), seconds
+    from the steps that materialized the asset."""
     from dagster import DagsterEventType
 
     partitions: dict[str, set] = defaultdict(set)
-    rows: dict[str, int] = defaultdict(int)
+    rows: dict[str, int | None] = defaultdict(lambda: None)
     seconds: dict[str, float] = defaultdict(float)
     for run_id in run_ids:
         step_assets: dict[str, set[str]] = defaultdict(set)
@@ -77,7 +78,7 @@ def summarise(instance, run_ids: Sequence[str]) -> list[tuple[str, int, int, flo
                 partitions[name].add(mat.partition)
                 value = mat.metadata.get("dagster/row_count")
                 if value is not None:
-                    rows[name] += int(value.value)
+                    rows[name] = (rows[name] or 0) + int(value.value)
             elif ev.event_type == DagsterEventType.STEP_SUCCESS:
                 step_secs[ev.step_key] = ev.event_specific_data.duration_ms / 1000.0
         for step, names in step_assets.items():
@@ -142,7 +143,8 @@ def run(args) -> int:
     print(f"{'asset':<40}{'partitions':>11}{'rows':>13}{'seconds':>10}")
     print("-" * 74)
     for name, n_parts, n_rows, secs in summarise(instance, run_ids):
-        print(f"{name:<40}{n_parts:>11}{n_rows:>13,}{secs:>10.1f}")
+        shown = f"{n_rows:,}" if n_rows is not None else "-"
+        print(f"{name:<40}{n_parts:>11}{shown:>13}{secs:>10.1f}")
     print("-" * 74)
     for name, lines in reports:
         if lines:

@@ -429,7 +429,7 @@ def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame):
             "tickers": s.get("tickers", 0),
             "returns_null": s.get("returns_null", 0),
             "removed_non_tradable": sum(removed.get(d, {}).values()),
-            **{f"removed/{rule}": n for rule, n in removed.get(d, {}).items()},
+            **{f"removed/{rule}": n for rule, n in removed.get(d, {}).items() if n},
             **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
         }
     md.per_partition(context, meta)

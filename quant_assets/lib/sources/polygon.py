@@ -285,7 +285,7 @@ def validate_aggs(
     prices = [pl.col(c) for c in PRICE_COLUMNS]
     rule_exprs: list[tuple[str, pl.Expr]] = [
         ("null_value", pl.any_horizontal([pl.col(c).is_null() for c in COLUMNS])),
-        ("invalid_ticker", ~pl.col("ticker").str.contains(TICKER_PATTERN)),
+        ("invalid_ticker", _invalid_ticker(df)),
         ("non_finite_price", pl.any_horizontal([~p.is_finite() for p in prices])),
         ("non_positive_price", pl.any_horizontal([p <= 0 for p in prices])),
         (
@@ -341,6 +341,13 @@ def validate_aggs(
     for rule, n in rejected.group_by("rule").len().iter_rows():
         counts[rule] = int(n)
     return ValidatedAggs(clean, _with_malformed(rejected, malformed), counts, rows_read, list(ignored_columns or []))
+
+
+def _invalid_ticker(df: pl.DataFrame) -> pl.Expr:
+    # Judged once per distinct ticker (a few thousand), not per row (millions of minute bars).
+    tickers = df.get_column("ticker").unique().drop_nulls()
+    invalid = tickers.filter(~tickers.str.contains(TICKER_PATTERN))
+    return pl.col("ticker").is_in(invalid.implode()) if invalid.len() else pl.lit(False)
 
 
 def require_rows(parsed: ValidatedAggs, source: str, reference_rows: int | None, min_ratio: float) -> None:

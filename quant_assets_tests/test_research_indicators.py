@@ -2,6 +2,7 @@
 the multi-ticker table against a per-ticker TA-Lib loop, and incremental == full history."""
 
 import datetime as dt
+import zlib
 
 import numpy as np
 import polars as pl
@@ -14,11 +15,19 @@ RTOL = 1e-9
 
 
 def assert_talib_equal(ours: np.ndarray, ref: np.ndarray, name: str) -> None:
-    """Null exactly where TA-Lib gives NaN; elsewhere equal to 1e-9 relative."""
+    """Null exactly where TA-Lib gives NaN; elsewhere equal to 1e-9 relative, or to 1e-9 of the
+    series' largest magnitude where a value is a small difference of large ones (a lower band near
+    zero, MACD at a crossing): there the last bits depend on summation order, not on correctness."""
     assert ours.shape == ref.shape, name
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref), err_msg=f"{name}: NaN positions differ")
     ok = ~np.isnan(ref)
-    np.testing.assert_allclose(ours[ok], ref[ok], rtol=RTOL, atol=0, err_msg=name)
+    scale = float(np.max(np.abs(ref[ok]))) if ok.any() else 0.0
+    np.testing.assert_allclose(ours[ok], ref[ok], rtol=RTOL, atol=RTOL * scale, err_msg=name)
+
+
+def stable_seed(name: str) -> int:
+    """A seed that is the same in every process (``hash`` of a str is salted per interpreter)."""
+    return zlib.crc32(name.encode())
 
 
 def ohlcv(kind: str, n: int, rng: np.random.Generator):
@@ -61,7 +70,7 @@ LENGTHS = (1, 2, 13, 14, 15, 16, 17, 18, 20, 27, 28, 33, 34, 35, 50, 51, 199, 20
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_indicator_equals_talib(kind):
-    rng = np.random.default_rng(abs(hash(kind)) % 2**32)
+    rng = np.random.default_rng(stable_seed(kind))
     for n in LENGTHS:
         h, lo, c, v = ohlcv(kind, n, rng)
         tag = f"{kind} n={n}"

@@ -338,9 +338,12 @@ def check_instance_ref(instance_ref, *, timeout: float | None = None, where: str
     return dataclasses.replace(check, location=f"{mask_url(url)}{suffix}")
 
 
-def check_instance_config(dagster_home: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> Check:
+def check_instance_config(
+    dagster_home: str | os.PathLike[str] | None = None, *, timeout: float | None = None, distributed: bool = True
+) -> Check:
     """The instance configured in ``$DAGSTER_HOME/dagster.yaml``, checked without opening it (a
-    down PostgreSQL makes Dagster retry and then fail with a message that names no server)."""
+    down PostgreSQL makes Dagster retry and then fail with a message that names no server).
+    SQLite storage is refused for a ``distributed`` run only."""
     from dagster._core.instance.ref import InstanceRef
 
     home = str(Path(dagster_home or os.environ.get("DAGSTER_HOME") or "").expanduser())
@@ -356,8 +359,15 @@ def check_instance_config(dagster_home: str | os.PathLike[str] | None = None, *,
     except Exception as exc:  # noqa: BLE001
         return _fail(INSTANCE, f"{home}/dagster.yaml", f"cannot be configured: {_first_line(exc)}")
     if url is None:
-        ok = name not in LOCAL_INSTANCE_STORAGES
-        return Check(INSTANCE, f"{name} ({home}/dagster.yaml)", ok, "local files under DAGSTER_HOME" if not ok else "configured")
+        local = name in LOCAL_INSTANCE_STORAGES
+        if local and distributed:
+            return _fail(
+                INSTANCE,
+                f"{name} ({home}/dagster.yaml)",
+                "keeps runs and events in files under this machine's DAGSTER_HOME; a distributed run needs "
+                "a PostgreSQL instance (dagster_home/postgres/dagster.yaml)",
+            )
+        return _ok(INSTANCE, f"{name} ({home}/dagster.yaml)", "local files under DAGSTER_HOME" if local else "configured")
     from quant_assets.lib.warehouse import mask_url
 
     check = check_postgres(f"{INSTANCE} (PostgreSQL)", url, timeout=timeout)
@@ -490,33 +500,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     kind = args.executor or settings.executor_kind()
     distributed = kind in ("dask", "k8s")
 
-    checks = [check_instance_config()]
-    if checks[0].ok:
+    checks = [check_instance_config(distributed=distributed)]
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    recon = ReconstructableRepository.for_module("quant_assets.definitions", "defs").get_reconstructable_job(args.job)
+    loc = resolve_locations(recon.get_definition(), {})
+    checks += shared_service_checks(loc) if distributed else []
+    address = args.scheduler or settings.dask_scheduler()
+    if kind == "dask" and address and all(c.ok for c in checks):
         from dagster import DagsterInstance
 
-        import quant_assets.definitions as d
-
-        job = d.defs.resolve_job_def(args.job)
-        with DagsterInstance.get() as instance:
-            loc = resolve_locations(job, {}, instance)
-            checks += shared_service_checks(loc) if distributed else []
-            address = args.scheduler or settings.dask_scheduler()
-            if kind == "dask" and address and all(c.ok for c in checks):
-                try:
-                    client = connect_scheduler(address)
-                except PreflightError as exc:
-                    checks += exc.failures
-                else:
-                    with client:
-                        checks.append(_ok("Dask scheduler", address, f"answers, {len(client.scheduler_info()['workers'])} worker(s)"))
-                        origin = job.get_python_origin() if hasattr(job, "get_python_origin") else None
-                        if origin is not None:
-                            checks += check_workers(client, origin, None, {}, instance.get_ref(), loc)
+        try:
+            client = connect_scheduler(address)
+        except PreflightError as exc:
+            checks += exc.failures
+        else:
+            with client, DagsterInstance.get() as instance:
+                workers = len(client.scheduler_info(n_workers=-1)["workers"])
+                checks.append(_ok("Dask scheduler", address, f"answers, {workers} worker(s)"))
+                checks += check_workers(client, recon.get_python_origin(), None, {}, instance.get_ref(), loc)
     for c in checks:
         print(f"{'ok  ' if c.ok else 'FAIL'} {c.describe()}")
     failed = [c for c in checks if not c.ok]
     if failed:
-        print(str(PreflightError(failed)), file=sys.stderr)
+        services = ", ".join(dict.fromkeys(f.service for f in failed))
+        print(f"preflight failed for the {kind} executor ({services})", file=sys.stderr)
         return 1
     print(f"preflight passed for the {kind} executor")
     return 0

@@ -1,6 +1,8 @@
-"""Real servers for the tests: a throwaway PostgreSQL cluster and an S3 endpoint (moto).
+"""Real servers for the tests: a throwaway PostgreSQL cluster, an S3 endpoint (moto), a strict S3
+endpoint that refuses every credential, and a Dask cluster started with the ``dask`` command.
 
-Both are session-scoped and bound to 127.0.0.1 on free ports. When one cannot be started the
+The servers are session-scoped and bound to 127.0.0.1 on free ports (a Dask cluster is started
+by the module that needs it, in the environment it needs). When one cannot be started the
 tests that need it are skipped with the reason, except under ``CI=true``, where a missing server
 is a failure: CI must never pass by skipping them.
 
@@ -435,7 +437,7 @@ class DaskCluster:
                     os.killpg(proc.pid, signal.SIGTERM)
         for proc in reversed(self.procs):
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)

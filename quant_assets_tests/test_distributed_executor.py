@@ -221,7 +221,7 @@ def first_runs(deployment, s3_strict_server):
          "env": {"QUANT_LAKE_URL": f"s3://{deployment.bucket}/lake-default"}},
         {"label": "instance_down", "job": JOB, "tags": RANGE, "run_config": QUIET, "env": {"DAGSTER_PG_PORT": closed}},
         {"label": "s3_refused", "job": JOB, "tags": RANGE, "run_config": QUIET, "env": {"AWS_ENDPOINT_URL": s3_strict_server}},
-        {"label": "scheduler_down", "job": JOB, "tags": RANGE,
+        {"label": "scheduler_down", "job": JOB, "tags": RANGE, "env": {"QUANT_PREFLIGHT_TIMEOUT_S": "2"},
          "run_config": {**QUIET, "execution": {"config": {"dask": {"cluster": {"existing": {"address": f"tcp://127.0.0.1:{closed}"}}}}}}},
         {"label": "missing_file", "job": JOB, "tags": {"dagster/partition": MISSING_DAY}, "run_config": QUIET},
         {"label": "dask", "job": JOB, "tags": RANGE, "run_config": QUIET},

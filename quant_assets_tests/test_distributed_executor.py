@@ -54,6 +54,7 @@ DRIVER = r"""
 import json, os, sys
 from dagster import DagsterInstance, ReexecutionOptions, execute_job
 from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._utils.interrupts import capture_interrupts
 
 repo = ReconstructableRepository.for_module("quant_assets.definitions", "defs", working_directory=os.getcwd())
 previous = None
@@ -63,6 +64,7 @@ with DagsterInstance.get() as instance:
             sys.stdin.readline()
         saved = {k: os.environ.get(k) for k in spec.get("env", {})}
         os.environ.update(spec.get("env", {}))
+        # As `dagster api execute_run` does: SIGINT / SIGTERM terminate the run, not the process.
         try:
             job = repo.get_reconstructable_job(spec["job"])
             if spec.get("reexecute"):
@@ -71,9 +73,11 @@ with DagsterInstance.get() as instance:
                 keep = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
                 tags = {k: v for k, v in parent.tags.items() if k in keep or not k.startswith("dagster/")}
                 options = ReexecutionOptions.from_failure(previous, instance)
-                result = execute_job(job, instance, run_config=parent.run_config, tags=tags, reexecution_options=options, raise_on_error=False)
+                with capture_interrupts():
+                    result = execute_job(job, instance, run_config=parent.run_config, tags=tags, reexecution_options=options, raise_on_error=False)
             else:
-                result = execute_job(job, instance, run_config=spec.get("run_config"), tags=spec.get("tags"), raise_on_error=False)
+                with capture_interrupts():
+                    result = execute_job(job, instance, run_config=spec.get("run_config"), tags=spec.get("tags"), raise_on_error=False)
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -81,7 +85,8 @@ with DagsterInstance.get() as instance:
                 else:
                     os.environ[k] = v
         previous = result.run_id
-        print(json.dumps({"label": spec["label"], "run_id": result.run_id, "success": result.success}), flush=True)
+        status = instance.get_run_by_id(result.run_id).status.value
+        print(json.dumps({"label": spec["label"], "run_id": result.run_id, "success": result.success, "status": status}), flush=True)
 """
 
 
@@ -315,7 +320,7 @@ def _wait_for_step_pid(dep: Deployment, tags: dict[str, str], step_key: str, tim
     raise TimeoutError(f"step {step_key} never started:\n{dep.logs()}")
 
 
-def test_worker_killed_mid_step_fails_the_run_and_a_rerun_completes(deployment, first_runs):
+def test_a_killed_worker_fails_its_step_a_rerun_completes_and_termination_restarts_the_worker(deployment, first_runs):
     import psycopg
 
     results, _ = first_runs
@@ -325,10 +330,12 @@ def test_worker_killed_mid_step_fails_the_run_and_a_rerun_completes(deployment, 
     holder = psycopg.connect(warehouse)
     holder.execute("LOCK TABLE market_daily_bars IN ACCESS EXCLUSIVE MODE")
     tags = {**RANGE, "quant_assets_tests/case": f"killed-{uuid.uuid4().hex[:8]}"}
+    terminated = {**RANGE, "quant_assets_tests/case": f"terminated-{uuid.uuid4().hex[:8]}"}
     proc = deployment.launch(
         [
             {"label": "killed", "job": JOB, "tags": tags, "run_config": QUIET},
             {"label": "rerun", "job": JOB, "reexecute": True, "wait": True},
+            {"label": "terminated", "job": JOB, "tags": terminated, "run_config": QUIET, "wait": True},
         ],
         stdin=True,
     )
@@ -353,7 +360,6 @@ def test_worker_killed_mid_step_fails_the_run_and_a_rerun_completes(deployment, 
     proc.stdin.write("go\n")
     proc.stdin.flush()
     rerun = json.loads(proc.stdout.readline())
-    proc.wait(timeout=60)
     assert rerun["success"], deployment.logs()
     assert _started_steps(deployment, rerun["run_id"]) == {WAREHOUSE_STEP}
     reference, distributed = deployment.lake("lake-default"), deployment.lake("lake-dask")
@@ -363,3 +369,27 @@ def test_worker_killed_mid_step_fails_the_run_and_a_rerun_completes(deployment, 
         rows = conn.execute("SELECT count(*) FROM market_daily_bars WHERE date BETWEEN %s AND %s", (FIRST, LAST)).fetchone()[0]
     lake_rows = sum(pl.read_parquet(io.BytesIO(v)).height for k, v in reference.items() if k.startswith("market/daily_bars/"))
     assert rows == lake_rows > 0
+
+    # Terminating a run (the run worker gets SIGINT / SIGTERM) cancels its running step's task and
+    # restarts the worker process that runs it: a thread cannot be interrupted.
+    holder = psycopg.connect(warehouse)
+    holder.execute("LOCK TABLE market_daily_bars IN ACCESS EXCLUSIVE MODE")
+    try:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        run_id, pid = _wait_for_step_pid(deployment, {"quant_assets_tests/case": terminated["quant_assets_tests/case"]}, WAREHOUSE_STEP)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        stopped = json.loads(proc.stdout.readline())
+    finally:
+        holder.close()
+    proc.wait(timeout=60)
+    assert stopped["run_id"] == run_id and not stopped["success"]
+    assert stopped["status"] in ("CANCELED", "FAILURE")
+    messages = [e.message or "" for e in deployment.events(run_id, DagsterEventType.ENGINE_EVENT)]
+    assert any(m.startswith(f"Cancelled step {WAREHOUSE_STEP}'s Dask task and restarted the worker") for m in messages), messages
+    deadline = time.monotonic() + 60
+    while pid in deployment.cluster.worker_pids().values() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert pid not in deployment.cluster.worker_pids().values()
+    deployment.cluster.wait_for_workers(2)

@@ -1,6 +1,8 @@
-"""Real servers for the tests: a throwaway PostgreSQL cluster and an S3 endpoint (moto).
+"""Real servers for the tests: a throwaway PostgreSQL cluster, an S3 endpoint (moto), a strict S3
+endpoint that refuses every credential, and a Dask cluster started with the ``dask`` command.
 
-Both are session-scoped and bound to 127.0.0.1 on free ports. When one cannot be started the
+The servers are session-scoped and bound to 127.0.0.1 on free ports (a Dask cluster is started
+by the module that needs it, in the environment it needs). When one cannot be started the
 tests that need it are skipped with the reason, except under ``CI=true``, where a missing server
 is a failure: CI must never pass by skipping them.
 
@@ -27,11 +29,13 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 __all__ = [
+    "DaskCluster",
     "PostgresServer",
     "postgres_database",
     "postgres_server",
     "s3_bucket",
     "s3_server",
+    "s3_strict_server",
 ]
 
 
@@ -300,3 +304,141 @@ def s3_bucket(s3_server: str):
         if keys:
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
     client.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture(scope="session")
+def s3_strict_server() -> Iterator[str]:
+    """An S3 endpoint (moto, in its own process) that checks credentials: it refuses every key,
+    as S3 refuses a revoked or mistyped one (403 InvalidAccessKeyId)."""
+    import sys
+    import time
+
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                server_unavailable(f"the moto S3 server exited with {proc.returncode}")
+            try:
+                httpx.get(url, timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    server_unavailable("the moto S3 server did not start within 60 s")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- Dask
+
+
+class DaskCluster:
+    """A ``distributed`` scheduler and worker processes on loopback, started with the ``dask``
+    command line as a deployment would (each worker under a nanny, which restarts it when it
+    dies), in the environment ``env``. One thread per worker: Dagster steps need their own
+    process. ``preload`` modules are imported by each worker as it starts."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, *, workers: int = 2, preload: tuple[str, ...] = ()):
+        self.env = env
+        self.workdir = Path(workdir)
+        self.n_workers = workers
+        self.preload = preload
+        self.scheduler_file = self.workdir / "scheduler.json"
+        self.procs: list[subprocess.Popen] = []
+        self.address = ""
+
+    def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
+        import sys
+
+        out = open(self.workdir / log, "wb")
+        dask = str(Path(sys.executable).parent / "dask")
+        proc = subprocess.Popen(
+            [dask, *args], env=self.env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        out.close()
+        self.procs.append(proc)
+        return proc
+
+    def start(self, timeout_s: float = 180.0) -> DaskCluster:
+        import json
+        import time
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(self.scheduler_file)],
+            "scheduler.log",
+        )
+        deadline = time.monotonic() + timeout_s
+        while not self.scheduler_file.exists():
+            if time.monotonic() > deadline or self.procs[0].poll() is not None:
+                raise RuntimeError(f"the Dask scheduler did not start:\n{self.log_tail()}")
+            time.sleep(0.2)
+        self.address = json.loads(self.scheduler_file.read_text())["address"]
+        preload = [a for m in self.preload for a in ("--preload", m)]
+        for i in range(self.n_workers):
+            self._spawn(
+                [
+                    "worker", self.address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1",
+                    "--no-dashboard", "--local-directory", str(self.workdir / f"worker-{i}"), "--name", f"worker-{i}",
+                    *preload,
+                ],
+                f"worker-{i}.log",
+            )
+        from distributed import Client
+
+        with Client(self.address, timeout="60s") as client:
+            client.wait_for_workers(self.n_workers, timeout=max(1.0, deadline - time.monotonic()))
+        return self
+
+    def worker_pids(self) -> dict[str, int]:
+        """Worker address -> pid of the worker process (not its nanny)."""
+        import os as _os
+
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as client:
+            return client.run(_os.getpid)
+
+    def wait_for_workers(self, n: int, timeout_s: float = 120.0) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(n, timeout=timeout_s)
+
+    def log_tail(self, n: int = 3000) -> str:
+        parts = []
+        for log in sorted(self.workdir.glob("*.log")):
+            parts.append(f"--- {log.name}\n{log.read_bytes()[-n:].decode(errors='replace')}")
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        import signal
+
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=20)

@@ -123,3 +123,28 @@ def test_cache_round_trip_and_stats(tmp_path):
     assert cache.entries() == (1, 3)
     assert cache.path(key).parent.name == "insider_trades"
     assert not list(cache.root.rglob("*.tmp"))
+
+
+def test_the_response_cache_on_s3_is_shared_by_every_client(s3_bucket):
+    """An ``s3://`` cache (the distributed path): what one machine fetched, another reads back."""
+    from dagster_aws.s3 import S3Resource
+
+    from quant_assets.defs.resources import HttpClientResource
+
+    endpoint, bucket, client = s3_bucket
+    url = f"s3://{bucket}/http_cache"
+    first = HttpClientResource(cache_dir=url, s3=S3Resource(endpoint_url=endpoint)).cache("fmp")
+    key = ("insider_trades", "AAPL", "2024-01-01", "2024-12-31")
+    assert first.get(key) is None
+    first.put(key, b'[{"a": 1}]')
+    assert first.root == f"{url}/fmp" and first.path(key).startswith(f"{url}/fmp/insider_trades/")
+    objects = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="http_cache/").get("Contents", [])]
+    assert len(objects) == 1 and objects[0].startswith("http_cache/fmp/insider_trades/")
+
+    second = HttpClientResource(cache_dir=url, s3=S3Resource(endpoint_url=endpoint)).cache("fmp")
+    assert second.get(key) == b'[{"a": 1}]'
+    assert (second.stats.hits, second.stats.misses) == (1, 0)
+    assert second.entries() == (1, 10)
+    assert HttpClientResource(cache_dir=url, s3=S3Resource(endpoint_url=endpoint)).cache("binance").entries() == (0, 0)
+    assert second.clear() == 1
+    assert second.entries() == (0, 0) and second.get(key) is None

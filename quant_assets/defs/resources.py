@@ -10,7 +10,7 @@ import contextlib
 import io
 import os
 import threading
-from typing import Any
+from typing import Any, Optional
 
 import polars as pl
 from dagster import (
@@ -233,7 +233,9 @@ class WarehouseResource(ConfigurableResource):
 class HttpClientResource(ConfigurableResource):
     """Polite HTTP access to vendor APIs (httpx): a rate limit per client, bounded concurrency,
     timeouts, retries with backoff that honour ``Retry-After`` on 429/5xx, and a permanent
-    on-disk response cache under ``$QUANT_DATA_DIR/http_cache`` (see ``quant_assets.lib.http``).
+    response cache (``QUANT_HTTP_CACHE_URL``: a folder, default ``$QUANT_DATA_DIR/http_cache``,
+    or an ``s3://`` location that every machine running steps shares; see
+    ``quant_assets.lib.http``).
     Secrets (API keys) are passed by the caller from the environment and masked in every
     message."""
 
@@ -241,7 +243,14 @@ class HttpClientResource(ConfigurableResource):
     max_concurrency: int = Field(default=8, ge=1, description="Most requests in flight at once.")
     timeout_s: float = Field(default=30.0, gt=0, description="Seconds to wait for a response.")
     max_attempts: int = Field(default=5, ge=1, description="Tries per request (1 = no retry).")
-    cache_dir: str = Field(default="", description="Response cache folder; empty = $QUANT_DATA_DIR/http_cache.")
+    cache_dir: str = Field(
+        default="",
+        description="Response cache: a folder or an s3:// URL; empty = $QUANT_DATA_DIR/http_cache.",
+    )
+    s3: Optional[S3Resource] = Field(default=None, description="S3 client settings, for an s3:// cache.")
+
+    def cache_url(self) -> str:
+        return self.cache_dir or str(settings.data_dir() / "http_cache")
 
     def client(self, base_url: str, *, secret_params=(), throttled=None, transport=None, headers=None):
         from quant_assets.lib.http import PoliteClient, RetryPolicy
@@ -261,7 +270,10 @@ class HttpClientResource(ConfigurableResource):
     def cache(self, namespace: str):
         from quant_assets.lib.http import ResponseCache
 
-        return ResponseCache(self.cache_dir or str(settings.data_dir() / "http_cache"), namespace)
+        url = self.cache_url()
+        if url.startswith("s3://"):
+            return ResponseCache(url, namespace, store=_cached_store(url, self.s3))
+        return ResponseCache(url, namespace)
 
 
 def _env_or_default(name: str, default: str):
@@ -283,8 +295,8 @@ def default_resources() -> dict[str, Any]:
         "lake": lake,
         "io_manager": LakeIOManager(lake=lake),
         "warehouse": WarehouseResource(url=_env_or_default("QUANT_WAREHOUSE_URL", settings.warehouse_url())),
-        "http": HttpClientResource(),
-        "fmp": FmpResource.from_environment(),
+        "http": HttpClientResource(cache_dir=_env_or_default("QUANT_HTTP_CACHE_URL", ""), s3=s3),
+        "fmp": FmpResource.from_environment(s3),
     }
 
 
@@ -308,9 +320,9 @@ class FmpResource(ConfigurableResource):
     sim_seed: int = Field(default=7, description="Seed of the simulated FMP (used only when it is the source).")
 
     @classmethod
-    def from_environment(cls) -> "FmpResource":
+    def from_environment(cls, s3: S3Resource | None = None) -> "FmpResource":
         return cls(
-            http=HttpClientResource(),
+            http=HttpClientResource(cache_dir=_env_or_default("QUANT_HTTP_CACHE_URL", ""), s3=s3 or S3Resource()),
             api_key=_env_or_default("FMP_API_KEY", ""),
             base_url=_env_or_default("FMP_BASE_URL", ""),
         )

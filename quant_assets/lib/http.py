@@ -7,7 +7,7 @@
   5xx -- honouring ``Retry-After`` (seconds or an HTTP date) when the server sends one. A vendor
   that signals its limit inside a 200 response (FMP's "Limit Reach" message) is handled by a
   ``throttled`` predicate the caller passes: such a response is retried like a 429.
-* :class:`ResponseCache` is a permanent on-disk cache of response bodies keyed by whatever
+* :class:`ResponseCache` is a permanent cache (a local folder or an S3 location) of response bodies keyed by whatever
   identifies a request for the caller (e.g. ``("insider_trades", "AAPL", "2022-01-01",
   "2024-12-31")``). Entries are written atomically; a second run of the same requests makes no
   HTTP call.
@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import tempfile
 import threading
 import time
@@ -304,32 +305,55 @@ class CacheStats:
 
 
 class ResponseCache:
-    """Response bodies on disk, one file per request key, under ``root/<namespace>/``."""
+    """Response bodies kept for good, one object per request key, under ``root/<namespace>/``.
 
-    def __init__(self, root: str | os.PathLike[str], namespace: str):
-        self.root = Path(root).expanduser().resolve() / namespace
+    ``root`` is a local folder (files written to a temporary name, then renamed) or, with
+    ``store``, any :class:`~quant_assets.lib.storage.Store` -- an ``s3://`` location shared by
+    every machine that runs steps, so a rerun anywhere reads the same responses."""
+
+    def __init__(self, root: str | os.PathLike[str], namespace: str, store: Any | None = None):
+        self.namespace = namespace.strip("/")
+        self._store = store
+        if store is None:
+            self.root: Path | str = Path(root).expanduser().resolve() / self.namespace
+        else:
+            self.root = f"{str(root).rstrip('/')}/{self.namespace}"
         self.stats = CacheStats()
         self._lock = threading.Lock()
 
-    def path(self, key: tuple[str, ...]) -> Path:
+    def _relative(self, key: tuple[str, ...]) -> str:
         parts = [str(p) for p in key]
         digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
         # The first element (the data type) stays readable as a folder.
-        return self.root / _safe(parts[0]) / f"{digest}.json"
+        return f"{_safe(parts[0])}/{digest}.json"
+
+    def path(self, key: tuple[str, ...]) -> Path | str:
+        """Where ``key``'s body lives: a local path, or the object's URL in the store."""
+        if self._store is None:
+            return self.root / self._relative(key)
+        return f"{self.root}/{self._relative(key)}"
+
+    def _count(self, field: str) -> None:
+        with self._lock:
+            setattr(self.stats, field, getattr(self.stats, field) + 1)
 
     def get(self, key: tuple[str, ...]) -> bytes | None:
-        path = self.path(key)
         try:
-            data = path.read_bytes()
+            if self._store is None:
+                data = self.path(key).read_bytes()
+            else:
+                data = self._store.read_bytes(f"{self.namespace}/{self._relative(key)}")
         except FileNotFoundError:
-            with self._lock:
-                self.stats.misses += 1
+            self._count("misses")
             return None
-        with self._lock:
-            self.stats.hits += 1
+        self._count("hits")
         return data
 
     def put(self, key: tuple[str, ...], data: bytes) -> None:
+        if self._store is not None:
+            self._store.write_bytes(f"{self.namespace}/{self._relative(key)}", data)
+            self._count("writes")
+            return
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -340,17 +364,33 @@ class ResponseCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        with self._lock:
-            self.stats.writes += 1
+        self._count("writes")
 
     def entries(self) -> tuple[int, int]:
-        """(number of entries, total bytes) on disk."""
+        """(number of entries, total bytes) held."""
         n = size = 0
-        if self.root.exists():
+        if self._store is not None:
+            for info in self._store.list(f"{self.namespace}/"):
+                if info.key.endswith(".json"):
+                    n += 1
+                    size += info.size
+        elif self.root.exists():
             for p in self.root.rglob("*.json"):
                 n += 1
                 size += p.stat().st_size
         return n, size
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many there were."""
+        n = 0
+        if self._store is not None:
+            for info in list(self._store.list(f"{self.namespace}/")):
+                self._store.delete(info.key)
+                n += 1
+        elif self.root.exists():
+            n = sum(1 for _ in self.root.rglob("*.json"))
+            shutil.rmtree(self.root)
+        return n
 
 
 def _safe(name: str) -> str:

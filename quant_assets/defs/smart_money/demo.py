@@ -4,7 +4,6 @@ model and evaluation -- and the dataset's size, label balance and the model's te
 
 from __future__ import annotations
 
-import shutil
 
 from quant_assets.demo import DemoDomain, DemoSettings
 from quant_assets.launch import RunSpec
@@ -31,8 +30,7 @@ def prepare(s: DemoSettings) -> list[str]:
     lines = []
     if s.resimulate:
         cache = fmp.cache("simulated")
-        if cache.root.exists():
-            shutil.rmtree(cache.root)
+        if cache.clear():
             lines.append(f"cleared the simulated FMP's response cache {cache.root}")
     # Registered now (the universe run registers them too) so the runs below can name them.
     instance = DagsterInstance.get()

@@ -135,3 +135,35 @@ def test_clashing_sources_are_refused(raw):
     bad = daily.filter(pl.col("date") == days[-2]).with_columns(pl.lit(1.0).alias("hist_at_event"))
     with pytest.raises(ValueError, match="unknown feature sources"):
         datasets.build_training_dataset(events, {"weekly_bars": bad})
+
+
+def test_the_declared_dataset_schema_is_what_a_build_returns():
+    """The schema the code location declares without running a query equals the build's, on an
+    empty build and on one with events."""
+    declared = datasets.dataset_schema(market.MINUTE_FEATURES_SCHEMA, market.DAILY_BARS_SCHEMA)
+    empty = datasets.build_training_dataset(
+        macd.macd_events(pl.DataFrame(schema=market.MINUTE_AGGS_SCHEMA)),
+        {
+            "technical_features": indicators.empty_technical(),
+            "daily_bars": market.empty_frame(market.DAILY_BARS_SCHEMA),
+            "minute_features": market.empty_frame(market.MINUTE_FEATURES_SCHEMA),
+            "macd_day_features": macd.empty_macd_day(),
+        },
+    )
+    assert list(empty.schema.items()) == list(declared.items())
+    assert len(declared) == 77 and list(declared)[:5] == ["ticker", "date", "mode", "event_time", "feature_date"]
+
+
+def test_loading_the_code_location_starts_no_thread():
+    """A process that imports the definitions and then forks (Dagster's forkserver with
+    ``preload_modules``, Dask nannies) must not have started polars' or numba's thread pools: the
+    forked step would wait for threads that do not exist in it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os; import polars, numpy, dagster; before = len(os.listdir('/proc/self/task')); "
+        "import quant_assets.definitions; print(before, len(os.listdir('/proc/self/task')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == out[1], f"importing quant_assets.definitions started {int(out[1]) - int(out[0])} threads"

@@ -535,16 +535,11 @@ def range_expansion_labels(context: AssetExecutionContext, daily_bars: pl.DataFr
 
 
 def _dataset_schema() -> tuple[dict, dict]:
-    """Schema and docs of the training dataset, from an empty build of every source."""
-    empty_prev = {
-        "technical_features": indicators.empty_technical(),
-        "daily_bars": market.empty_frame(market.DAILY_BARS_SCHEMA),
-        "minute_features": market.empty_frame(market.MINUTE_FEATURES_SCHEMA),
-        "macd_day_features": macd.empty_macd_day(),
-    }
-    frame = datasets.build_training_dataset(labels.macd_events(pl.DataFrame(schema=market.MINUTE_AGGS_SCHEMA)), empty_prev)
+    """Schema and docs of the training dataset (no query runs at import: see
+    ``datasets.dataset_schema``)."""
+    schema = datasets.dataset_schema(market.MINUTE_FEATURES_SCHEMA, market.DAILY_BARS_SCHEMA)
     docs = datasets.dataset_docs({c: market.COLUMN_DOCS[c] for c in market.MINUTE_FEATURES_SCHEMA})
-    return dict(frame.schema), docs
+    return schema, docs
 
 
 DATASET_SCHEMA, DATASET_DOCS = _dataset_schema()

@@ -15,7 +15,7 @@ import polars as pl
 
 from quant_assets.lib import calendar as cal
 from quant_assets.lib.research import indicators
-from quant_assets.lib.research.macd import EVENT_DOCS, EVENTS_SCHEMA, MACD_FEATURE_COLUMNS
+from quant_assets.lib.research.macd import EVENT_DOCS, EVENTS_SCHEMA, MACD_DAY_SCHEMA, MACD_FEATURE_COLUMNS
 from quant_assets.lib.research.macd import COLUMN_DOCS as MACD_DOCS
 
 # Columns of an event row that are outcomes: they look forward and are never features.
@@ -94,6 +94,22 @@ def build_training_dataset(events: pl.DataFrame, previous: Mapping[str, pl.DataF
     targets = [c for c in TARGET_COLUMNS if c in base.columns]
     rest = [c for c in base.columns if c not in front and c not in targets]
     return base.select(*front, *rest, *targets).sort(["date", "event_time", "ticker"])
+
+
+def dataset_schema(minute_feature_schema: Mapping[str, pl.DataType], daily_bars_schema: Mapping[str, pl.DataType]) -> dict[str, pl.DataType]:
+    """The columns and types :func:`build_training_dataset` returns when every previous-day source
+    is present, in its order -- derived from the sources' schemas without running a query (the
+    code location computes it at import, and a process that later forks must not have started
+    polars' thread pool by then)."""
+    joined: dict[str, pl.DataType] = {**EVENTS_SCHEMA, "minute_of_day": pl.Int16(), "feature_date": pl.Date()}
+    joined.update({c: indicators.TECHNICAL_SCHEMA[c] for c in indicators.FEATURE_COLUMNS})
+    joined.update({c: daily_bars_schema[c] for c in DAILY_COLUMNS})
+    joined.update({c: t for c, t in minute_feature_schema.items() if c not in ("ticker", "date")})
+    joined.update({c: MACD_DAY_SCHEMA[c] for c in MACD_FEATURE_COLUMNS})
+    front = [c for c in (*KEY_COLUMNS, *EVENT_FEATURES) if c in joined]
+    targets = [c for c in TARGET_COLUMNS if c in joined]
+    rest = [c for c in joined if c not in front and c not in targets]
+    return {c: joined[c] for c in (*front, *rest, *targets)}
 
 
 def dataset_docs(minute_feature_docs: Mapping[str, str]) -> dict[str, str]:

@@ -5,10 +5,11 @@
         [--minute-tickers 5000] [--no-minute] [--no-daily] [--executor multiprocess|in_process] [--seed 7]
 
 Each case is a real backfill, launched as Dagster launches one: a run worker process (a fresh
-Python with the case's QUANT_* environment) executes ``market_trading_day_job`` over the whole
-range as one run (``day_aggs`` -> ``daily_bars`` -> ``daily_filtered``, the single-run backfill
-policy) and then ``market_weekly_job`` over its weeks, on the default (multiprocess) executor:
-every step in its own process. Inputs are simulated Polygon day files (``quant_assets.simulate``),
+Python with the case's QUANT_* environment) executes ``market_trading_day_job`` over the range
+(``day_aggs`` -> ``daily_bars`` -> ``daily_filtered``) in the runs its backfill policy gives -- at
+most 250 sessions each, one after the other, as a backfill launches them -- and then
+``market_weekly_job`` over its weeks (52 per run), on the default (multiprocess) executor: every
+step in its own process. Step seconds and step memory are summed / maximised over those runs. Inputs are simulated Polygon day files (``quant_assets.simulate``),
 generated once per universe size under ``benchmarks/.data/scale/`` and reused; the lake and a
 SQLite instance are fresh for each case.
 
@@ -101,8 +102,17 @@ def _step_seconds(instance, run_id: str) -> dict[str, dict]:
     return out
 
 
+def _policy_size(recon, selected) -> int | None:
+    """The most partitions per run the selected assets' backfill policies allow (None: a range
+    runs as one run)."""
+    graph = recon.get_definition().asset_layer.asset_graph
+    sizes = [graph.get(k).backfill_policy.max_partitions_per_run for k in selected if graph.get(k).backfill_policy]
+    sizes = [s for s in sizes if s]
+    return min(sizes) if sizes else None
+
+
 def worker(spec: dict) -> None:
-    from dagster import AssetKey, DagsterInstance, execute_job
+    from dagster import AssetKey, DagsterEventType, DagsterInstance, execute_job
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     from quant_assets.defs.partitions import trading_days, trading_weeks
@@ -114,35 +124,38 @@ def worker(spec: dict) -> None:
         for run in spec["runs"]:
             keys = (trading_weeks if run["weekly"] else trading_days).get_partition_keys()
             first, last = run.get("first") or keys[0], run.get("last") or keys[-1]
-            tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+            keys = [k for k in keys if first <= k <= last]
             # The job's own checks on the selected assets (those its steps return), not the
             # cross-partition checks that run on their schedule.
             recon = repo.get_reconstructable_job(run["job"])
             selected = {AssetKey(a.split("/")) for a in run["assets"]}
             checks = {k for k in recon.get_definition().asset_layer.asset_graph.asset_check_keys if k.asset_key in selected}
-            t0 = time.perf_counter()
-            result = execute_job(
-                recon.get_subset(asset_selection=selected, asset_check_selection=checks),
-                instance,
-                run_config=execution,
-                tags=tags,
-                raise_on_error=False,
-            )
-            wall = time.perf_counter() - t0
-            steps = _step_seconds(instance, result.run_id)
-            rows = 0
-            if run.get("count"):
-                from dagster import DagsterEventType
-
-                wanted = AssetKey(run["count"].split("/"))
-                by_partition = {}
-                for record in instance.get_records_for_run(result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
-                    mat = record.event_log_entry.dagster_event.event_specific_data.materialization
-                    if mat.asset_key == wanted:
-                        by_partition[mat.partition] = int(mat.metadata["dagster/row_count"].value)
-                rows = sum(by_partition.values())
-            results.append({"label": run["label"], "success": result.success, "wall": wall, "steps": steps, "rows": rows,
-                            "first": first, "last": last})
+            subset = recon.get_subset(asset_selection=selected, asset_check_selection=checks)
+            # As a backfill launches it: one run per slice the backfill policy allows, in order.
+            size = _policy_size(recon, selected) or len(keys)
+            slices = [keys[i : i + size] for i in range(0, len(keys), size)]
+            wall, steps, by_partition, success, run_ids = 0.0, {}, {}, True, []
+            for part in slices:
+                tags = {"dagster/asset_partition_range_start": part[0], "dagster/asset_partition_range_end": part[-1]}
+                t0 = time.perf_counter()
+                result = execute_job(subset, instance, run_config=execution, tags=tags, raise_on_error=False)
+                wall += time.perf_counter() - t0
+                success = success and result.success
+                run_ids.append(result.run_id)
+                for key, step in _step_seconds(instance, result.run_id).items():
+                    entry = steps.setdefault(key, {"seconds": 0.0, "pids": []})
+                    entry["seconds"] += step["seconds"]
+                    entry["pids"].append(step["pid"])
+                if run.get("count"):
+                    wanted = AssetKey(run["count"].split("/"))
+                    for record in instance.get_records_for_run(result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
+                        mat = record.event_log_entry.dagster_event.event_specific_data.materialization
+                        if mat.asset_key == wanted:
+                            by_partition[mat.partition] = int(mat.metadata["dagster/row_count"].value)
+                if not result.success:
+                    break
+            results.append({"label": run["label"], "success": success, "wall": wall, "steps": steps,
+                            "rows": sum(by_partition.values()), "first": first, "last": last, "runs": len(run_ids)})
             print("RESULT " + json.dumps(results[-1]), flush=True)
 
 
@@ -251,7 +264,7 @@ def daily_cases(args) -> list[dict]:
             by = {r["label"]: r for r in results}
             ok = len(by) == 2 and all(r["success"] for r in by.values())
             steps = {k: v for r in results for k, v in r["steps"].items()}
-            step_hwm = {k: memory.hwm.get(v["pid"], 0) for k, v in steps.items()}
+            step_hwm = {k: max(memory.hwm.get(p, 0) for p in v["pids"]) for k, v in steps.items()}
             case = {
                 "tickers": tickers,
                 "years": years,
@@ -260,13 +273,14 @@ def daily_cases(args) -> list[dict]:
                 "wall": sum(r["wall"] for r in results),
                 "step_seconds": sum(v["seconds"] for v in steps.values()),
                 "steps": {k: round(v["seconds"], 1) for k, v in steps.items()},
+                "runs": sum(r.get("runs", 1) for r in results),
                 "tree_peak": memory.tree_peak,
                 "step_hwm": max(step_hwm.values(), default=0),
                 "step_hwm_by_step": step_hwm,
             }
             out.append(case)
             print(
-                f"  {'ok' if ok else 'FAILED'}: {case['rows']:,} rows, wall {case['wall']:.1f}s, steps {case['step_seconds']:.1f}s "
+                f"  {'ok' if ok else 'FAILED'}: {case['rows']:,} rows in {case['runs']} runs, wall {case['wall']:.1f}s, steps {case['step_seconds']:.1f}s "
                 f"({case['steps']}), peak tree {_fmt_gb(case['tree_peak'])}, step peaks "
                 + ", ".join(f"{k.split('__')[-1]} {_fmt_gb(v)}" for k, v in step_hwm.items()),
                 flush=True,
@@ -302,7 +316,7 @@ def minute_case(args) -> dict:
             "days_wall": sum(s["wall"] for s in singles),
             "week_steps": sum(v["seconds"] for v in week["steps"].values()),
             "days_steps": sum(v["seconds"] for s in singles for v in s["steps"].values()),
-            "week_hwm": max((memory.hwm.get(v["pid"], 0) for v in week["steps"].values()), default=0),
+            "week_hwm": max((memory.hwm.get(p, 0) for v in week["steps"].values() for p in v["pids"]), default=0),
         })
     out["tree_peak"] = memory.tree_peak
     return out

@@ -45,6 +45,21 @@ class RunSpec:
         return {RANGE_START: self.first, RANGE_END: self.last}
 
 
+def backfill_specs(label: str, job_name: str, keys: Sequence[str], per_run: int | None, **kwargs: Any) -> list[RunSpec]:
+    """The runs a backfill of ``keys`` launches under ``BackfillPolicy.multi_run(per_run)``: one
+    run per consecutive slice of at most ``per_run`` keys (``None``: one run for the whole
+    range), labelled "label 1/3", "label 2/3", ..."""
+    keys = list(keys)
+    if not keys:
+        return []
+    size = per_run or len(keys)
+    chunks = [keys[i : i + size] for i in range(0, len(keys), size)]
+    return [
+        RunSpec(label if len(chunks) == 1 else f"{label} {n}/{len(chunks)}", job_name, first=c[0], last=c[-1], **kwargs)
+        for n, c in enumerate(chunks, 1)
+    ]
+
+
 def default_workspace_file() -> Path:
     return Path(__file__).resolve().parent.parent / "workspace.yaml"
 

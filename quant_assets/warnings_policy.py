@@ -12,8 +12,8 @@ from dagster import BetaWarning, PreviewWarning, SupersessionWarning
 
 # (class, message regex): features we use on purpose, with the reason.
 ACCEPTED: tuple[tuple[type[Warning], str], ...] = (
-    # Range backfills in one run (single_run) or a few days per run are how the market group
-    # bounds memory and keeps range writes atomic.
+    # Range backfills of at most a year of sessions per run (a few days for minute files) are
+    # how the market group bounds memory and keeps range writes atomic.
     (BetaWarning, r"Parameter `backfill_policy` of"),
     # Holidays and the first sessions of history have no upstream partition to map to.
     (BetaWarning, r"Parameter `allow_nonexistent_upstream_partitions` of"),

@@ -42,6 +42,11 @@ FILTER_LOOKBACK = 100
 SPIKE_LOOKBACK = 60
 # Minute days are ~2M rows each: range backfills run a few days per run to bound memory.
 MINUTE_DAYS_PER_RUN = 5
+# A backfill of the day-file assets runs at most this many sessions (about a year) per run, and
+# the weekly bars this many weeks: a run's memory is bounded by a year of the universe (about
+# 2.5 M rows at 10,000 tickers), whatever the length of the history.
+DAYS_PER_RUN = 250
+WEEKS_PER_RUN = 52
 # Sessions whose row counts are the yardstick for "implausibly few rows".
 ROW_COUNT_REFERENCE_SESSIONS = 5
 
@@ -331,7 +336,7 @@ def _quarantine_spec(key: AssetKey):
     key=KEYS["day_aggs"],
     **md.asset_kwargs(DOMAIN, layer="raw", kinds={"polars", "parquet"}, code_version="2", tags={"vendor": "polygon"}),
     partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.single_run(),
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
     metadata=_table_meta(market.DAY_AGGS_SCHEMA),
     freshness_policy=PUBLICATION_FRESHNESS,
     check_specs=[_quarantine_spec(KEYS["day_aggs"]), qc.schema_spec(KEYS["day_aggs"])],
@@ -392,7 +397,7 @@ def _universe_result(asset_key: AssetKey, out: pl.DataFrame, targets: list[dt.da
     key=KEYS["daily_bars"],
     **md.asset_kwargs(DOMAIN, layer="curated", kinds={"polars", "parquet"}, code_version="2"),
     partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.single_run(),
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
     metadata=_table_meta(market.DAILY_BARS_SCHEMA),
     ins={"day_aggs": AssetIn(key=KEYS["day_aggs"], partition_mapping=_window(-DAY_AGGS_LOOKBACK))},
     freshness_policy=PUBLICATION_FRESHNESS,
@@ -454,7 +459,7 @@ def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame):
     key=KEYS["weekly_bars"],
     **md.asset_kwargs(DOMAIN, layer="curated", kinds={"polars", "parquet"}, code_version="2"),
     partitions_def=trading_weeks,
-    backfill_policy=BackfillPolicy.single_run(),
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=WEEKS_PER_RUN),
     metadata=_table_meta(market.WEEKLY_BARS_SCHEMA, "week_start"),
     ins={"daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=_window(0))},
     freshness_policy=WEEKLY_FRESHNESS,
@@ -497,7 +502,7 @@ class DailyFilteredConfig(BaseModel):
     key=KEYS["daily_filtered"],
     **md.asset_kwargs(DOMAIN, layer="curated", kinds={"polars", "parquet"}, code_version="2"),
     partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.single_run(),
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
     metadata=_table_meta({**market.DAILY_BARS_SCHEMA, **market.DAILY_FILTERED_EXTRA}),
     ins={"daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=_window(-FILTER_LOOKBACK))},
     freshness_policy=PUBLICATION_FRESHNESS,
@@ -626,7 +631,7 @@ def minute_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame, d
     key=KEYS["warehouse_daily_bars"],
     **md.asset_kwargs(DOMAIN, layer="warehouse", kinds={"sql", "duckdb", "postgres"}, code_version="2"),
     partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.single_run(),
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
     ins={"daily_bars": AssetIn(key=KEYS["daily_bars"])},
     metadata={
         **md.table_definition_metadata(market.DAILY_BARS_SCHEMA, market.COLUMN_DOCS),

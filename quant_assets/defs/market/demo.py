@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from quant_assets.demo import DemoDomain, DemoSettings
-from quant_assets.launch import RunSpec
+from quant_assets.launch import RunSpec, backfill_specs
 
 
 def prepare(s: DemoSettings) -> list[str]:
@@ -33,17 +33,18 @@ def runs(s: DemoSettings) -> list[RunSpec]:
         market_trading_day_job,
         market_weekly_job,
     )
+    from quant_assets.defs.market.assets import DAYS_PER_RUN, WEEKS_PER_RUN
     from quant_assets.defs.partitions import trading_days, trading_weeks
 
     days = trading_days.get_partition_keys()
     minute_days = [d.isoformat() for d in s.sessions()[-s.minute_days :]] if s.minute_days else []
     weeks = trading_weeks.get_partition_keys()
-    specs = [RunSpec("trading-day assets", market_trading_day_job.name, first=days[0], last=days[-1])]
+    # As a backfill launches them: at most a year of sessions (52 weeks) per run.
+    specs = backfill_specs("trading-day assets", market_trading_day_job.name, days, DAYS_PER_RUN)
     # A range runs a few days per run for the minute assets; the demo's last days fit in one.
     if minute_days:
         specs.append(RunSpec("minute assets", market_minute_job.name, first=minute_days[0], last=minute_days[-1]))
-    if weeks:
-        specs.append(RunSpec("weekly bars", market_weekly_job.name, first=weeks[0], last=weeks[-1]))
+    specs += backfill_specs("weekly bars", market_weekly_job.name, weeks, WEEKS_PER_RUN)
     specs.append(RunSpec("completeness checks", market_completeness_job.name))
     return specs
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dagster import DailyPartitionsDefinition, DynamicPartitionsDefinition, WeeklyPartitionsDefinition
+from dagster import (
+    DailyPartitionsDefinition,
+    DynamicPartitionsDefinition,
+    RunRequest,
+    SkipReason,
+    WeeklyPartitionsDefinition,
+)
 
 from quant_assets.lib import calendar as cal
 from quant_assets.lib import settings
@@ -53,6 +59,15 @@ utc_days = DailyPartitionsDefinition(
     end_date=_end_exclusive(_end),
     timezone="UTC",
 )
+
+
+def trading_day_request(day: dt.date, tick: dt.datetime) -> RunRequest | SkipReason:
+    """A scheduled run of ``day``'s trading-day partition, or a skip when that partition does not
+    exist at ``tick`` (before QUANT_START_DATE or after QUANT_END_DATE)."""
+    pk = day.isoformat()
+    if pk not in trading_days.get_partition_keys(current_time=tick):
+        return SkipReason(f"{pk} is outside the trading-day partitions")
+    return RunRequest(run_key=pk, partition_key=pk)
 
 
 def history_start() -> dt.date:

@@ -71,6 +71,15 @@ def previous_trading_day(day: dt.date | str) -> dt.date:
         probe -= dt.timedelta(days=15)
 
 
+def previous_weekday(tick: dt.datetime) -> dt.date:
+    """The last Monday-Friday strictly before ``tick``'s New York date (a scheduled tick's
+    trading-day partition)."""
+    day = tick.astimezone(NEW_YORK).date() - dt.timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= dt.timedelta(days=1)
+    return day
+
+
 def weekdays(start: dt.date | str, end: dt.date | str) -> list[dt.date]:
     """Every Monday-Friday in ``[start, end]``: the trading-day partition keys."""
     s, e = as_date(start), as_date(end)

@@ -1,8 +1,5 @@
 """Jobs, the landing-zone sensor and the schedules of the market group."""
 
-
-import datetime as dt
-
 from dagster import (
     AssetKey,
     AssetSelection,
@@ -24,7 +21,7 @@ from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraph
 from quant_assets.defs.market import assets as a
 from quant_assets.defs.market import landing as lz
 from quant_assets.defs.market.checks import market_checks, market_freshness_checks
-from quant_assets.defs.partitions import trading_days
+from quant_assets.defs.partitions import trading_day_request
 from quant_assets.defs.resources import LandingZone
 from quant_assets.lib import calendar as cal
 from quant_assets.lib import settings
@@ -165,14 +162,8 @@ def polygon_landing_sensor(context: SensorEvaluationContext, landing: LandingZon
     description="11:00 New York, Tuesday-Saturday: materialize the previous weekday once the vendor has published it.",
 )
 def market_after_publish_schedule(context: ScheduleEvaluationContext):
-    tick = context.scheduled_execution_time.astimezone(cal.NEW_YORK)
-    day = tick.date() - dt.timedelta(days=1)
-    while day.weekday() >= 5:
-        day -= dt.timedelta(days=1)
-    pk = day.isoformat()
-    if pk not in trading_days.get_partition_keys(current_time=tick):
-        return SkipReason(f"{pk} is outside the trading-day partitions")
-    return RunRequest(run_key=pk, partition_key=pk)
+    tick = context.scheduled_execution_time
+    return trading_day_request(cal.previous_weekday(tick), tick)
 
 
 @schedule(

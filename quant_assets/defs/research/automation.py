@@ -6,20 +6,16 @@ performance) read every materialized day. Schedules are off by default, like the
 they run after the market group's 11:00 New York materialization.
 """
 
-
-import datetime as dt
-
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
     RunRequest,
     ScheduleEvaluationContext,
-    SkipReason,
     define_asset_job,
     schedule,
 )
 
-from quant_assets.defs.partitions import trading_days
+from quant_assets.defs.partitions import trading_day_request
 from quant_assets.defs.research import assets as a
 from quant_assets.lib import calendar as cal
 
@@ -60,20 +56,6 @@ research_analysis_job = define_asset_job(
 )
 
 
-def previous_weekday(tick: dt.datetime) -> dt.date:
-    day = tick.astimezone(cal.NEW_YORK).date() - dt.timedelta(days=1)
-    while day.weekday() >= 5:
-        day -= dt.timedelta(days=1)
-    return day
-
-
-def _request(day: dt.date, tick: dt.datetime):
-    pk = day.isoformat()
-    if pk not in trading_days.get_partition_keys(current_time=tick):
-        return SkipReason(f"{pk} is outside the trading-day partitions")
-    return RunRequest(run_key=pk, partition_key=pk)
-
-
 @schedule(
     cron_schedule="30 12 * * 2-6",
     execution_timezone=cal.NY_TZ_NAME,
@@ -82,7 +64,7 @@ def _request(day: dt.date, tick: dt.datetime):
     description="12:30 New York, Tuesday-Saturday: technical features of the previous weekday (after the market group).",
 )
 def research_technical_schedule(context: ScheduleEvaluationContext):
-    return _request(previous_weekday(context.scheduled_execution_time), context.scheduled_execution_time)
+    return trading_day_request(cal.previous_weekday(context.scheduled_execution_time), context.scheduled_execution_time)
 
 
 @schedule(
@@ -93,7 +75,7 @@ def research_technical_schedule(context: ScheduleEvaluationContext):
     description="12:30 New York, Tuesday-Saturday: the previous weekday's MACD features, event labels and training rows.",
 )
 def research_minute_schedule(context: ScheduleEvaluationContext):
-    return _request(previous_weekday(context.scheduled_execution_time), context.scheduled_execution_time)
+    return trading_day_request(cal.previous_weekday(context.scheduled_execution_time), context.scheduled_execution_time)
 
 
 @schedule(
@@ -106,7 +88,7 @@ def research_minute_schedule(context: ScheduleEvaluationContext):
 )
 def research_range_labels_schedule(context: ScheduleEvaluationContext):
     tick = context.scheduled_execution_time
-    return _request(cal.previous_trading_day(previous_weekday(tick)), tick)
+    return trading_day_request(cal.previous_trading_day(cal.previous_weekday(tick)), tick)
 
 
 @schedule(

@@ -39,7 +39,7 @@ dev: $(STAMP)
 	$(VENV)/bin/quant-assets dev
 
 bench: $(STAMP)
-	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(VENV)/bin/python $$b; done
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(VENV)/bin/python $$b; done
 
 clean:
 	rm -rf data dagster_home/storage dagster_home/logs dagster_home/history dagster_home/schedules dagster_home/.telemetry

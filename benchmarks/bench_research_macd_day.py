@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import hashlib
 import time
 from pathlib import Path
@@ -30,6 +29,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import talib
+
+from _timing import interleaved_best  # benchmarks/_timing.py (the script's folder is on sys.path)
 
 from quant_assets.lib import market
 from quant_assets.lib.research import macd
@@ -152,14 +153,7 @@ def main() -> int:
     print(f"warm-up (numba cache load/compile): {time.perf_counter() - t0:.2f}s")
     worst, bad = agree(ours, run_talib(df))
     print(f"ours vs TA-Lib loop: largest relative difference {worst:.2e}; cross counts differing in {bad} row(s)")
-    best = {"ours": float("inf"), "talib": float("inf"), "pandas": float("inf")}
-    for r in range(args.repeat):
-        for name, fn in (("ours", run_ours), ("talib", run_talib), ("pandas", run_pandas)):
-            gc.collect()
-            t = time.perf_counter()
-            fn(df)
-            best[name] = min(best[name], time.perf_counter() - t)
-        print(f"  round {r + 1}: ours {best['ours']:.3f}s  talib {best['talib']:.3f}s  pandas {best['pandas']:.3f}s (best so far)")
+    best = interleaved_best({"ours": run_ours, "talib": run_talib, "pandas": run_pandas}, df, args.repeat)
     vs_talib = best["talib"] / best["ours"]
     vs_pandas = best["pandas"] / best["ours"]
     print()

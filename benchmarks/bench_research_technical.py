@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import time
 
 import numpy as np
 import pandas as pd
 import polars as pl
 import talib
+
+from _timing import interleaved_best  # benchmarks/_timing.py (the script's folder is on sys.path)
 
 from quant_assets.lib import calendar as cal
 from quant_assets.lib.research import indicators as ind
@@ -231,14 +232,7 @@ def main() -> int:
     print(f"warm-up (numba cache load/compile): {time.perf_counter() - t0:.2f}s")
     ref = run_talib(df)
     print(f"ours vs TA-Lib loop: largest relative difference {agree(ours, ref):.2e}, null positions identical")
-    best = {"ours": float("inf"), "talib": float("inf"), "pandas": float("inf")}
-    for r in range(args.repeat):
-        for name, fn in (("ours", run_ours), ("talib", run_talib), ("pandas", run_pandas)):
-            gc.collect()
-            t = time.perf_counter()
-            fn(df)
-            best[name] = min(best[name], time.perf_counter() - t)
-        print(f"  round {r + 1}: ours {best['ours']:.3f}s  talib {best['talib']:.3f}s  pandas {best['pandas']:.3f}s (best so far)")
+    best = interleaved_best({"ours": run_ours, "talib": run_talib, "pandas": run_pandas}, df, args.repeat)
     vs_talib = best["talib"] / best["ours"]
     vs_pandas = best["pandas"] / best["ours"]
     print()

@@ -29,7 +29,9 @@ SMALL_RESEARCH = {
         "pump__strategy_matrix": {
             "config": {"sl_levels": [0.02, 0.1], "profiles": ["SCALPING", "BALANCED"], "timeouts_s": [3600, 86400], "entry_delays_s": [0, 60]}
         },
-        "pump__optimization_results": {"config": {"rsi_cuts": [60], "volume_zscore_cuts": [1], "oi_change_cuts": [], "min_trades": 1}},
+        "pump__optimization_results": {
+            "config": {"rsi_cuts": [60], "volume_zscore_cuts": [1], "oi_change_cuts": [], "min_trades": 1, "train_days": 2, "test_days": 1, "step_days": 1}
+        },
         "pump__composite_strategy": {"config": {"min_trades": 1}},
     }
 }
@@ -174,18 +176,64 @@ def test_signal_days_then_research_end_to_end(graph, pump_landing_copy):
     csv = pl.read_csv(graph.lake.store().read_bytes("pump/backtest_trades.csv"))
     trades = graph.read("pump/backtest_trades")
     assert csv.height == trades.height and csv["pnl"].to_list() == trades["pnl"].to_list()
+    # Walk-forward (the default): every trade is out of sample, on a signal its fold's champion
+    # was not chosen on, and the JSON's out-of-sample figures are the replay's.
+    assert doc["selection"] == "walk_forward" and set(trades["sample"].to_list()) <= {"out_of_sample"}
+    assert set(csv["sample"].to_list()) <= {"out_of_sample"}
+    champions = graph.read("pump/composite_strategy")
+    windows = {r["fold"]: r for r in champions.iter_rows(named=True)}
+    for t in trades.iter_rows(named=True):
+        fold = windows[t["fold"]]
+        assert fold["selection_end"] <= fold["evaluation_start"] <= t["signal_ts"] < fold["evaluation_end"]
     for band, entry in doc["score_ranges"].items():
         if entry is None:
             continue
+        assert entry["selection"] == "walk_forward" and entry["configurations_tried"] == 3 * 3 * 1 * 16
+        assert entry["evaluation_window"]["start"] >= entry["by_fold"][0]["selection_window"]["end"]
         mine = trades.filter(pl.col("score_range") == band)
-        assert mine.height == entry["figures"]["trades"]
-        assert mine["cumulative_pnl"][-1] == entry["figures"]["total_pnl"]
+        assert mine.height == entry["out_of_sample"]["trades"]
+        if mine.height:
+            assert mine["cumulative_pnl"][-1] == entry["out_of_sample"]["total_pnl"]
+    meta = graph.latest("pump/backtest_trades")
+    assert meta["sample"] == "out_of_sample" and meta["evaluation_start"] == doc["score_ranges"]["100-200"]["evaluation_window"]["start"] if doc["score_ranges"]["100-200"] else True
+    assert graph.latest("pump/portfolio_backtest")["sample"] == "out_of_sample"
     equity = graph.read("pump/portfolio_backtest")
     meta = graph.latest("pump/portfolio_backtest")
     assert equity.height > 0 and "equity_chart" in meta and meta["trades"] > 0
+    assert meta["signals_traded_from"] == research.filter(pl.col("signal_date") == LAST).height
     # The optimizer's top row of a range equals a bar-by-bar evaluation of its strategy.
     best = graph.read("pump/optimization_results").row(0, named=True)
     assert best["rank"] == 1 and best["trades"] >= 1
+
+
+def test_in_sample_selection_is_labelled_in_sample_everywhere(graph):
+    assert graph.run(DAILY, FIRST.isoformat(), LAST.isoformat()).success
+    config = json.loads(json.dumps(SMALL_RESEARCH))
+    config["ops"]["pump__optimization_results"]["config"]["selection"] = "in_sample"
+    res = graph.run(RESEARCH, run_config=config)
+    assert res.success, failure_text(res)
+    assert checks(res)["pump/backtest_trades:agrees_with_optimizer"][0]
+    doc = json.loads(graph.lake.store().read_bytes("pump/composite_strategy.json"))
+    assert doc["selection"] == "in_sample"
+    entries = [e for e in doc["score_ranges"].values() if e is not None]
+    assert entries and all(e["selection"] == "in_sample" and e["out_of_sample"] is None and e["evaluation_window"] is None for e in entries)
+    csv = pl.read_csv(graph.lake.store().read_bytes("pump/backtest_trades.csv"))
+    assert csv.height and set(csv["sample"].to_list()) == {"in_sample"}
+    assert graph.latest("pump/backtest_trades")["sample"] == "in_sample"
+    assert graph.latest("pump/optimization_results")["selection"] == "in_sample"
+    assert graph.latest("pump/composite_strategy")["selection"] == "in_sample"
+    assert graph.latest("pump/portfolio_backtest")["sample"] == "in_sample"
+    research = graph.read("pump/signal_analysis")
+    assert graph.latest("pump/portfolio_backtest")["signals_traded_from"] == research.height
+
+
+def test_walk_forward_needs_an_evaluation_day(graph):
+    assert graph.run(DAILY, FIRST.isoformat(), LAST.isoformat()).success
+    config = json.loads(json.dumps(SMALL_RESEARCH))
+    config["ops"]["pump__optimization_results"]["config"]["train_days"] = DAYS
+    res = graph.run(RESEARCH, run_config=config)
+    assert not res.success
+    assert "train_days=3" in failure_text(res) and "in_sample" in failure_text(res)
 
 
 def test_bad_checksum_fails_naming_the_zip(graph, pump_landing_copy):

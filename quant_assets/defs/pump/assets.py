@@ -7,6 +7,7 @@ The research stage (signal_analysis onwards) works on one research set -- the se
 of the last ``days`` days -- and is unpartitioned.
 """
 
+import dataclasses
 import datetime as dt
 import io
 import time
@@ -41,6 +42,7 @@ from quant_assets.lib.pump import portfolio as pport
 from quant_assets.lib.pump import schemas as sch
 from quant_assets.lib.pump import signals as psig
 from quant_assets.lib.pump import trades as ptr
+from quant_assets.lib.pump import walkforward as wf
 from quant_assets.lib.sources import binance
 
 DOMAIN = "pump"
@@ -817,6 +819,17 @@ class OptimizationConfig(BaseModel):
     max_results_per_range: int = Field(
         default=5000, ge=0, description="Rows kept per score range, best total PnL first (0 = every kept candidate)."
     )
+    selection: str = Field(
+        default=wf.WalkForwardSpec.selection,
+        description="'walk_forward': rank on a selection window, report on the later evaluation window it never saw, "
+        "stepping forward; 'in_sample': rank on every research signal (figures labelled in sample).",
+    )
+    train_days: int = Field(default=wf.WalkForwardSpec.train_days, ge=1, description="Walk-forward selection window, UTC days.")
+    test_days: int = Field(default=wf.WalkForwardSpec.test_days, ge=1, description="Walk-forward evaluation window, UTC days.")
+    step_days: int = Field(default=wf.WalkForwardSpec.step_days, ge=1, description="Days between consecutive folds' starts.")
+
+    def walk_forward(self) -> wf.WalkForwardSpec:
+        return wf.WalkForwardSpec(self.selection, self.train_days, self.test_days, self.step_days)
 
     def grid(self) -> pfil.FilterGrid:
         return pfil.FilterGrid(
@@ -829,7 +842,7 @@ class OptimizationConfig(BaseModel):
 
 @asset(
     key=KEYS["optimization_results"],
-    **_kwargs("analysis", {"numba", "parquet"}, "1"),
+    **_kwargs("analysis", {"numba", "parquet"}, "2"),
     metadata=_meta(sch.OPTIMIZATION_RESULTS_SCHEMA),
     ins={"strategy_matrix": AssetIn(key=KEYS["strategy_matrix"]), "signal_analysis": AssetIn(key=KEYS["signal_analysis"])},
     check_specs=[
@@ -862,50 +875,58 @@ def optimization_results(
     strategies, pnl, ex = matrix_arrays(strategy_matrix, research)
     try:
         grid = config.grid()
+        spec = config.walk_forward()
+        folds = wf.make_folds(research["signal_date"].min(), research["signal_date"].max(), spec)
     except ValueError as exc:
-        raise _fail(f"filter grid: {exc}") from None
+        raise _fail(f"optimization_results: {exc}") from None
     t0 = time.perf_counter()
-    res = pfil.optimize_filters(
+    sel = wf.select_per_fold(
         research,
         pnl,
         ex,
         strategies,
         grid,
+        folds,
+        spec.selection,
+        horizon_s=WINDOW_S,
         min_trades=config.min_trades,
         per_filter=config.max_strategies_per_filter,
         max_per_range=config.max_results_per_range,
     )
     seconds = time.perf_counter() - t0
-    bands = {
-        b.band: {"signals": b.signals, "distinct_signal_sets": b.distinct_sets, "profitable_pairs": b.profitable_pairs, "kept": b.kept}
-        for b in res.bands
-    }
+    results = sel.results
     run_meta = (
         {
+            "selection": spec.selection,
+            "folds": len(folds),
+            "walk_forward": MetadataValue.json(dataclasses.asdict(spec)),
+            "by_fold": MetadataValue.json(sel.stats),
             "filters": grid.size,
+            "filters_per_range": grid.per_band,
             "strategies": strategies.height,
-            "evaluated_configurations": res.evaluated_pairs,
-            "profitable_configurations": res.profitable_pairs,
-            "kept_rows": res.results.height,
+            "configurations_per_fold": grid.size * strategies.height,
+            "evaluated_configurations": sel.evaluated_pairs,
+            "profitable_configurations": sel.profitable_pairs,
+            "kept_rows": results.height,
+            "figures": f"{spec.selection}: each row's figures are in sample for its fold's selection window",
             "seconds": round(seconds, 3),
-            "by_score_range": MetadataValue.json(bands),
         }
     )
     return MaterializeResult(
         metadata=run_meta,
-        value=res.results,
+        value=results,
         check_results=[
             qc.result(
                 KEYS["optimization_results"],
                 PROFITABLE_CHECK,
-                res.results.height > 0,
-                f"{res.profitable_pairs:,} profitable configuration(s); {res.results.height:,} kept."
-                if res.results.height
+                results.height > 0,
+                f"{sel.profitable_pairs:,} profitable configuration(s) over {len(folds)} fold(s); {results.height:,} kept."
+                if results.height
                 else "No configuration is profitable with enough trades.",
-                {"profitable_configurations": res.profitable_pairs},
+                {"profitable_configurations": sel.profitable_pairs},
                 severity=AssetCheckSeverity.WARN,
             ),
-            qc.schema_result(context, KEYS["optimization_results"], res.results.schema),
+            qc.schema_result(context, KEYS["optimization_results"], results.schema),
         ],
     )
 
@@ -916,9 +937,13 @@ class CompositeConfig(BaseModel):
 
 @asset(
     key=KEYS["composite_strategy"],
-    **_kwargs("analysis", {"json", "parquet"}, "1"),
+    **_kwargs("analysis", {"json", "parquet"}, "2"),
     metadata=_meta(sch.COMPOSITE_SCHEMA, file=f"lake: {COMPOSITE_JSON}"),
-    ins={"optimization_results": AssetIn(key=KEYS["optimization_results"]), "signal_analysis": AssetIn(key=KEYS["signal_analysis"])},
+    ins={
+        "optimization_results": AssetIn(key=KEYS["optimization_results"]),
+        "signal_analysis": AssetIn(key=KEYS["signal_analysis"]),
+        "strategy_matrix": AssetIn(key=KEYS["strategy_matrix"]),
+    },
     check_specs=[
         qc.spec(
             KEYS["composite_strategy"],
@@ -934,26 +959,46 @@ def composite_strategy(
     context: AssetExecutionContext,
     optimization_results: pl.DataFrame,
     signal_analysis: pl.DataFrame,
+    strategy_matrix: pl.DataFrame,
     lake: Lake,
 ):
     """The champion rules per score range (100-200 ... 800-900), written to
-    ``composite_strategy.json`` in the lake: each range's best configuration (filter bounds,
-    exit strategy) with at least ``min_trades`` trades, and its figures. One row per range here.
+    ``composite_strategy.json`` in the lake: per walk-forward fold, each range's best
+    configuration (filter bounds, exit strategy) with at least ``min_trades`` trades on the
+    fold's selection window, its in-sample figures there, and its out-of-sample figures on the
+    fold's evaluation window. The deployed rule of a range is its latest fold's champion. One
+    row per (fold, range) here.
     """
     config = parse(CompositeConfig, context)
     results = sch.conform(optimization_results, sch.OPTIMIZATION_RESULTS_SCHEMA)
     research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
+    strategies, pnl, ex = matrix_arrays(strategy_matrix, research)
     ranges = sorted(set(results["score_range"].to_list()) | {psig.score_band(lo) for lo in pfil.DEFAULT_BANDS}, key=lambda r: int(r.split("-")[0]))
-    champions = pcomp.choose_champions(results, ranges, config.min_trades)
-    doc = pcomp.composite_document(champions, min_trades=config.min_trades, research=research)
+    folds_frame = results.select(list(sch.FOLD_SCHEMA)).unique(subset="fold").sort("fold") if results.height else None
+    champions = pcomp.choose_champions(results, ranges, config.min_trades, folds_frame)
+    selection = champions["selection"][0] if champions.height else "in_sample"
+    oos = None
+    if selection == "walk_forward":
+        oos = wf.out_of_sample(research, pnl, ex, champions, wf.folds_from_frame(champions))
+        champions = pcomp.with_out_of_sample(champions, oos.by_fold)
+    doc = pcomp.composite_document(
+        champions,
+        min_trades=config.min_trades,
+        research=research,
+        walk_forward={"selection": selection, "folds": int(champions["fold"].n_unique()) if champions.height else 0},
+        out_of_sample=oos.by_range if oos is not None else None,
+    )
     lake.store().write_bytes(COMPOSITE_JSON, pcomp.to_json(doc))
-    missing = champions.filter(~pl.col("has_champion"))["score_range"].to_list()
+    deployed = pcomp.champions_from_document(doc)
+    missing = deployed.filter(~pl.col("has_champion"))["score_range"].to_list()
     run_meta = (
         {
+            "selection": selection,
             "composite_strategy.json": MetadataValue.json(doc),
             "file": MetadataValue.path(lake.describe(COMPOSITE_JSON)),
-            "champions": int(champions["has_champion"].sum()),
-            "summary": MetadataValue.md("\n".join(f"- {line}" for line in pcomp.summary_lines(champions))),
+            "champions": int(deployed["has_champion"].sum()),
+            "out_of_sample_signals": oos.signals_evaluated if oos is not None else 0,
+            "summary": MetadataValue.md("\n".join(f"- {line}" for line in pcomp.summary_lines(deployed))),
         }
     )
     return MaterializeResult(
@@ -973,6 +1018,18 @@ def composite_strategy(
     )
 
 
+def _evaluation_window(champions: pl.DataFrame) -> dict:
+    """Metadata naming the signals a backtest traded: the out-of-sample window, or in sample."""
+    if not champions.height or champions["selection"][0] != "walk_forward":
+        return {"window": "in sample: every research signal (the signals the champions were chosen on)"}
+    start, end = champions["evaluation_start"].min(), champions["evaluation_end"].max()
+    return {
+        "window": f"out of sample: {start.isoformat()} .. {end.isoformat()} (each fold's evaluation window)",
+        "evaluation_start": start.isoformat(),
+        "evaluation_end": end.isoformat(),
+    }
+
+
 class BacktestConfig(BaseModel):
     position_scope: str = Field(
         default="score_range",
@@ -983,7 +1040,7 @@ class BacktestConfig(BaseModel):
 
 @asset(
     key=KEYS["backtest_trades"],
-    **_kwargs("analysis", {"csv", "parquet"}, "1"),
+    **_kwargs("analysis", {"csv", "parquet"}, "2"),
     metadata=_meta(sch.BACKTEST_TRADES_SCHEMA, file=f"lake: {BACKTEST_CSV}"),
     ins={"composite_strategy": AssetIn(key=KEYS["composite_strategy"]), "signal_analysis": AssetIn(key=KEYS["signal_analysis"])},
     deps=[KEYS["delta_bars_1s"]],
@@ -1004,9 +1061,12 @@ def backtest_trades(
     signal_analysis: pl.DataFrame,
     lake: Lake,
 ):
-    """The composite strategy replayed over the research set on the timeline with position
-    tracking, walked bar by bar: one row per trade (entry, exit, reason, PnL fraction after the
-    fee, cumulative PnL), also written as ``backtest_trades.csv`` in the lake."""
+    """The composite strategy replayed on the timeline with position tracking, walked bar by bar:
+    one row per trade (entry, exit, reason, PnL fraction after the fee, cumulative PnL), also
+    written as ``backtest_trades.csv`` in the lake. With walk-forward champions (the default)
+    only out-of-sample signals are traded, each under the champion of the fold evaluating it
+    (``sample = out_of_sample``); in-sample champions trade the signals they were chosen on
+    (``sample = in_sample``)."""
     config = parse(BacktestConfig, context)
     if config.position_scope not in pbt.SCOPES:
         raise _fail(f"position_scope must be one of {pbt.SCOPES}, got {config.position_scope!r}")
@@ -1034,8 +1094,11 @@ def backtest_trades(
             "position_scope 'global' shares one position across ranges: the figures differ from the per-range optimizer "
             "by design; nothing to compare.",
         )
+    sample = "out_of_sample" if champions.height and champions["selection"][0] == "walk_forward" else "in_sample"
     run_meta = (
         {
+            "sample": sample,
+            **_evaluation_window(champions),
             "file": MetadataValue.path(lake.describe(BACKTEST_CSV)),
             "trades": trades.height,
             "total_pnl": float(trades["pnl"].sum()) if trades.height else 0.0,
@@ -1061,11 +1124,16 @@ class PortfolioConfig(BaseModel):
     only_composite_signals: bool = Field(
         default=False, description="Trade only signals passing their score range's champion filter (else every research signal)."
     )
+    signals: str = Field(
+        default="out_of_sample",
+        description="'out_of_sample': only signals of the walk-forward evaluation windows (each under its fold's champion "
+        "filter with only_composite_signals); 'all': every research signal (in sample for the champions' filters).",
+    )
 
 
 @asset(
     key=KEYS["portfolio_backtest"],
-    **_kwargs("analysis", {"polars", "parquet"}, "1"),
+    **_kwargs("analysis", {"polars", "parquet"}, "2"),
     metadata=_meta(sch.EQUITY_SCHEMA),
     ins={"signal_analysis": AssetIn(key=KEYS["signal_analysis"]), "composite_strategy": AssetIn(key=KEYS["composite_strategy"])},
     deps=[KEYS["minute_candles"]],
@@ -1093,11 +1161,14 @@ def portfolio_backtest(
     (return, drawdown, daily Sharpe annualised with sqrt(365), win rate, skips) are in the
     metadata, with a text chart of the curve."""
     config = parse(PortfolioConfig, context)
+    if config.signals not in ("out_of_sample", "all"):
+        raise _fail(f"signals must be 'out_of_sample' or 'all', got {config.signals!r}")
     research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
-    if config.only_composite_signals:
-        champs = {r["score_range"]: r for r in sch.conform(composite_strategy, sch.COMPOSITE_SCHEMA).iter_rows(named=True) if r["has_champion"]}
-        keep = [r["signal_id"] for r in research.iter_rows(named=True) if r["score_range"] in champs and pbt.passes_champion(r, champs[r["score_range"]])]
-        research = research.filter(pl.col("signal_id").is_in(keep))
+    champions = sch.conform(composite_strategy, sch.COMPOSITE_SCHEMA)
+    chosen = pport.portfolio_signals(research, champions, out_of_sample=config.signals == "out_of_sample", only_composite=config.only_composite_signals)
+    window = _evaluation_window(champions) if config.signals == "out_of_sample" else {"window": "all research signals"}
+    sample = "out_of_sample" if config.signals == "out_of_sample" and "evaluation_start" in window else "in_sample"
+    research = chosen
     frames = []
     for d in sorted(set(research["signal_date"].to_list())):
         c = read_lake_partition(lake, KEYS["minute_candles"], d.isoformat())
@@ -1130,6 +1201,9 @@ def portfolio_backtest(
     metrics = {k: (v if v is not None else float("nan")) for k, v in res.metrics.items()}
     run_meta = (
         {
+            "sample": sample,
+            **window,
+            "signals_traded_from": research.height,
             **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
             "equity_chart": MetadataValue.md(pport.text_chart(eq)),
             "trades_preview": MetadataValue.md(md.markdown_preview(res.trades, 10)),

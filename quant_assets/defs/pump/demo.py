@@ -104,16 +104,26 @@ def report(instance, s: DemoSettings) -> list[str]:
     store = Lake(url=settings.lake_url(), s3=S3Resource()).store()
     if store.exists(COMPOSITE_JSON):
         doc = json.loads(store.read_bytes(COMPOSITE_JSON))
-        lines.append(f"composite_strategy.json (min {doc['min_trades']} trades, {doc['signals']} signals), champion per score range:")
+        wf = doc.get("walk_forward", {})
+        how = (
+            f"walk-forward, {wf.get('folds')} fold(s): chosen on one window, reported on the next"
+            if doc.get("selection") == "walk_forward"
+            else "IN SAMPLE: chosen and reported on the same signals"
+        )
+        lines.append(f"composite_strategy.json (min {doc['min_trades']} trades, {doc['signals']} signals, {how}), champion per score range:")
         lines += ["  " + line for line in pcomp.summary_lines(pcomp.champions_from_document(doc))]
     trades = _latest(instance, "backtest_trades")
     if trades:
-        lines.append(f"backtest_trades.csv: {trades.get('trades')} trades, in-sample total PnL {trades.get('total_pnl', 0.0) * 100:+.1f}% (sum of returns)")
+        label = trades.get("sample", "in_sample").replace("_", "-")
+        lines.append(
+            f"backtest_trades.csv: {trades.get('trades')} trades, {label} total PnL {trades.get('total_pnl', 0.0) * 100:+.1f}% "
+            f"(sum of returns; {trades.get('window', 'in sample')})"
+        )
     port = _latest(instance, "portfolio_backtest")
     if port:
         lines.append(
-            f"portfolio: {port.get('trades')} trades, return {port.get('total_return', 0.0) * 100:+.1f}%, "
-            f"max drawdown {port.get('max_drawdown', 0.0) * 100:.1f}%"
+            f"portfolio ({port.get('sample', 'in_sample').replace('_', '-')}): {port.get('trades')} trades, "
+            f"return {port.get('total_return', 0.0) * 100:+.1f}%, max drawdown {port.get('max_drawdown', 0.0) * 100:.1f}%"
         )
     return lines
 

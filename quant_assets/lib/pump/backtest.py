@@ -22,6 +22,7 @@ import polars as pl
 
 from quant_assets.lib.pump import filters as pf
 from quant_assets.lib.pump import optimizer as opt
+from quant_assets.lib.pump import walkforward as wf
 from quant_assets.lib.pump.schemas import BACKTEST_TRADES_SCHEMA, FIGURES_SCHEMA, UTC_MS
 
 SCOPES = ("score_range", "global")
@@ -60,11 +61,23 @@ def replay(
     position_scope: str = "score_range",
 ) -> Replay:
     """Trades of the composite strategy. ``closes``/``offsets`` hold the 1-second closes of the
-    ``research`` rows in their order."""
+    ``research`` rows in their order.
+
+    ``champions`` holds one row per (fold, range). Walk-forward champions trade only the
+    signals of their fold's evaluation window (out of sample: each signal under the champion
+    of the latest fold evaluating it); an in-sample champion (``selection = "in_sample"``)
+    trades every research signal, the ones it was chosen on."""
     if position_scope not in SCOPES:
         raise ValueError(f"position_scope must be one of {SCOPES}, got {position_scope!r}")
-    champs = {r["score_range"]: r for r in champions.iter_rows(named=True) if r["has_champion"]}
-    order = np.lexsort((research["signal_id"].to_numpy(), research["window_start"].to_numpy()))
+    champs = {(int(r["fold"]), r["score_range"]): r for r in champions.iter_rows(named=True) if r["has_champion"]}
+    walk_forward = champions.height > 0 and champions["selection"][0] == "walk_forward"
+    ws = research["window_start"].to_numpy()
+    if walk_forward:
+        fold_of = wf.evaluation_fold(ws, wf.folds_from_frame(champions))
+    else:
+        fold_of = np.zeros(research.height, dtype=np.int64)
+    sample = "out_of_sample" if walk_forward else "in_sample"
+    order = np.lexsort((research["signal_id"].to_numpy(), ws))
     rows = research.to_dicts()
     busy: dict[str, int] = {}
     cum: dict[str, float] = {}
@@ -73,7 +86,7 @@ def replay(
     for i in order:
         row = rows[i]
         band = row["score_range"]
-        champ = champs.get(band)
+        champ = champs.get((int(fold_of[i]), band))
         if champ is None or not passes_champion(row, champ):
             continue
         sleeve = band if position_scope == "score_range" else "all"
@@ -93,6 +106,8 @@ def replay(
         cum[sleeve] = cum.get(sleeve, 0.0) + pnl
         out.append(
             {
+                "sample": sample,
+                "fold": int(fold_of[i]),
                 "score_range": band,
                 "signal_id": row["signal_id"],
                 "symbol": row["symbol"],
@@ -118,45 +133,36 @@ def replay(
     return Replay(frame.select([pl.col(c).cast(t) for c, t in BACKTEST_TRADES_SCHEMA.items()]), skipped_busy, no_entry)
 
 
-def figures(trades: pl.DataFrame) -> dict[str, dict]:
-    """Per score range: the optimizer's figures computed from the trade list (same order, same
-    arithmetic, so equal to the last bit)."""
-    out: dict[str, dict] = {}
-    for band in trades["score_range"].unique(maintain_order=True).to_list():
-        total = peak = mdd = gp = gl = 0.0
-        wins = n = 0
-        for p in trades.filter(pl.col("score_range") == band)["pnl"].to_list():
-            n += 1
-            total += p
-            if total > peak:
-                peak = total
-            if peak - total > mdd:
-                mdd = peak - total
-            if p > 0.0:
-                wins += 1
-                gp += p
-            else:
-                gl -= p
-        out[band] = {
-            "trades": n,
-            "total_pnl": total,
-            "win_rate": wins / n if n else math.nan,
-            "profit_factor": gp / gl if gl > 0 else math.inf,
-            "max_drawdown": mdd,
-        }
+def figures(trades: pl.DataFrame, by: tuple[str, ...] = ("score_range",)) -> dict:
+    """The optimizer's figures computed from the trade list (same order, same arithmetic, so
+    equal to the last bit), per score range -- or per ``by`` group (a tuple key when ``by``
+    has more than one column)."""
+    out: dict = {}
+    for key, group in trades.group_by(list(by), maintain_order=True):
+        out[key if len(by) > 1 else key[0]] = wf.figures_from_returns(group["pnl"].to_list())
     return out
 
 
 def disagreements(champions: pl.DataFrame, trades: pl.DataFrame) -> list[str]:
-    """Where the replay's figures differ from the composite's (empty when they agree exactly)."""
-    got = figures(trades) if trades.height else {}
+    """Where the replay's figures differ from the composite's (empty when they agree exactly):
+    per (fold, range), the out-of-sample figures of a walk-forward champion, the in-sample
+    figures of an in-sample one."""
+    got = figures(trades, ("fold", "score_range")) if trades.height else {}
+    walk_forward = champions.height > 0 and champions["selection"][0] == "walk_forward"
     problems = []
+    empty = {"trades": 0, "total_pnl": 0.0, "win_rate": math.nan, "profit_factor": math.inf, "max_drawdown": 0.0}
     for row in champions.filter(pl.col("has_champion")).iter_rows(named=True):
         band = row["score_range"]
-        mine = got.get(band, {"trades": 0, "total_pnl": 0.0, "win_rate": math.nan, "profit_factor": math.inf, "max_drawdown": 0.0})
+        if walk_forward and row["evaluation_start"] is None:
+            continue
+        mine = got.get((int(row["fold"]), band), empty)
         for key in FIGURES_SCHEMA:
-            a, b = row[key], mine[key]
-            same = a == b or (isinstance(a, float) and isinstance(b, float) and math.isinf(a) and math.isinf(b))
+            a, b = row[f"oos_{key}" if walk_forward else key], mine[key]
+            same = (
+                a == b
+                or (isinstance(a, float) and isinstance(b, float) and (math.isinf(a) and math.isinf(b) or math.isnan(a) and math.isnan(b)))
+                or (a is None and isinstance(b, float) and math.isnan(b))
+            )
             if not same:
-                problems.append(f"{band}: {key} composite {a!r} vs replay {b!r}")
+                problems.append(f"fold {row['fold']} {band}: {key} composite {a!r} vs replay {b!r}")
     return problems

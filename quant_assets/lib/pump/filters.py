@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from quant_assets.lib.pump.schemas import OPTIMIZATION_RESULTS_SCHEMA
+from quant_assets.lib.pump.schemas import PHASE2_RESULTS_SCHEMA
 from quant_assets.lib.pump.signals import SCORE_MAX, SCORE_MIN
 
 DEFAULT_BANDS: tuple[int, ...] = (100, 200, 300, 400, 500, 600, 700, 800)
@@ -349,8 +349,8 @@ def optimize_filters(
                 strategies,
             )
         )
-    results = pl.concat(frames) if frames else pl.DataFrame(schema=OPTIMIZATION_RESULTS_SCHEMA)
-    return Phase2Result(results.select(list(OPTIMIZATION_RESULTS_SCHEMA)), stats, evaluated, by_filter)
+    results = pl.concat(frames) if frames else pl.DataFrame(schema=PHASE2_RESULTS_SCHEMA)
+    return Phase2Result(results.select(list(PHASE2_RESULTS_SCHEMA)), stats, evaluated, by_filter)
 
 
 def _rows(grid, b, local_ids, counts, sizes, k_idx, fig, pf, strategies) -> pl.DataFrame:

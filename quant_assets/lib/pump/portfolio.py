@@ -263,3 +263,29 @@ def text_chart(equity: pl.DataFrame, width: int = 60, height: int = 10) -> str:
     lines.append(f"{lo:>12,.0f} |" + "".join(rows[-1]))
     lines.append(" " * 14 + f"{t0} UTC ... {t1} UTC")
     return "```\n" + "\n".join(lines) + "\n```"
+
+
+def portfolio_signals(
+    research: pl.DataFrame, champions: pl.DataFrame, *, out_of_sample: bool = True, only_composite: bool = False
+) -> pl.DataFrame:
+    """The research signals a portfolio backtest trades.
+
+    ``out_of_sample`` with walk-forward champions: only signals of an evaluation window (the
+    signals no champion was chosen on); ``only_composite``: only signals passing the champion
+    filter in force for them (the evaluating fold's, or the in-sample one's)."""
+    from quant_assets.lib.pump import walkforward as wf
+
+    walk_forward = champions.height > 0 and champions["selection"][0] == "walk_forward"
+    ws = research["window_start"].to_numpy()
+    if walk_forward and (out_of_sample or only_composite):
+        fold_of = wf.evaluation_fold(ws, wf.folds_from_frame(champions))
+    else:
+        fold_of = np.zeros(research.height, dtype=np.int64)
+    keep = fold_of >= 0 if walk_forward and out_of_sample else np.ones(research.height, dtype=bool)
+    if only_composite:
+        passing = np.zeros(research.height, dtype=bool)
+        for row in champions.filter(pl.col("has_champion")).iter_rows(named=True):
+            mine = (fold_of == int(row["fold"])) & (research["score_range"] == row["score_range"]).to_numpy()
+            passing |= mine & wf.champion_mask(research, row)
+        keep &= passing
+    return research.filter(pl.Series(keep))

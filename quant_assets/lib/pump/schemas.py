@@ -119,7 +119,24 @@ FIGURES_SCHEMA: dict[str, pl.DataType] = {
     "max_drawdown": pl.Float64(),
 }
 
-OPTIMIZATION_RESULTS_SCHEMA: dict[str, pl.DataType] = {
+FOLD_SCHEMA: dict[str, pl.DataType] = {
+    "fold": pl.Int32(),
+    "selection": pl.String(),
+    "selection_start": UTC_MS,
+    "selection_end": UTC_MS,
+    "evaluation_start": UTC_MS,
+    "evaluation_end": UTC_MS,
+}
+
+OOS_FIGURES_SCHEMA: dict[str, pl.DataType] = {
+    "oos_trades": pl.Int32(),
+    "oos_total_pnl": pl.Float64(),
+    "oos_win_rate": pl.Float64(),
+    "oos_profit_factor": pl.Float64(),
+    "oos_max_drawdown": pl.Float64(),
+}
+
+PHASE2_RESULTS_SCHEMA: dict[str, pl.DataType] = {
     "rank": pl.Int32(),
     **FILTER_SCHEMA,
     "filter_id": pl.Int64(),
@@ -129,7 +146,14 @@ OPTIMIZATION_RESULTS_SCHEMA: dict[str, pl.DataType] = {
     **FIGURES_SCHEMA,
 }
 
+OPTIMIZATION_RESULTS_SCHEMA: dict[str, pl.DataType] = {
+    **FOLD_SCHEMA,
+    **PHASE2_RESULTS_SCHEMA,
+    "configurations_tried": pl.Int64(),
+}
+
 COMPOSITE_SCHEMA: dict[str, pl.DataType] = {
+    **FOLD_SCHEMA,
     "score_range": pl.String(),
     "has_champion": pl.Boolean(),
     **{k: v for k, v in FILTER_SCHEMA.items() if k != "score_range"},
@@ -137,10 +161,14 @@ COMPOSITE_SCHEMA: dict[str, pl.DataType] = {
     "signals_passing": pl.Int32(),
     **STRATEGY_SCHEMA,
     **FIGURES_SCHEMA,
+    "configurations_tried": pl.Int64(),
+    **OOS_FIGURES_SCHEMA,
 }
 
 BACKTEST_TRADES_SCHEMA: dict[str, pl.DataType] = {
     "trade_no": pl.Int32(),
+    "sample": pl.String(),
+    "fold": pl.Int32(),
     "score_range": pl.String(),
     "signal_id": pl.Int64(),
     "symbol": pl.String(),
@@ -222,7 +250,20 @@ COLUMN_DOCS: dict[str, str] = {
     "pnl": "Trade return after the fee, fraction: exit / entry - 1 - fee (null: no bar to enter at).",
     "exit_s": "Seconds from entry to exit (-1: no entry).",
     # optimization results
-    "rank": "Rank within the score range by total_pnl (1 = best).",
+    "fold": "Walk-forward fold (0-based, in time order); the one fold of an in-sample selection is 0.",
+    "selection": "How champions were chosen: 'walk_forward' (selected on one window, reported on a later one) or 'in_sample' (selected and reported on the same signals).",
+    "selection_start": "Start of the fold's selection window (UTC, inclusive): the signals the configurations were ranked on.",
+    "selection_end": "End of the fold's selection window (UTC, exclusive); walk-forward selects only signals whose 24 h window closed by then.",
+    "evaluation_start": "Start of the fold's evaluation window (UTC, inclusive): out-of-sample signals its champion trades; null in sample.",
+    "evaluation_end": "End of the fold's evaluation window (UTC, exclusive); null in sample.",
+    "configurations_tried": "(filter, strategy) configurations of the score range's grid the champion was chosen among (filters x strategies).",
+    "oos_trades": "Out-of-sample trades of the fold's champion in its evaluation window (null in sample).",
+    "oos_total_pnl": "Sum of the out-of-sample trades' returns, fraction (null in sample).",
+    "oos_win_rate": "Share of out-of-sample trades with a return > 0 (null without trades).",
+    "oos_profit_factor": "Out-of-sample winning returns / |losing returns| (inf without a loss).",
+    "oos_max_drawdown": "Largest fall of the out-of-sample cumulative return within the fold, fraction.",
+    "sample": "'out_of_sample' (a walk-forward fold's champion trading signals it never saw) or 'in_sample' (the champion trading the signals it was chosen on).",
+    "rank": "Rank within the fold and score range by total_pnl (1 = best); figures are in sample for the fold's selection window.",
     "score_min": "Lowest total_score of the filter (inclusive).",
     "score_max": "Highest total_score of the filter (exclusive, except 900 which is included).",
     "rsi_min": "Lowest RSI passing the filter (inclusive); null = no lower bound.",
@@ -235,7 +276,7 @@ COLUMN_DOCS: dict[str, str] = {
     "equivalent_filters": "Filters of the grid that select exactly the same signals (the same figures).",
     "signals_passing": "Signals of the research set that pass the filter.",
     "trades": "Trades taken (a signal is skipped while an earlier accepted trade is still open).",
-    "total_pnl": "Sum of the trades' returns, fraction.",
+    "total_pnl": "Sum of the trades' returns, fraction (in optimization_results and composite_strategy: in sample, on the fold's selection window).",
     "win_rate": "Share of trades with a return > 0.",
     "profit_factor": "Sum of winning returns / |sum of losing returns| (inf without a loss).",
     "max_drawdown": "Largest fall of the cumulative summed return from its running peak (starting at 0), fraction.",

@@ -165,6 +165,7 @@ def test_signal_days_then_research_end_to_end(graph, pump_landing_copy):
     assert ran["pump/strategy_matrix:matches_bar_by_bar"][0]
     assert ran["pump/backtest_trades:agrees_with_optimizer"][0]
     assert ran["pump/portfolio_backtest:equity_consistent"][0]
+    assert "pump/composite_strategy:not_overfit" in ran
     research = graph.read("pump/signal_analysis")
     assert research.height == graph.latest("pump/signal_analysis")["dagster/row_count"] > 0
     assert research["max_drawdown_pct"].max() <= 0 <= research["max_growth_pct"].min()
@@ -189,6 +190,8 @@ def test_signal_days_then_research_end_to_end(graph, pump_landing_copy):
         if entry is None:
             continue
         assert entry["selection"] == "walk_forward" and entry["configurations_tried"] == 3 * 3 * 1 * 16
+        if entry["strategy"] is not None:
+            assert entry["overfitting"]["sharpe_trials"] >= 0 and "pbo" in entry["overfitting"]
         assert entry["evaluation_window"]["start"] >= entry["by_fold"][0]["selection_window"]["end"]
         mine = trades.filter(pl.col("score_range") == band)
         assert mine.height == entry["out_of_sample"]["trades"]

@@ -38,6 +38,7 @@ from quant_assets.lib.pump import bars as pbars
 from quant_assets.lib.pump import composite as pcomp
 from quant_assets.lib.pump import filters as pfil
 from quant_assets.lib.pump import optimizer as opt
+from quant_assets.lib.pump import overfitting as pof
 from quant_assets.lib.pump import portfolio as pport
 from quant_assets.lib.pump import schemas as sch
 from quant_assets.lib.pump import signals as psig
@@ -74,6 +75,7 @@ REFERENCE_CHECK = "matches_bar_by_bar"
 PROFITABLE_CHECK = "has_profitable_configurations"
 CHAMPION_CHECK = "every_range_has_champion"
 AGREEMENT_CHECK = "agrees_with_optimizer"
+OVERFITTING_CHECK = "not_overfit"
 EQUITY_CHECK = "equity_consistent"
 
 
@@ -933,6 +935,7 @@ def optimization_results(
 
 class CompositeConfig(BaseModel):
     min_trades: int = Field(default=5, ge=1, description="Fewest trades for a score range's champion.")
+    spa_reps: int = Field(default=1000, ge=100, description="Bootstrap replications of Hansen's SPA test per champion.")
 
 
 @asset(
@@ -949,6 +952,13 @@ class CompositeConfig(BaseModel):
             KEYS["composite_strategy"],
             CHAMPION_CHECK,
             "Every score range has a champion with at least min_trades trades (a warning: a range without one trades nothing).",
+            blocking=False,
+        ),
+        qc.spec(
+            KEYS["composite_strategy"],
+            OVERFITTING_CHECK,
+            "Warns when a champion's probability of backtest overfitting is above 0.5 or its deflated Sharpe ratio below "
+            "0.95: its in-sample figures are indistinguishable from the luck of choosing among many configurations.",
             blocking=False,
         ),
         qc.schema_spec(KEYS["composite_strategy"]),
@@ -978,9 +988,15 @@ def composite_strategy(
     champions = pcomp.choose_champions(results, ranges, config.min_trades, folds_frame)
     selection = champions["selection"][0] if champions.height else "in_sample"
     oos = None
+    folds = wf.folds_from_frame(champions) if champions.height else []
     if selection == "walk_forward":
-        oos = wf.out_of_sample(research, pnl, ex, champions, wf.folds_from_frame(champions))
+        oos = wf.out_of_sample(research, pnl, ex, champions, folds)
         champions = pcomp.with_out_of_sample(champions, oos.by_fold)
+    t0 = time.perf_counter()
+    measured = pof.measure(research, pnl, ex, results, champions, folds, horizon_s=WINDOW_S, spa_reps=config.spa_reps)
+    champions = pcomp.with_overfitting(champions, measured)
+    overfit_seconds = time.perf_counter() - t0
+    overfit = pof.warnings(measured)
     doc = pcomp.composite_document(
         champions,
         min_trades=config.min_trades,
@@ -998,6 +1014,8 @@ def composite_strategy(
             "file": MetadataValue.path(lake.describe(COMPOSITE_JSON)),
             "champions": int(deployed["has_champion"].sum()),
             "out_of_sample_signals": oos.signals_evaluated if oos is not None else 0,
+            "overfitting": MetadataValue.md(pof.markdown(measured)),
+            "overfitting_seconds": round(overfit_seconds, 3),
             "summary": MetadataValue.md("\n".join(f"- {line}" for line in pcomp.summary_lines(deployed))),
         }
     )
@@ -1011,6 +1029,14 @@ def composite_strategy(
                 not missing,
                 f"No champion for {missing}" if missing else "Every score range has a champion.",
                 {"ranges_without_champion": MetadataValue.json(missing)},
+                severity=AssetCheckSeverity.WARN,
+            ),
+            qc.result(
+                KEYS["composite_strategy"],
+                OVERFITTING_CHECK,
+                not overfit,
+                "; ".join(overfit[:8]) if overfit else "Every champion has PBO <= 0.5 and DSR >= 0.95.",
+                {"flagged": MetadataValue.json(overfit)},
                 severity=AssetCheckSeverity.WARN,
             ),
             qc.schema_result(context, KEYS["composite_strategy"], champions.schema),

@@ -52,6 +52,7 @@ from quant_assets.lib.pump.schemas import (
     FILTER_SCHEMA,
     FOLD_SCHEMA,
     OOS_FIGURES_SCHEMA,
+    OVERFITTING_FIGURES_SCHEMA,
     STRATEGY_SCHEMA,
 )
 
@@ -97,6 +98,8 @@ def choose_champions(
         pl.col("trades").is_not_null().alias("has_champion"),
         pl.col("score_range").replace_strict(tried, default=None, return_dtype=pl.Int64).alias("configurations_tried"),
         *(pl.lit(None, dtype=t).alias(c) for c, t in OOS_FIGURES_SCHEMA.items()),
+        *(pl.lit(None, dtype=t).alias(c) for c, t in OVERFITTING_FIGURES_SCHEMA.items()),
+        *(pl.lit(None, dtype=COMPOSITE_SCHEMA[c]).alias(c) for c in ("sharpe_trials", "sharpe_trials_variance") if c not in best.columns),
     )
     return out.select([pl.col(c).cast(t) for c, t in COMPOSITE_SCHEMA.items()])
 
@@ -111,6 +114,30 @@ def with_out_of_sample(champions: pl.DataFrame, by_fold: dict[tuple[int, str], d
     oos = pl.DataFrame(rows, schema={"fold": pl.Int32, "score_range": pl.String, **OOS_FIGURES_SCHEMA})
     out = champions.drop(list(OOS_FIGURES_SCHEMA)).join(oos, on=["fold", "score_range"], how="left")
     return out.select([pl.col(c).cast(t) for c, t in COMPOSITE_SCHEMA.items()])
+
+
+def with_overfitting(champions: pl.DataFrame, measured: pl.DataFrame) -> pl.DataFrame:
+    """The champions with PBO, DSR and SPA (``quant_assets.lib.pump.overfitting.measure``) filled in."""
+    if not measured.height:
+        return champions
+    out = champions.drop(list(OVERFITTING_FIGURES_SCHEMA)).join(
+        measured.with_columns(pl.col("fold").cast(pl.Int32)), on=["fold", "score_range"], how="left"
+    )
+    return out.select([pl.col(c).cast(t) for c, t in COMPOSITE_SCHEMA.items()])
+
+
+def _overfitting(row: dict) -> dict:
+    return {
+        "deflated_sharpe": _num(row["deflated_sharpe"]),
+        "sharpe_per_trade": _num(row["sharpe_per_trade"]),
+        "sharpe_benchmark": _num(row["sharpe_benchmark"]),
+        "sharpe_trials": row["sharpe_trials"],
+        "sharpe_trials_variance": _num(row["sharpe_trials_variance"]),
+        "pbo": _num(row["pbo"]),
+        "pbo_configurations": row["pbo_configurations"],
+        "pbo_periods": row["pbo_periods"],
+        "spa_pvalue": _num(row["spa_pvalue"]),
+    }
 
 
 def _num(v: Any) -> Any:
@@ -165,6 +192,7 @@ def composite_document(
                 "out_of_sample": None
                 if r["oos_trades"] is None
                 else {k: _num(r[f"oos_{k}"]) for k in FIGURE_KEYS},
+                "overfitting": _overfitting(r) if r["has_champion"] else None,
             }
             by_fold.append(entry)
         has = latest["has_champion"]
@@ -185,6 +213,7 @@ def composite_document(
             "folds": len(rows),
             "in_sample": in_sample,
             "out_of_sample": _figures((out_of_sample or {}).get(label)) if selection == "walk_forward" else None,
+            "overfitting": _overfitting(latest) if has else None,
             "by_fold": by_fold,
         }
     window = {}
@@ -230,6 +259,7 @@ def champions_from_document(document: dict) -> pl.DataFrame:
             row.update(entry["strategy"])
             row.update({k: entry["figures"].get(k) for k in FIGURE_KEYS})
             row["signals_passing"] = entry["figures"].get("signals_passing")
+            row.update(entry.get("overfitting") or {})
             if row.get("profit_factor") is None:
                 row["profit_factor"] = math.inf
         oos = (entry or {}).get("out_of_sample")
@@ -247,6 +277,10 @@ def champions_from_document(document: dict) -> pl.DataFrame:
 
 def _pct(v: Any) -> str:
     return "-" if v is None else f"{v * 100:+.1f}%"
+
+
+def _prob(v: Any) -> str:
+    return "-" if v is None or v != v else f"{v:.2f}"
 
 
 def _share(v: Any) -> str:
@@ -288,5 +322,6 @@ def summary_lines(champions: pl.DataFrame) -> list[str]:
             f"{'' if tried is None else f' | best of {tried:,}'} | "
             f"in sample: {int(row['trades'])} trades, pnl {_pct(row['total_pnl'])}, win {row['win_rate'] * 100:.0f}%, "
             f"PF {_pf(row['profit_factor'])}, maxDD {row['max_drawdown'] * 100:.1f}%{oos}"
+            f" | DSR {_prob(row['deflated_sharpe'])}, PBO {_prob(row['pbo'])}"
         )
     return lines

@@ -158,10 +158,11 @@ def _next_set(mask, words, i):
 @nb.njit(cache=True, inline="always")
 def walk(mask, words, pnl_row, next_row):
     """Figures of one strategy on one signal set: trades, total, wins, gross win, gross loss,
-    max drawdown (the returns summed in time order)."""
+    max drawdown (the returns summed in time order), sum of squared returns."""
     trades = 0
     wins = 0
     total = 0.0
+    sq = 0.0
     peak = 0.0
     mdd = 0.0
     gp = 0.0
@@ -174,6 +175,7 @@ def walk(mask, words, pnl_row, next_row):
             continue
         trades += 1
         total += p
+        sq += p * p
         if total > peak:
             peak = total
         dd = peak - total
@@ -185,24 +187,35 @@ def walk(mask, words, pnl_row, next_row):
         else:
             gl -= p
         i = _next_set(mask, words, next_row[i])
-    return trades, total, wins, gp, gl, mdd
+    return trades, total, wins, gp, gl, mdd, sq
 
 
 @nb.njit(cache=True, parallel=True)
 def _evaluate_sets(masks, pnl, nxt, min_trades, keep):
     """Per distinct signal set: how many strategies are profitable, and the ``keep`` best
-    (strategy index and figures), best first; ties go to the lower strategy index."""
+    (strategy index and figures), best first; ties go to the lower strategy index. Also, over
+    every strategy with two trades or more and returns that vary (a trial with a Sharpe ratio):
+    how many, and the sum and sum of squares of their per-trade Sharpe ratios."""
     n_sets, words = masks.shape
     n_st = pnl.shape[0]
     profitable = np.zeros(n_sets, dtype=np.int64)
     best_k = np.full((n_sets, keep), -1, dtype=np.int32)
     best = np.zeros((n_sets, keep, 6))
+    sharpe = np.zeros((n_sets, 3))
     for u in nb.prange(n_sets):
         mask = masks[u]
         filled = 0
         count = 0
         for k in range(n_st):
-            trades, total, wins, gp, gl, mdd = walk(mask, words, pnl[k], nxt[k])
+            trades, total, wins, gp, gl, mdd, sq = walk(mask, words, pnl[k], nxt[k])
+            if trades >= 2:
+                mean = total / trades
+                var = (sq - trades * mean * mean) / (trades - 1)
+                if var > 1e-24:
+                    sr = mean / np.sqrt(var)
+                    sharpe[u, 0] += 1.0
+                    sharpe[u, 1] += sr
+                    sharpe[u, 2] += sr * sr
             if trades < min_trades or not total > 0.0:
                 continue
             count += 1
@@ -223,7 +236,7 @@ def _evaluate_sets(masks, pnl, nxt, min_trades, keep):
             if filled < keep:
                 filled += 1
         profitable[u] = count
-    return profitable, best_k, best
+    return profitable, best_k, best, sharpe
 
 
 # --------------------------------------------------------------------------- driver
@@ -237,6 +250,8 @@ class BandStats:
     distinct_sets: int
     profitable_pairs: int
     kept: int
+    sharpe_trials: int = 0  # distinct (signal set, strategy) configurations with a per-trade Sharpe ratio
+    sharpe_variance: float = float("nan")  # variance of those Sharpe ratios (population)
 
 
 @dataclasses.dataclass
@@ -314,7 +329,9 @@ def optimize_filters(
         nonempty = sets.any(axis=1)
         pnl_b = np.ascontiguousarray(pnl[:, members])
         nxt = next_free(times[members], pnl_b, np.ascontiguousarray(exit_s[:, members]), delays)
-        profitable, best_k, best = _evaluate_sets(sets[nonempty], pnl_b, nxt, int(min_trades), int(per_filter))
+        profitable, best_k, best, sharpe = _evaluate_sets(sets[nonempty], pnl_b, nxt, int(min_trades), int(per_filter))
+        n_sr, s1, s2 = sharpe.sum(axis=0)
+        sr_var = float(s2 / n_sr - (s1 / n_sr) ** 2) if n_sr > 0 else float("nan")
         by_set = np.zeros(sets.shape[0], dtype=np.int64)
         by_set[nonempty] = profitable
         by_filter[b * grid.per_band : (b + 1) * grid.per_band] = by_set[inverse.ravel()]
@@ -332,7 +349,16 @@ def optimize_filters(
         if max_per_range > 0:
             order = order[:max_per_range]
         stats.append(
-            BandStats(label, int(n_b), grid.per_band, int(nonempty.sum()), int((profitable * set_counts).sum()), len(order))
+            BandStats(
+                label,
+                int(n_b),
+                grid.per_band,
+                int(nonempty.sum()),
+                int((profitable * set_counts).sum()),
+                len(order),
+                int(n_sr),
+                max(sr_var, 0.0) if sr_var == sr_var else sr_var,
+            )
         )
         if order.size == 0:
             continue

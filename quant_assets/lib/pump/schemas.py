@@ -150,6 +150,18 @@ OPTIMIZATION_RESULTS_SCHEMA: dict[str, pl.DataType] = {
     **FOLD_SCHEMA,
     **PHASE2_RESULTS_SCHEMA,
     "configurations_tried": pl.Int64(),
+    "sharpe_trials": pl.Int64(),
+    "sharpe_trials_variance": pl.Float64(),
+}
+
+OVERFITTING_FIGURES_SCHEMA: dict[str, pl.DataType] = {
+    "sharpe_per_trade": pl.Float64(),
+    "sharpe_benchmark": pl.Float64(),
+    "deflated_sharpe": pl.Float64(),
+    "pbo": pl.Float64(),
+    "pbo_configurations": pl.Int32(),
+    "pbo_periods": pl.Int32(),
+    "spa_pvalue": pl.Float64(),
 }
 
 COMPOSITE_SCHEMA: dict[str, pl.DataType] = {
@@ -163,6 +175,9 @@ COMPOSITE_SCHEMA: dict[str, pl.DataType] = {
     **FIGURES_SCHEMA,
     "configurations_tried": pl.Int64(),
     **OOS_FIGURES_SCHEMA,
+    "sharpe_trials": pl.Int64(),
+    "sharpe_trials_variance": pl.Float64(),
+    **OVERFITTING_FIGURES_SCHEMA,
 }
 
 BACKTEST_TRADES_SCHEMA: dict[str, pl.DataType] = {
@@ -262,6 +277,15 @@ COLUMN_DOCS: dict[str, str] = {
     "oos_win_rate": "Share of out-of-sample trades with a return > 0 (null without trades).",
     "oos_profit_factor": "Out-of-sample winning returns / |losing returns| (inf without a loss).",
     "oos_max_drawdown": "Largest fall of the out-of-sample cumulative return within the fold, fraction.",
+    "sharpe_trials": "Distinct (signal set, strategy) configurations of the fold's score range with two trades or more: the trials behind the deflated Sharpe ratio.",
+    "sharpe_trials_variance": "Variance of those trials' per-trade Sharpe ratios.",
+    "sharpe_per_trade": "The champion's in-sample Sharpe ratio per trade (mean / sample standard deviation of its trade returns).",
+    "sharpe_benchmark": "SR0: the per-trade Sharpe ratio the best of sharpe_trials skill-less trials reaches by luck.",
+    "deflated_sharpe": "Deflated Sharpe ratio (Bailey and Lopez de Prado 2014): probability the champion's true Sharpe ratio is above SR0; below 0.95 its edge is not distinguishable from selection luck.",
+    "pbo": "Probability of backtest overfitting (CSCV) of choosing among the range's kept configurations on this window; about 0.5 or more: the choice carries no information.",
+    "pbo_configurations": "Configurations in the PBO matrix (the ones phase 2 kept for the range and fold).",
+    "pbo_periods": "Rows of the PBO matrix: the range's signals in the selection window.",
+    "spa_pvalue": "Hansen's SPA p-value (consistent) of 'no kept configuration beats doing nothing'.",
     "sample": "'out_of_sample' (a walk-forward fold's champion trading signals it never saw) or 'in_sample' (the champion trading the signals it was chosen on).",
     "rank": "Rank within the fold and score range by total_pnl (1 = best); figures are in sample for the fold's selection window.",
     "score_min": "Lowest total_score of the filter (inclusive).",

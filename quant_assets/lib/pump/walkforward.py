@@ -307,7 +307,17 @@ def select_per_fold(
         profitable += res.profitable_pairs
         stats.append({**f.as_dict(), "signals_selected_on": int(idx.size), "profitable_configurations": res.profitable_pairs, "kept_rows": res.results.height})
         if res.results.height:
-            kept = res.results.with_columns(pl.lit(grid.per_band * strategies.height, dtype=pl.Int64).alias("configurations_tried"))
+            trials = pl.DataFrame(
+                {
+                    "score_range": [b.band for b in res.bands],
+                    "sharpe_trials": [b.sharpe_trials for b in res.bands],
+                    "sharpe_trials_variance": [b.sharpe_variance for b in res.bands],
+                },
+                schema={"score_range": pl.String, "sharpe_trials": pl.Int64, "sharpe_trials_variance": pl.Float64},
+            )
+            kept = res.results.with_columns(
+                pl.lit(grid.per_band * strategies.height, dtype=pl.Int64).alias("configurations_tried")
+            ).join(trials, on="score_range", how="left")
             frames.append(meta.filter(pl.col("fold") == f.fold).join(kept, how="cross"))
     results = pl.concat(frames) if frames else pl.DataFrame(schema=OPTIMIZATION_RESULTS_SCHEMA)
     return FoldSelection(results.select([pl.col(c).cast(t) for c, t in OPTIMIZATION_RESULTS_SCHEMA.items()]), stats, evaluated, profitable)

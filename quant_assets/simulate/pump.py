@@ -59,6 +59,7 @@ SYMBOLS: tuple[str, ...] = (
     "1000BONKUSDT",
 )
 DAY_S = 86_400
+WORLDS = ("pumps", "no_edge", "planted")
 SIGNAL_COLUMNS = ("signal_id", "symbol", "timestamp", "total_score", "rsi", "volume_zscore", "oi_change_pct")
 
 
@@ -74,6 +75,18 @@ class PumpSimSpec:
     header: bool | None = None  # None: the vendor's convention for the market
     window_s: int = DAY_S
     pre_window_s: int = 3_600
+    # The market's edge. "pumps": pumps sized by the signal's attributes (the research world);
+    # "no_edge": no pump at all, every price a martingale (any profit a strategy shows is luck);
+    # "planted": only signals with total_score >= edge_score pump, by exactly edge_drift in log
+    # price, rising linearly over edge_rise_s seconds and kept; prices are otherwise martingales.
+    world: str = "pumps"
+    edge_score: int = 500
+    edge_drift: float = 0.03
+    edge_rise_s: float = 1_800.0
+
+    def __post_init__(self) -> None:
+        if self.world not in WORLDS:
+            raise ValueError(f"world must be one of {WORLDS}, got {self.world!r}")
 
     @property
     def end(self) -> dt.date:
@@ -120,6 +133,29 @@ def _pump_params(rng: np.random.Generator, score, rsi, volz, oi) -> dict[str, np
     }
 
 
+def _world(spec: PumpSimSpec, params: dict[str, np.ndarray], score: np.ndarray) -> dict[str, np.ndarray]:
+    """The pump parameters of the spec's world (the random draws are made either way, so every
+    world shares its signals)."""
+    if spec.world == "pumps":
+        return params
+    n = len(score)
+    edge = (np.asarray(score) >= spec.edge_score) if spec.world == "planted" else np.zeros(n, dtype=bool)
+    return {
+        "amp": np.where(edge, spec.edge_drift, 0.0),
+        "rise_s": np.full(n, float(spec.edge_rise_s)),
+        "decay_s": np.full(n, 1.0),
+        "keep": np.ones(n),
+    }
+
+
+def _martingale_drift(spec: PumpSimSpec, step_sd: np.ndarray) -> np.ndarray:
+    """The log drift that makes exp(log price) a martingale outside the pumps (-sigma^2 / 2 a
+    second); none in the research world, whose paths predate the option."""
+    if spec.world == "pumps":
+        return np.zeros_like(step_sd)
+    return -0.5 * step_sd**2
+
+
 def _pump_shape(u: np.ndarray, rise: float, decay: float, keep: float) -> np.ndarray:
     """0 before the signal, a rise to 1 over ``rise`` seconds, then a decay towards ``keep``."""
     out = np.zeros_like(u, dtype=float)
@@ -143,7 +179,7 @@ def simulate_signals(spec: PumpSimSpec) -> pl.DataFrame:
         rsi = np.round(np.clip(rng.normal(62, 12, n), 5, 98), 2)
         volz = np.round(rng.gamma(2.0, 0.9, n), 3)
         oi = np.round(rng.normal(3.0, 6.0, n), 3)
-        params = _pump_params(rng, score, rsi, volz, oi)
+        params = _world(spec, _pump_params(rng, score, rsi, volz, oi), score)
         frames.append(
             pl.DataFrame(
                 {
@@ -191,7 +227,8 @@ def _symbol_path(spec: PumpSimSpec, symbol: str, t0: int, n: int, events: pl.Dat
         vol += np.where(after, 2.0 * np.exp(-ua / 3600.0), 0.0)
         busy += np.where(after, 8.0 * np.exp(-ua / 1800.0), 0.0)
         pump += amp * _pump_shape(u, rise, decay, keep)
-    log_price = math.log(p0) + np.cumsum(rng.normal(0.0, 1.0, n) * sigma * vol) + pump
+    step = sigma * vol
+    log_price = math.log(p0) + np.cumsum(rng.normal(0.0, 1.0, n) * step + _martingale_drift(spec, step)) + pump
     return log_price, spec.base_trades_per_s * busy, sigma, p0
 
 
@@ -254,11 +291,14 @@ def simulate_pump(store, spec: PumpSimSpec) -> PumpSimReport:
     return PumpSimReport(spec.days, signals.height, zips, trades, keys)
 
 
-def pump_paths(n_signals: int, seconds: int = DAY_S, seed: int = 7, days: int = 30):
-    """Benchmark inputs: ``(closes, offsets, signals)``: one tick-rounded 1-second close path per
-    signal (the signal at second 0; a second without a trade keeps the last close), over
-    ``days`` of signal times, with the signals' scores and filter attributes."""
-    spec = PumpSimSpec(start=dt.date(2025, 1, 1), days=days, signals_per_day=max(1, math.ceil(n_signals / days)), seed=seed, symbols=len(SYMBOLS))
+def pump_paths(n_signals: int, seconds: int = DAY_S, seed: int = 7, days: int = 30, **world):
+    """Benchmark and known-world inputs: ``(closes, offsets, signals)``: one tick-rounded
+    1-second close path per signal (the signal at second 0; a second without a trade keeps the
+    last close), over ``days`` of signal times, with the signals' scores and filter attributes.
+    ``world``: ``PumpSimSpec``'s ``world``, ``edge_score``, ``edge_drift``, ``edge_rise_s``."""
+    spec = PumpSimSpec(
+        start=dt.date(2025, 1, 1), days=days, signals_per_day=max(1, math.ceil(n_signals / days)), seed=seed, symbols=len(SYMBOLS), **world
+    )
     signals = simulate_signals(spec).head(n_signals)
     closes = np.empty(n_signals * seconds)
     t = np.arange(seconds, dtype=np.float64)
@@ -269,7 +309,8 @@ def pump_paths(n_signals: int, seconds: int = DAY_S, seed: int = 7, days: int = 
         p0 = float(np.exp(rng.uniform(math.log(0.005), math.log(40.0))))
         sigma = float(rng.uniform(0.0003, 0.0008))
         vol = 1.0 + 2.0 * np.exp(-t / 3600.0)
-        lp = math.log(p0) + np.cumsum(rng.normal(0.0, 1.0, seconds) * sigma * vol) + amp * _pump_shape(t, rise, decay, keep)
+        step = sigma * vol
+        lp = math.log(p0) + np.cumsum(rng.normal(0.0, 1.0, seconds) * step + _martingale_drift(spec, step)) + amp * _pump_shape(t, rise, decay, keep)
         price = np.round(np.exp(lp), tick_decimals(p0))
         traded = rng.random(seconds) < 1.0 - np.exp(-0.1 * (1.0 + 8.0 * np.exp(-t / 1800.0)))
         traded[0] = True

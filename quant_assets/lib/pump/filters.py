@@ -191,7 +191,7 @@ def walk(mask, words, pnl_row, next_row):
 
 
 @nb.njit(cache=True, parallel=True)
-def _evaluate_sets(masks, pnl, nxt, min_trades, keep):
+def _evaluate_sets(masks, pnl, nxt, min_trades, keep, trial_sharpe):
     """Per distinct signal set: how many strategies are profitable, and the ``keep`` best
     (strategy index and figures), best first; ties go to the lower strategy index. Also, over
     every strategy with two trades or more and returns that vary (a trial with a Sharpe ratio):
@@ -208,7 +208,7 @@ def _evaluate_sets(masks, pnl, nxt, min_trades, keep):
         count = 0
         for k in range(n_st):
             trades, total, wins, gp, gl, mdd, sq = walk(mask, words, pnl[k], nxt[k])
-            if trades >= 2:
+            if trial_sharpe and trades >= 2:
                 mean = total / trades
                 var = (sq - trades * mean * mean) / (trades - 1)
                 if var > 1e-24:
@@ -285,10 +285,13 @@ def optimize_filters(
     min_trades: int = 3,
     per_filter: int = 5,
     max_per_range: int = 5000,
+    trial_sharpe: bool = True,
 ) -> Phase2Result:
     """Phase 2 over ``signals`` (columns ``signal_id``, ``window_start``, ``total_score``, ``rsi``,
     ``volume_zscore``, ``oi_change_pct``; in the column order of ``pnl``/``exit_s``, which are
-    (strategies, signals) from phase 1)."""
+    (strategies, signals) from phase 1). ``trial_sharpe``: count the trials with a per-trade
+    Sharpe ratio and measure their variance (``BandStats.sharpe_trials`` / ``sharpe_variance``,
+    for the deflated Sharpe ratio)."""
     if per_filter < 1:
         raise ValueError("per_filter must be at least 1")
     n_sig = signals.height
@@ -329,7 +332,7 @@ def optimize_filters(
         nonempty = sets.any(axis=1)
         pnl_b = np.ascontiguousarray(pnl[:, members])
         nxt = next_free(times[members], pnl_b, np.ascontiguousarray(exit_s[:, members]), delays)
-        profitable, best_k, best, sharpe = _evaluate_sets(sets[nonempty], pnl_b, nxt, int(min_trades), int(per_filter))
+        profitable, best_k, best, sharpe = _evaluate_sets(sets[nonempty], pnl_b, nxt, int(min_trades), int(per_filter), bool(trial_sharpe))
         n_sr, s1, s2 = sharpe.sum(axis=0)
         sr_var = float(s2 / n_sr - (s1 / n_sr) ** 2) if n_sr > 0 else float("nan")
         by_set = np.zeros(sets.shape[0], dtype=np.int64)

@@ -57,6 +57,10 @@ def test_pbo_counts_and_the_reference():
         fast = of.pbo_cscv(m, blocks)
         assert fast.combinations == math.comb(blocks, blocks // 2)
         assert fast.pbo == pytest.approx(of.pbo_reference(m, blocks), abs=1e-15)
+        by_total = of.pbo_cscv(m, blocks, metric="total")
+        assert by_total.pbo == pytest.approx(of.pbo_reference(m, blocks, metric="total"), abs=1e-15)
+    with pytest.raises(ValueError, match="metric"):
+        of.pbo_cscv(m, 4, metric="calmar")
 
 
 def test_pbo_on_constructed_cases():

@@ -39,8 +39,12 @@ def test_trial_sharpe_count_and_variance_equal_a_brute_force_walk():
                     if sel[i] and research["window_start"][int(i)] >= busy and not np.isnan(pnl[k, i]):
                         rets.append(pnl[k, i])
                         busy = research["window_start"][int(i)] + delays[k] + ex[k, i]
-                if len(rets) >= 2 and np.var(rets, ddof=1) > 1e-24:
-                    ratios.append(np.mean(rets) / np.std(rets, ddof=1))
+                members = int(pfil.in_band(score, lo, 100).sum())
+                if rets and members >= 2:
+                    series = np.zeros(members)
+                    series[: len(rets)] = rets  # order does not matter to the mean and deviation
+                    if np.var(series, ddof=1) > 1e-24:
+                        ratios.append(series.mean() / series.std(ddof=1))
         band = res.bands[b]
         assert band.sharpe_trials == len(ratios)
         if ratios:
@@ -82,7 +86,7 @@ def test_measure_fills_every_champion_and_the_document():
     defined = measured.filter(pl.col("pbo").is_not_null())
     assert defined.height > 0 and defined["pbo"].is_between(0, 1).all()
     assert measured["spa_pvalue"].drop_nulls().is_between(0, 1).all()
-    # The DSR is the paper's formula on the champion's in-sample trades.
+    # The DSR is the paper's formula on the champion's returns over its range's signals.
     row = measured.filter(pl.col("deflated_sharpe").is_not_null()).row(0, named=True)
     champ = champions.filter((pl.col("fold") == row["fold"]) & (pl.col("score_range") == row["score_range"])).row(0, named=True)
     assert math.isclose(row["sharpe_benchmark"], of.expected_max_sharpe(champ["sharpe_trials"], champ["sharpe_trials_variance"]), rel_tol=1e-12)

@@ -132,9 +132,15 @@ def _sharpe(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> np.nda
     return out
 
 
-def pbo_cscv(matrix: np.ndarray, blocks: int | None = None, chunk: int = 256) -> PBO:
+METRICS = ("sharpe", "total")
+
+
+def pbo_cscv(matrix: np.ndarray, blocks: int | None = None, chunk: int = 256, metric: str = "sharpe") -> PBO:
     """PBO of choosing the best column of ``matrix`` (periods x configurations, rows in time
-    order and synchronous) by Sharpe ratio, by combinatorially symmetric cross-validation."""
+    order and synchronous) by ``metric`` -- ``"sharpe"`` (mean / sample standard deviation of
+    the half's rows) or ``"total"`` (their sum) -- by combinatorially symmetric cross-validation."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     m = np.asarray(matrix, dtype=float)
     t, n = m.shape
     s = default_blocks(t) if blocks is None else int(blocks)
@@ -151,8 +157,11 @@ def pbo_cscv(matrix: np.ndarray, blocks: int | None = None, chunk: int = 256) ->
         pick = np.zeros((min(chunk, combos.shape[0] - a), s))
         np.put_along_axis(pick, combos[a : a + chunk], 1.0, axis=1)
         is_s, is_q, is_c = pick @ sums, pick @ squares, pick @ counts
-        in_sample = _sharpe(is_s, is_q, is_c)
-        out_sample = _sharpe(total_s - is_s, total_q - is_q, total_c - is_c)
+        if metric == "sharpe":
+            in_sample = _sharpe(is_s, is_q, is_c)
+            out_sample = _sharpe(total_s - is_s, total_q - is_q, total_c - is_c)
+        else:
+            in_sample, out_sample = is_s, total_s - is_s
         best = np.argmax(in_sample, axis=1)  # ties: the first column
         chosen = out_sample[np.arange(best.size), best][:, None]
         below = (out_sample < chosen).sum(axis=1)
@@ -163,7 +172,7 @@ def pbo_cscv(matrix: np.ndarray, blocks: int | None = None, chunk: int = 256) ->
     return PBO(float((logits <= 0).mean()), s, int(combos.shape[0]), n, t, logits)
 
 
-def pbo_reference(matrix: np.ndarray, blocks: int) -> float:
+def pbo_reference(matrix: np.ndarray, blocks: int, metric: str = "sharpe") -> float:
     """The algorithm as written, one half at a time (a slow reference for tests)."""
     m = np.asarray(matrix, dtype=float)
     t, n = m.shape
@@ -175,6 +184,8 @@ def pbo_reference(matrix: np.ndarray, blocks: int) -> float:
 
         def sr(rows):
             x = m[rows]
+            if metric == "total":
+                return x.sum(axis=0)
             out = []
             for j in range(n):
                 col = x[:, j]

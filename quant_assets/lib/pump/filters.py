@@ -194,10 +194,11 @@ def walk(mask, words, pnl_row, next_row):
 def _evaluate_sets(masks, pnl, nxt, min_trades, keep, trial_sharpe):
     """Per distinct signal set: how many strategies are profitable, and the ``keep`` best
     (strategy index and figures), best first; ties go to the lower strategy index. Also, over
-    every strategy with two trades or more and returns that vary (a trial with a Sharpe ratio):
-    how many, and the sum and sum of squares of their per-trade Sharpe ratios."""
+    every strategy with a trade (a trial): how many, and the sum and sum of squares of their
+    Sharpe ratios per signal of the band (mean / sample standard deviation of the band's
+    signals' returns, 0 for a signal not traded)."""
     n_sets, words = masks.shape
-    n_st = pnl.shape[0]
+    n_st, n_sig = pnl.shape
     profitable = np.zeros(n_sets, dtype=np.int64)
     best_k = np.full((n_sets, keep), -1, dtype=np.int32)
     best = np.zeros((n_sets, keep, 6))
@@ -208,9 +209,9 @@ def _evaluate_sets(masks, pnl, nxt, min_trades, keep, trial_sharpe):
         count = 0
         for k in range(n_st):
             trades, total, wins, gp, gl, mdd, sq = walk(mask, words, pnl[k], nxt[k])
-            if trial_sharpe and trades >= 2:
-                mean = total / trades
-                var = (sq - trades * mean * mean) / (trades - 1)
+            if trial_sharpe and trades >= 1 and n_sig >= 2:
+                mean = total / n_sig
+                var = (sq - n_sig * mean * mean) / (n_sig - 1)
                 if var > 1e-24:
                     sr = mean / np.sqrt(var)
                     sharpe[u, 0] += 1.0
@@ -250,8 +251,8 @@ class BandStats:
     distinct_sets: int
     profitable_pairs: int
     kept: int
-    sharpe_trials: int = 0  # distinct (signal set, strategy) configurations with a per-trade Sharpe ratio
-    sharpe_variance: float = float("nan")  # variance of those Sharpe ratios (population)
+    sharpe_trials: int = 0  # distinct (signal set, strategy) configurations with a trade
+    sharpe_variance: float = float("nan")  # variance (population) of their Sharpe ratios per band signal
 
 
 @dataclasses.dataclass
@@ -289,8 +290,8 @@ def optimize_filters(
 ) -> Phase2Result:
     """Phase 2 over ``signals`` (columns ``signal_id``, ``window_start``, ``total_score``, ``rsi``,
     ``volume_zscore``, ``oi_change_pct``; in the column order of ``pnl``/``exit_s``, which are
-    (strategies, signals) from phase 1). ``trial_sharpe``: count the trials with a per-trade
-    Sharpe ratio and measure their variance (``BandStats.sharpe_trials`` / ``sharpe_variance``,
+    (strategies, signals) from phase 1). ``trial_sharpe``: count the trials (distinct signal
+    set x strategy with a trade) and measure the variance of their Sharpe ratios per band signal (``BandStats.sharpe_trials`` / ``sharpe_variance``,
     for the deflated Sharpe ratio)."""
     if per_filter < 1:
         raise ValueError("per_filter must be at least 1")

@@ -1,18 +1,22 @@
-"""Overfitting measured for each pump champion (per walk-forward fold and score range).
+"""Overfitting measured for the pump champions (per walk-forward fold).
 
-* **PBO** over the configurations phase 2 keeps for the range: the (periods x configurations)
-  matrix has one row per signal of the range in the fold's selection window, in time order,
-  holding each configuration's trade return on that signal (0 where it did not trade: filtered
-  out, no entry, or a position still open). Rows are synchronous across configurations, as CSCV
-  requires. ``S`` = 16 blocks, fewer with fewer than 32 signals; under 4 signals or 2
-  configurations it is undefined (null).
-* **Deflated Sharpe ratio** of the champion's in-sample trades: its per-trade Sharpe ratio
-  against the maximum expected from ``sharpe_trials`` skill-less trials -- every distinct
-  (signal set, strategy) configuration of the range with two trades or more, counted and their
-  per-trade Sharpe ratios' variance measured by phase 2 over the whole grid, not only the kept
-  rows.
-* **SPA** p-value of "no kept configuration beats doing nothing" on the same matrix (Hansen's
-  test, ``arch``; stationary bootstrap).
+* **PBO** over the configurations phase 2 keeps in the fold (every score range's): the
+  (periods x configurations) matrix has one row per signal of the fold's selection window, in
+  time order, holding each configuration's trade return on that signal (0 where it did not
+  trade: another score range, filtered out, no entry, or a position still open). Rows are
+  synchronous across configurations, as CSCV requires. Halves are ranked by their total PnL,
+  the criterion champions are chosen by. ``S`` = 16 blocks, fewer with fewer than
+  32 signals; under 4 signals or 2 configurations it is undefined (null). It measures the
+  selection the composite makes -- the best of the grid on a window -- and is shown beside
+  every champion of the fold.
+* **Deflated Sharpe ratio** of each champion on its selection window: its Sharpe ratio per
+  signal of its score range (the returns of the range's signals in time order, 0 where it did
+  not trade; T = those signals) against the maximum expected from ``sharpe_trials`` skill-less
+  trials -- every distinct (signal set, strategy) configuration of the range with a trade,
+  counted and the variance of their Sharpe ratios measured by phase 2 over the whole grid, not
+  only the kept rows.
+* **SPA** p-value of "no kept configuration of the fold beats doing nothing" on the PBO matrix
+  (Hansen's test, ``arch``; stationary bootstrap).
 
 The maths is in :mod:`quant_assets.lib.overfitting`; this module builds the pump's matrices.
 """
@@ -75,10 +79,10 @@ def _bound(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def config_series(signals: pl.DataFrame, pnl: np.ndarray, exit_s: np.ndarray, configs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per signal (rows, ``signals`` in time order, all of one score range) and configuration
-    (columns, rows of ``configs``: filter bounds, ``strategy_id``, ``entry_delay_s``): the trade
-    return (0 without a trade) and whether it traded. ``pnl``/``exit_s`` are phase 1's arrays
-    over ``signals``' columns."""
+    """Per signal (rows, ``signals`` in time order) and configuration (columns, rows of
+    ``configs``: score range, filter bounds, ``strategy_id``, ``entry_delay_s``): the trade
+    return (0 without a trade) and whether it traded, walked with one position at a time per
+    configuration. ``pnl``/``exit_s`` are phase 1's arrays over ``signals``' columns."""
     ws = signals["window_start"].to_numpy().astype(np.int64)
     passing = np.ones((configs.height, signals.height), dtype=bool)
     for col, lo, hi in (
@@ -90,6 +94,7 @@ def config_series(signals: pl.DataFrame, pnl: np.ndarray, exit_s: np.ndarray, co
         passing &= _bound(
             v, configs[lo].cast(pl.Float64).fill_null(np.nan).to_numpy(), configs[hi].cast(pl.Float64).fill_null(np.nan).to_numpy()
         )
+    passing &= configs["score_range"].to_numpy()[:, None] == signals["score_range"].to_numpy()[None, :]
     k = configs["strategy_id"].to_numpy().astype(np.int64)
     return _series(
         ws,
@@ -111,41 +116,46 @@ def measure(
     horizon_s: int = wf.DAY_S,
     spa_reps: int = 1000,
 ) -> pl.DataFrame:
-    """One row per (fold, range) with a champion: PBO and SPA over the range's kept
-    configurations, the champion's deflated Sharpe ratio (``OVERFITTING_SCHEMA``)."""
+    """One row per (fold, range) with a champion (``OVERFITTING_SCHEMA``): the fold's PBO and
+    SPA over its kept configurations, the champion's deflated Sharpe ratio."""
     ws = research["window_start"].to_numpy().astype(np.int64)
     ids = research["signal_id"].to_numpy()
-    by_fold = {f.fold: f for f in folds}
     rows = []
-    for champ in champions.filter(pl.col("has_champion")).iter_rows(named=True):
-        f, band = int(champ["fold"]), champ["score_range"]
-        members = np.flatnonzero(wf.selectable(ws, by_fold[f], horizon_s) & (research["score_range"] == band).to_numpy())
+    for fold in folds:
+        champs = champions.filter((pl.col("fold") == fold.fold) & pl.col("has_champion"))
+        if not champs.height:
+            continue
+        members = np.flatnonzero(wf.selectable(ws, fold, horizon_s))
         members = members[np.lexsort((ids[members], ws[members]))]
-        kept = results.filter((pl.col("fold") == f) & (pl.col("score_range") == band))
+        kept = results.filter(pl.col("fold") == fold.fold).with_row_index("_j")
         series, traded = config_series(research[members], pnl[:, members], exit_s[:, members], kept)
-        pos = kept.with_row_index("_j").filter(
-            (pl.col("filter_id") == champ["filter_id"]) & (pl.col("strategy_id") == champ["strategy_id"])
-        )["_j"]
-        j = int(pos[0])
-        returns = series[traded[:, j], j]
-        trials = champ.get("sharpe_trials") or 0
-        variance = champ.get("sharpe_trials_variance")
-        d = of.deflated_sharpe(returns, max(int(trials), 2), variance if variance is not None and variance == variance else 0.0)
-        p = of.pbo_cscv(series)
-        spa = of.spa_pvalue(series, reps=spa_reps, seed=f * 1009 + int(band.split("-")[0])) if series.shape[1] else {}
-        rows.append(
-            {
-                "fold": f,
-                "score_range": band,
-                "sharpe_per_trade": _finite(d.sharpe),
-                "sharpe_benchmark": _finite(d.benchmark),
-                "deflated_sharpe": _finite(d.dsr),
-                "pbo": _finite(p.pbo),
-                "pbo_configurations": p.configurations,
-                "pbo_periods": p.periods,
-                "spa_pvalue": spa.get("spa_pvalue"),
-            }
-        )
+        band_of = research["score_range"].to_numpy()[members]
+        p = of.pbo_cscv(series, metric="total")
+        spa = of.spa_pvalue(series, reps=spa_reps, seed=fold.fold + 1) if series.shape[1] else {}
+        for champ in champs.iter_rows(named=True):
+            pos = kept.filter(
+                (pl.col("score_range") == champ["score_range"])
+                & (pl.col("filter_id") == champ["filter_id"])
+                & (pl.col("strategy_id") == champ["strategy_id"])
+            )["_j"]
+            j = int(pos[0])
+            returns = series[band_of == champ["score_range"], j]
+            trials = champ.get("sharpe_trials") or 0
+            variance = champ.get("sharpe_trials_variance")
+            d = of.deflated_sharpe(returns, max(int(trials), 2), variance if variance is not None and variance == variance else 0.0)
+            rows.append(
+                {
+                    "fold": fold.fold,
+                    "score_range": champ["score_range"],
+                    "sharpe_per_trade": _finite(d.sharpe),
+                    "sharpe_benchmark": _finite(d.benchmark),
+                    "deflated_sharpe": _finite(d.dsr),
+                    "pbo": _finite(p.pbo),
+                    "pbo_configurations": p.configurations,
+                    "pbo_periods": p.periods,
+                    "spa_pvalue": spa.get("spa_pvalue"),
+                }
+            )
     return pl.DataFrame(rows, schema=OVERFITTING_SCHEMA)
 
 

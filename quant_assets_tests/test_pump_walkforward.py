@@ -127,3 +127,22 @@ def test_out_of_sample_record_equals_the_bar_by_bar_replay():
     assert all(e["folds"] == len(folds) and len(e["by_fold"]) == len(folds) for e in entries)
     lines = pcomp.summary_lines(pcomp.champions_from_document(doc))
     assert any("in sample:" in line and "out of sample:" in line for line in lines)
+
+
+def test_docs_explain_every_selection_figure_and_knob():
+    from pathlib import Path
+
+    from quant_assets.defs.pump.assets import CompositeConfig, OptimizationConfig, PortfolioConfig
+    from quant_assets.lib.pump.schemas import OOS_FIGURES_SCHEMA, OVERFITTING_FIGURES_SCHEMA
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "pump.md").read_text()
+    section = text.split("## In sample, out of sample, and known biases", 1)
+    assert len(section) == 2, "docs/pump.md lacks its in-sample / out-of-sample section"
+    body = section[1].split("\n## ", 1)[0]
+    for name in [*OVERFITTING_FIGURES_SCHEMA, "sharpe_trials", "configurations_tried", "not_overfit", "in_sample", "out_of_sample"]:
+        assert name in body, name
+    assert "oos_" in body and "Biases that remain" in body
+    for model in (OptimizationConfig, CompositeConfig, PortfolioConfig):
+        for field in model.model_fields:
+            assert f"`{field}`" in text, f"{model.__name__}.{field} is not documented in docs/pump.md"
+    assert set(OOS_FIGURES_SCHEMA) == {f"oos_{k}" for k in ("trades", "total_pnl", "win_rate", "profit_factor", "max_drawdown")}

@@ -114,10 +114,11 @@ def measure(
     folds: Sequence[wf.Fold],
     *,
     horizon_s: int = wf.DAY_S,
-    spa_reps: int = 1000,
+    spa_reps: int = 200,
 ) -> pl.DataFrame:
     """One row per (fold, range) with a champion (``OVERFITTING_SCHEMA``): the fold's PBO and
-    SPA over its kept configurations, the champion's deflated Sharpe ratio."""
+    SPA over its kept configurations (``spa_reps`` bootstrap replications; 0 skips SPA), the
+    champion's deflated Sharpe ratio."""
     ws = research["window_start"].to_numpy().astype(np.int64)
     ids = research["signal_id"].to_numpy()
     rows = []
@@ -131,7 +132,9 @@ def measure(
         series, traded = config_series(research[members], pnl[:, members], exit_s[:, members], kept)
         band_of = research["score_range"].to_numpy()[members]
         p = of.pbo_cscv(series, metric="total")
-        spa = of.spa_pvalue(series, reps=spa_reps, seed=fold.fold + 1) if series.shape[1] else {}
+        # Identical columns (configurations trading the same signals the same way) change
+        # nothing in SPA's maximum statistic: test each distinct one once.
+        spa = of.spa_pvalue(np.unique(series, axis=1), reps=spa_reps, seed=fold.fold + 1) if series.shape[1] and spa_reps else {}
         for champ in champs.iter_rows(named=True):
             pos = kept.filter(
                 (pl.col("score_range") == champ["score_range"])

@@ -50,3 +50,7 @@ def test_demo_runs_whole_graph_on_env_configured_locations(tmp_path):
     assert (tmp_path / "wh" / "w.duckdb").exists()
     assert pl.read_parquet(tmp_path / "lake" / "market" / "day_aggs" / "2024-03-15.parquet").height > 30
     assert list((home / "history").glob("*")) or list(home.rglob("runs.db"))  # runs recorded in the instance
+    # The pump champions are reported in sample and out of sample side by side, with DSR and PBO.
+    header = next(line for line in proc.stdout.splitlines() if "IS pnl" in line)
+    assert "OOS pnl" in header and "DSR" in header and "PBO" in header and "best of" in header
+    assert "walk-forward" in proc.stdout and "out-of-sample total PnL" in proc.stdout

@@ -127,6 +127,12 @@ def test_out_of_sample_record_equals_the_bar_by_bar_replay():
     assert all(e["folds"] == len(folds) and len(e["by_fold"]) == len(folds) for e in entries)
     lines = pcomp.summary_lines(pcomp.champions_from_document(doc))
     assert any("in sample:" in line and "out of sample:" in line for line in lines)
+    table = pcomp.summary_table(pcomp.champions_from_document(doc))
+    assert "IS pnl" in table[0] and "OOS pnl" in table[0] and "DSR" in table[0] and len(table) == 2 + len(BANDS)
+    for band, entry in doc["score_ranges"].items():
+        if entry and entry["out_of_sample"]:
+            line = next(x for x in table if x.strip().startswith(band))
+            assert f"{entry['out_of_sample']['total_pnl'] * 100:+.1f}%" in line
 
 
 def test_docs_explain_every_selection_figure_and_knob():

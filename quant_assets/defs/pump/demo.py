@@ -1,5 +1,5 @@
 """The pump group's part of ``quant-assets demo``: simulated signals and Binance zips for the last
-six complete UTC days, the daily assets over them, then the research stage on a demo-sized
+ten complete UTC days, the daily assets over them, then the research stage on a demo-sized
 strategy and filter grid (the full default grids are the assets' Config defaults)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import time
 from quant_assets.demo import DemoDomain, DemoSettings
 from quant_assets.launch import RunSpec
 
-SIGNAL_DAYS = 6
-SIGNALS_PER_DAY = 8
+SIGNAL_DAYS = 10
+SIGNALS_PER_DAY = 12
 SYMBOLS = 20
 
 # Small enough for the demo's time budget; the full grids (5,400 strategies, 194,040 filters)
@@ -35,7 +35,7 @@ DEMO_RESEARCH_CONFIG = {
 
 
 def signal_days() -> list[dt.date]:
-    """The demo's signal days: the last six complete UTC days whose next day is a partition too
+    """The demo's signal days: the last ten complete UTC days whose next day is a partition too
     (a signal's 24 h window reaches into the next day's trade file)."""
     from quant_assets.defs.partitions import utc_days
 
@@ -111,7 +111,10 @@ def report(instance, s: DemoSettings) -> list[str]:
             else "IN SAMPLE: chosen and reported on the same signals"
         )
         lines.append(f"composite_strategy.json (min {doc['min_trades']} trades, {doc['signals']} signals, {how}), champion per score range:")
-        lines += ["  " + line for line in pcomp.summary_lines(pcomp.champions_from_document(doc))]
+        deployed = pcomp.champions_from_document(doc)
+        lines += ["  " + line for line in pcomp.summary_table(deployed)]
+        lines.append("  deployed rules (each range's latest champion):")
+        lines += ["  " + line for line in pcomp.summary_lines(deployed) if "no configuration" not in line]
     trades = _latest(instance, "backtest_trades")
     if trades:
         label = trades.get("sample", "in_sample").replace("_", "-")

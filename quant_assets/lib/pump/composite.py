@@ -325,3 +325,26 @@ def summary_lines(champions: pl.DataFrame) -> list[str]:
             f" | DSR {_prob(row['deflated_sharpe'])}, PBO {_prob(row['pbo'])}"
         )
     return lines
+
+
+def summary_table(champions: pl.DataFrame) -> list[str]:
+    """The deployed champions' figures in columns, in sample beside out of sample (the demo's
+    table): trades and total PnL on the selection window, trades, PnL, win rate and profit
+    factor of the walk-forward record, the DSR and the PBO."""
+    head = (
+        f"{'range':>8} {'best of':>13} | {'IS trades':>9} {'IS pnl':>8} | {'OOS trades':>10} {'OOS pnl':>8} "
+        f"{'OOS win':>7} {'OOS PF':>6} | {'DSR':>5} {'PBO':>5}"
+    )
+    lines = [head, "-" * len(head)]
+    for row in champions.iter_rows(named=True):
+        has = row["has_champion"]
+        tried = row["configurations_tried"]
+        oos_n = row["oos_trades"]
+        lines.append(
+            f"{row['score_range']:>8} {'-' if tried is None else f'{tried:,}':>13} | "
+            f"{int(row['trades']) if has else '-':>9} {_pct(row['total_pnl']) if has else '-':>8} | "
+            f"{'-' if oos_n is None else int(oos_n):>10} {_pct(row['oos_total_pnl']) if oos_n is not None else '-':>8} "
+            f"{_share(row['oos_win_rate']) if oos_n else '-':>7} {_pf(row['oos_profit_factor']) if oos_n else '-':>6} | "
+            f"{_prob(row['deflated_sharpe']) if has else '-':>5} {_prob(row['pbo']) if has else '-':>5}"
+        )
+    return lines

@@ -46,7 +46,7 @@ class WalkForwardError(ValueError):
 class WalkForwardSpec:
     """How champions are selected (the defaults of the assets' Config).
 
-    4 selection days, 2 evaluation days, stepping 2 days: the demo's signal days give one fold
+    4 selection days, 2 evaluation days, stepping 2 days: the demo's ten signal days give three folds
     or more, and a year of signals gives about 180 folds whose evaluation windows tile the year
     after its first 4 days.
     """

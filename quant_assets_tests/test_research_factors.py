@@ -78,8 +78,19 @@ def test_ic_equals_scipy_spearman_per_date_and_quantiles_by_hand():
     assert row["n_dates"] == len(ic)
     assert row["ic_mean"] == pytest.approx(ic.mean(), rel=1e-10)
     assert row["ic_std"] == pytest.approx(ic.std(ddof=1), rel=1e-10)
-    assert row["t_stat"] == pytest.approx(ic.mean() / (ic.std(ddof=1) / np.sqrt(len(ic))), rel=1e-10)
-    assert row["p_value"] == pytest.approx(stats.ttest_1samp(ic, 0).pvalue, rel=1e-8)
+    # h = 5: Newey-West with 10 lags, by the hand formula (Bartlett weights, small-sample correction).
+    e = ic - ic.mean()
+    lags, n = 10, len(ic)
+    s2 = (e @ e + 2 * sum((1 - k / (lags + 1)) * (e[k:] @ e[:-k]) for k in range(1, lags + 1))) / n**2 * n / (n - 1)
+    assert (row["t_method"], row["hac_lags"], row["t_df"]) == ("newey_west", 10, n // 11 - 1)
+    assert row["t_stat"] == pytest.approx(ic.mean() / np.sqrt(s2), rel=1e-10)
+    assert row["p_value"] == pytest.approx(2 * stats.t.sf(abs(row["t_stat"]), n // 11 - 1), rel=1e-10)
+    # h = 1 keeps the plain t-test.
+    one = summary.filter((pl.col("feature") == "f") & (pl.col("horizon") == 1)).row(0, named=True)
+    ic1 = by_date.filter((pl.col("feature") == "f") & (pl.col("horizon") == 1)).sort("date")["ic"].to_numpy()
+    assert (one["t_method"], one["hac_lags"], one["t_df"]) == ("student_t", 0, len(ic1) - 1)
+    assert one["t_stat"] == pytest.approx(ic1.mean() / (ic1.std(ddof=1) / np.sqrt(len(ic1))), rel=1e-10)
+    assert one["p_value"] == pytest.approx(stats.ttest_1samp(ic1, 0).pvalue, rel=1e-8)
     assert row["ic_positive_share"] == pytest.approx(np.mean(ic > 0))
     assert row["q1_return"] == pytest.approx(np.mean(q1), rel=1e-10)
     assert row["q5_return"] == pytest.approx(np.mean(q5), rel=1e-10)
@@ -90,6 +101,50 @@ def test_ic_equals_scipy_spearman_per_date_and_quantiles_by_hand():
     assert (tiered["n_dates"] > 0).all()  # ties share ranks; three tiers still rank
     with pytest.raises(ValueError, match="not columns"):
         factors.factor_evaluation(df, ["nope"])
+
+
+def test_newey_west_matches_the_reference_values():
+    # shared/reference: statsmodels 0.14 HAC standard error of a mean, y below, with correction.
+    y = np.array([0.5, -1.2, 0.3, 2.0, -0.7, 1.1, 0.0, -0.4, 0.9, 1.6])
+    for lags, se in ((1, 0.27670481664682944), (2, 0.21939479044424468), (3, 0.21156821857526495)):
+        t, _, df = factors.newey_west_t(y, lags)
+        assert t == pytest.approx(y.mean() / se, rel=1e-12) and df == max(1, 10 // (lags + 1) - 1)
+
+
+NULL_DAYS = cal.trading_days(dt.date(2023, 1, 3), dt.date(2023, 12, 29))
+
+
+def null_world(seed: int, tickers: int = 60, features: int = 40, phi: float = 0.95) -> pl.DataFrame:
+    """Random-walk prices and persistent features (AR(1), phi 0.95) that know nothing of them."""
+    rng = np.random.default_rng(seed)
+    t = len(NULL_DAYS)
+    close = 20 * np.exp(np.cumsum(rng.normal(0, 0.02, (t, tickers)), axis=0))
+    cols = {}
+    for k in range(features):
+        e = rng.normal(0, 1, (t, tickers))
+        f = np.empty_like(e)
+        f[0] = e[0]
+        for i in range(1, t):
+            f[i] = phi * f[i - 1] + e[i]
+        cols[f"f{k}"] = f.ravel()
+    dates = pl.Series(np.repeat(np.array(NULL_DAYS), tickers).tolist(), dtype=pl.Date)
+    return pl.DataFrame({"ticker": np.tile([f"T{i}" for i in range(tickers)], t), "date": dates, "close": close.ravel(), **cols})
+
+
+def test_null_factor_false_positive_rate_stays_near_five_percent():
+    rows = []
+    for seed in range(8):
+        df = null_world(seed)
+        summary, by_date = factors.factor_evaluation(df, [c for c in df.columns if c.startswith("f")], (1, 5, 10))
+        for r in summary.iter_rows(named=True):
+            ic = by_date.filter((pl.col("feature") == r["feature"]) & (pl.col("horizon") == r["horizon"]))["ic"].to_numpy()
+            rows.append({"h": r["horizon"], "hac": r["p_value"] < 0.05, "plain": factors.plain_t(ic)[1] < 0.05})
+    rates = pl.DataFrame(rows).group_by("h").agg(pl.col("hac").mean(), pl.col("plain").mean(), pl.len()).sort("h")
+    for r in rates.iter_rows(named=True):
+        assert r["len"] == 320
+        assert 0.02 <= r["hac"] <= 0.09, rates
+    # The plain t-test on overlapping horizons is the flaw being fixed: far above 5 %.
+    assert rates.filter(pl.col("h") == 10)["plain"][0] > 0.3
 
 
 def test_factor_regressions_equal_least_squares():

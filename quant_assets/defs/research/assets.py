@@ -838,7 +838,7 @@ class FactorEvaluationConfig(BaseModel):
 
 @asset(
     key=KEYS["factor_evaluation"],
-    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars", "scipy"}, code_version="1"),
+    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars", "scipy"}, code_version="2"),
     deps=[AssetDep(KEYS["technical_features"], partition_mapping=ALL_DAYS)],
     metadata=_table_meta(factors.FACTOR_EVALUATION_SCHEMA, factors.FACTOR_EVALUATION_DOCS, partitioned=False),
     check_specs=[
@@ -853,8 +853,9 @@ def factor_evaluation(context: AssetExecutionContext, lake: Lake):
     Per date, the Spearman IC across tickers between the feature and the forward return of
     horizon h (close on the h-th next NYSE session / close - 1; null when the ticker has no bar
     then); dates with fewer than ``min_pairs`` pairs or a constant side are skipped (alphalens
-    conventions). Mean, std, ICIR, t-stat, p-value, positive share, and the mean forward return of
-    five equal-count feature quintiles. An all-null feature gets ``n_dates = 0`` and nulls. The
+    conventions). Mean, std, ICIR, t-stat and p-value (plain for horizon 1, Newey-West for longer,
+    overlapping horizons; method, lags and degrees of freedom beside them), positive share, and
+    the mean forward return of five equal-count feature quintiles. An all-null feature gets ``n_dates = 0`` and nulls. The
     per-date ICs are stored beside the table (``research/factor_evaluation/ic_by_date.parquet``).
     """
     config = parse(FactorEvaluationConfig, context)
@@ -890,6 +891,10 @@ def factor_evaluation(context: AssetExecutionContext, lake: Lake):
             series[f] = (rolled["date"].to_list(), rolled["r"].to_list())
     meta = {
         "ic_table": _key_table(summary.sort(["horizon", "ic_mean"], descending=[False, True]), 100),
+        "t_statistics": "horizon 1: plain t-test (Student t, n-1 df); longer horizons: Newey-West HAC standard errors "
+        "(statsmodels, Bartlett kernel, 2 x horizon lags, small-sample correction), p from Student t with "
+        "floor(n / (lags + 1)) - 1 df; per row in t_method, hac_lags, t_df",
+        "t_stats_compared": MetadataValue.md(factors.t_comparison_markdown(by_date, summary)),
         "ic_by_date_file": MetadataValue.path(lake.describe(ic_key)),
         "dates": int(feats["date"].n_unique()),
         "features": len(columns),

@@ -144,9 +144,15 @@ def report(instance, s: DemoSettings) -> list[str]:
 
     ic = table("factor_evaluation")
     if ic is not None and ic.height:
-        best = ic.filter(pl.col("horizon") == 1).drop_nulls("icir").sort(pl.col("icir").abs(), descending=True).head(3)
-        for r in best.iter_rows(named=True):
-            lines.append(f"factor IC h=1: {r['feature']} mean IC {r['ic_mean']:+.4f}, ICIR {r['icir']:+.2f} over {r['n_dates']} dates")
+        for h in sorted(set(ic["horizon"].to_list())):
+            best = ic.filter(pl.col("horizon") == h).drop_nulls("icir").sort(pl.col("icir").abs(), descending=True).head(3)
+            for r in best.iter_rows(named=True):
+                t = "-" if r["t_stat"] is None else f"{r['t_stat']:+.2f}"
+                how = r["t_method"] + (f", {r['hac_lags']} lags" if r["hac_lags"] else "")
+                lines.append(
+                    f"factor IC h={h}: {r['feature']} mean IC {r['ic_mean']:+.4f}, ICIR {r['icir']:+.2f}, t {t} ({how}) "
+                    f"over {r['n_dates']} dates"
+                )
     fm = table("factor_models")
     if fm is not None and fm.height:
         spy = fm.filter((pl.col("ticker") == "SPY") & (pl.col("model") == "capm"))

@@ -1,5 +1,18 @@
 """Factor analysis: information coefficients of features, and CAPM / Fama-French regressions.
 
+Significance of the mean IC. Daily ICs of an h-session forward return overlap: consecutive
+dates share h - 1 sessions of return, so for a persistent feature the ICs are autocorrelated and
+a plain t-test overstates significance (on persistent null features over random walks, 33 % of
+h = 5 and 52 % of h = 10 t-tests come out significant at 5 %). For h = 1 the t-statistic is the
+plain one (Student t, n - 1 degrees of freedom). For h > 1 it uses Newey-West (HAC) standard
+errors from statsmodels: Bartlett kernel, ``2h`` lags (Bartlett weights discount the overlap's
+autocorrelations, so twice the horizon rather than h - 1), statsmodels' small-sample correction,
+and the p-value from Student t with ``floor(n / (2h + 1)) - 1`` degrees of freedom -- the number
+of non-overlapping bandwidth windows, a fixed-b style reference; the normal reference still
+over-rejects at a year of dates. Measured false-positive rate at 5 % on persistent null
+features: 3-5 % for h = 1, 5 and 10 (``quant_assets_tests/test_research_factors.py``). The
+method, lag count and degrees of freedom are columns beside each t-statistic.
+
 IC conventions (as alphalens): on each date, the Spearman rank correlation across tickers of a
 feature with the forward return of horizon h; dates with fewer than ``min_pairs`` (ticker,
 feature, return) triples, or where the feature or the return is constant, are skipped. The forward
@@ -29,6 +42,9 @@ FACTOR_EVALUATION_COLUMNS: tuple[str, ...] = (
     "icir",
     "t_stat",
     "p_value",
+    "t_method",
+    "hac_lags",
+    "t_df",
     "ic_positive_share",
     "q1_return",
     "q2_return",
@@ -38,9 +54,11 @@ FACTOR_EVALUATION_COLUMNS: tuple[str, ...] = (
     "q5_minus_q1",
 )
 FACTOR_EVALUATION_SCHEMA: dict[str, pl.DataType] = {
-    c: (pl.String() if c == "feature" else pl.Int32() if c in ("horizon", "n_dates") else pl.Float64())
+    c: (pl.String() if c in ("feature", "t_method") else pl.Int32() if c in ("horizon", "n_dates", "hac_lags", "t_df") else pl.Float64())
     for c in FACTOR_EVALUATION_COLUMNS
 }
+PLAIN_T = "student_t"
+NEWEY_WEST = "newey_west"
 FACTOR_EVALUATION_DOCS: dict[str, str] = {
     "feature": "Column of research/technical_features",
     "horizon": "Forward-return horizon in NYSE sessions",
@@ -48,8 +66,11 @@ FACTOR_EVALUATION_DOCS: dict[str, str] = {
     "ic_mean": "Mean over dates of the cross-sectional Spearman IC",
     "ic_std": "Sample std (ddof 1) of the daily IC",
     "icir": "ic_mean / ic_std",
-    "t_stat": "ic_mean / (ic_std / sqrt(n_dates)); daily ICs of overlapping horizons are autocorrelated, so it overstates significance for h > 1",
-    "p_value": "Two-sided p-value of t_stat, Student t with n_dates - 1 df",
+    "t_stat": "t-statistic of ic_mean: plain (ic_mean / (ic_std / sqrt(n_dates))) for horizon 1; Newey-West (HAC, hac_lags lags) for longer horizons, whose daily ICs overlap",
+    "p_value": "Two-sided p-value of t_stat, Student t with t_df degrees of freedom",
+    "t_method": "student_t (horizon 1) or newey_west (HAC standard error: Bartlett kernel, small-sample correction)",
+    "hac_lags": "Newey-West lags: 2 x horizon (0 for the plain t-test)",
+    "t_df": "Degrees of freedom of p_value: n_dates - 1 (plain), floor(n_dates / (hac_lags + 1)) - 1 (Newey-West)",
     "ic_positive_share": "Share of dates with IC > 0",
     "q1_return": "Mean forward return of the lowest-feature quintile (mean of daily means), fraction",
     "q2_return": "Mean forward return of quintile 2, fraction",
@@ -78,24 +99,81 @@ def forward_returns(prices: pl.DataFrame, horizons: Sequence[int]) -> pl.DataFra
     return out.drop("sidx")
 
 
-def _ic_stats(ic: np.ndarray) -> dict[str, float | None]:
+def plain_t(ic: np.ndarray) -> tuple[float, float, int]:
+    """(t, two-sided p, df) of the plain one-sample t-test of mean IC = 0 (nan where undefined)."""
     from scipy import stats
 
     n = ic.size
+    std = float(ic.std(ddof=1)) if n > 1 else math.nan
+    if not (n > 1 and std > 0):
+        return math.nan, math.nan, max(n - 1, 0)
+    t = float(ic.mean()) / (std / math.sqrt(n))
+    return t, float(2 * stats.t.sf(abs(t), n - 1)), n - 1
+
+
+def newey_west_t(ic: np.ndarray, lags: int) -> tuple[float, float, int]:
+    """(t, two-sided p, df) of mean IC = 0 with a Newey-West standard error (statsmodels OLS on
+    a constant, HAC with ``lags`` Bartlett lags and the small-sample correction); p from Student
+    t with ``floor(n / (lags + 1)) - 1`` degrees of freedom."""
+    import statsmodels.api as sm
+    from scipy import stats
+
+    n = ic.size
+    df = max(1, n // (lags + 1) - 1)
+    if n < 3 or not float(ic.std()) > 0:
+        return math.nan, math.nan, df
+    fit = sm.OLS(ic, np.ones((n, 1))).fit(cov_type="HAC", cov_kwds={"maxlags": int(lags), "use_correction": True})
+    se = float(fit.bse[0])
+    if not se > 0:
+        return math.nan, math.nan, df
+    t = float(fit.params[0]) / se
+    return t, float(2 * stats.t.sf(abs(t), df)), df
+
+
+def hac_lags(horizon: int) -> int:
+    """Newey-West lags for a horizon: 0 (plain t) for 1 session, else twice the horizon."""
+    return 0 if horizon <= 1 else 2 * int(horizon)
+
+
+def _ic_stats(ic: np.ndarray, horizon: int = 1) -> dict[str, float | int | str | None]:
+    n = ic.size
+    lags = hac_lags(horizon)
+    method = PLAIN_T if lags == 0 else NEWEY_WEST
     if n == 0:
-        return {"ic_mean": None, "ic_std": None, "icir": None, "t_stat": None, "p_value": None, "ic_positive_share": None}
+        return {
+            "ic_mean": None, "ic_std": None, "icir": None, "t_stat": None, "p_value": None,
+            "t_method": method, "hac_lags": lags, "t_df": None, "ic_positive_share": None,
+        }  # fmt: skip
     mean = float(ic.mean())
     std = float(ic.std(ddof=1)) if n > 1 else math.nan
     ok = n > 1 and std > 0
-    t = mean / (std / math.sqrt(n)) if ok else math.nan
+    t, p, df = plain_t(ic) if lags == 0 else newey_west_t(ic, lags)
     return {
         "ic_mean": mean,
         "ic_std": std if n > 1 else None,
         "icir": mean / std if ok else None,
-        "t_stat": t if ok else None,
-        "p_value": float(2 * stats.t.sf(abs(t), n - 1)) if ok else None,
+        "t_stat": t if math.isfinite(t) else None,
+        "p_value": p if math.isfinite(p) else None,
+        "t_method": method,
+        "hac_lags": lags,
+        "t_df": df,
         "ic_positive_share": float(np.mean(ic > 0)),
     }
+
+
+def t_comparison_markdown(by_date: pl.DataFrame, summary: pl.DataFrame, rows: int = 60) -> str:
+    """Each (feature, horizon)'s t-statistic beside the plain t-test on the same daily ICs -- the
+    plain one overstates significance for h > 1 and is shown for comparison only."""
+    lines = ["| feature | horizon | ic_mean | t_stat | method | plain t (overstated for h > 1) |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in summary.filter(pl.col("n_dates") > 1).head(rows).iter_rows(named=True):
+        ic = by_date.filter((pl.col("feature") == r["feature"]) & (pl.col("horizon") == r["horizon"])).sort("date")["ic"].to_numpy()
+        plain, _, _ = plain_t(ic)
+        t = "-" if r["t_stat"] is None else f"{r['t_stat']:+.2f}"
+        lines.append(
+            f"| {r['feature']} | {r['horizon']} | {r['ic_mean']:+.4f} | {t} | {r['t_method']} ({r['hac_lags']} lags) | "
+            f"{'-' if not math.isfinite(plain) else f'{plain:+.2f}'} |"
+        )
+    return "\n".join(lines)
 
 
 def factor_evaluation(
@@ -151,7 +229,7 @@ def factor_evaluation(
             )
             qmap = {int(q): float(v) for q, v in qret.iter_rows()}
             values = ic["ic"].to_numpy()
-            stats = _ic_stats(values)
+            stats = _ic_stats(values, h)
             q = [qmap.get(i) for i in range(quantiles)]
             rows.append(
                 {

@@ -132,3 +132,39 @@ def test_logistic_and_all_null_rows_for_linear_models():
     sparse_data = modeling.model_data("technical_features", sparse, kind="classifier", features=["rsi_14", "adx_14"])
     with pytest.raises(modeling.ModelingError, match="asked to train on zero rows: none of the .* has every feature"):
         modeling.train_logistic(sparse_data, regularization="l2", alpha=1.0, tune_alpha=False, n_splits=3, gap_days=2)
+
+
+def _plant_after(data, date, kind):
+    """The same data with a strong signal in rsi_14 planted only on dates after ``date``."""
+    rng = np.random.default_rng(9)
+    late = pl.col("date") > date
+    if kind == "regressor":
+        planted = pl.when(late).then(0.05 * pl.col("rsi_14") + pl.Series(rng.normal(0, 0.002, data.frame.height))).otherwise(pl.col("target"))
+    else:
+        planted = pl.when(late).then((pl.col("rsi_14") > 0).cast(pl.Int8)).otherwise(pl.col("target"))
+    return modeling.ModelData(data.frame.with_columns(planted.cast(data.frame["target"].dtype).alias("target")), data.features, data.target, data.dropped, data.source)
+
+
+@pytest.mark.parametrize("kind", ["regressor", "classifier"])
+def test_nested_tuning_keeps_early_folds_blind_to_later_data(kind):
+    df = panel(n_days=200, n_tickers=30, signal=0.0, seed=4)
+    data = modeling.complete_rows(modeling.model_data("technical_features", df, kind=kind, features=["rsi_14", "roc_10", "adx_14"]))
+
+    def train(d):
+        if kind == "regressor":
+            return modeling.train_linear(d, regularization="lasso", alpha=1.0, tune_alpha=True, l1_ratio=0.5, n_splits=4, gap_days=2)
+        return modeling.train_logistic(d, regularization="l1", alpha=1.0, tune_alpha=True, n_splits=4, gap_days=2)
+
+    before = train(data)
+    k = 2
+    cut = before.folds.filter(pl.col("fold") == k)["test_end"][0]
+    after = train(_plant_after(data, cut, kind))
+    early = pl.col("fold") <= k
+    # Folds 1..k saw nothing after their test block: the same alpha, the same figures, exactly.
+    assert before.folds.filter(early).equals(after.folds.filter(early))
+    assert not before.folds.filter(~early).equals(after.folds.filter(~early))
+    assert "alpha" in before.folds.columns and before.results["alpha_by_fold"] == before.folds["alpha"].to_list()
+    assert before.results["tuning"].startswith("nested")
+    # The last fold trains on planted dates and finds the signal with its own tuning.
+    metric = "ic" if kind == "regressor" else "roc_auc"
+    assert after.folds.filter(pl.col("fold") == 4)[metric][0] > 0.9

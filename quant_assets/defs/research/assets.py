@@ -670,14 +670,21 @@ class LgbmConfig(ModelConfig):
 class LinearConfig(ModelConfig):
     regularization: str = Field(default="none", description="'none' (OLS), 'ridge', 'lasso' or 'elasticnet'.")
     alpha: float = Field(default=1.0, gt=0, description="Penalty strength (ignored for OLS).")
-    tune_alpha: bool = Field(default=False, description="Pick alpha from a log grid by walk-forward RMSE.")
+    tune_alpha: bool = Field(
+        default=False,
+        description="Pick alpha from a log grid by walk-forward RMSE, nested: inside each fold's training window "
+        "(the fold's reported figures stay out of sample for alpha).",
+    )
     l1_ratio: float = Field(default=0.5, ge=0, le=1, description="ElasticNet mix of L1 (1) and L2 (0).")
 
 
 class LogisticConfig(ModelConfig):
     regularization: str = Field(default="l2", description="'l2', 'l1' or 'none'.")
     alpha: float = Field(default=1.0, gt=0, description="Penalty strength (C = 1 / alpha).")
-    tune_alpha: bool = Field(default=False, description="Pick alpha from a log grid by walk-forward log loss.")
+    tune_alpha: bool = Field(
+        default=False,
+        description="Pick alpha from a log grid by walk-forward log loss, nested: inside each fold's training window.",
+    )
 
 
 def _model_source(lake: Lake, source: str) -> pl.DataFrame:
@@ -696,6 +703,11 @@ def _model_metadata(lake: Lake, name: str, result: modeling.ModelResult, chart_v
         "folds": _key_table(result.folds, 20),
         "dropped_features": MetadataValue.json(result.results["data"]["dropped_features"]),
         "training_rows": int(result.results["data"]["rows"]),
+        **(
+            {"alpha_by_fold": MetadataValue.json(result.results["alpha_by_fold"]), "tuning": result.results["tuning"]}
+            if result.results.get("alpha_by_fold")
+            else {}
+        ),
         "results_json": MetadataValue.path(lakeio.write_json(lake, f"{base}/results.json", modeling.json_ready(result.results))),
     }
     table_key = f"{base}/{'importance' if result.model_text else 'coefficients'}.parquet"
@@ -738,7 +750,7 @@ def _train(key: AssetKey, lake: Lake, config: ModelConfig, kind: str, fit):
 def _model_asset(name: str):
     return dict(
         key=KEYS[name],
-        **md.asset_kwargs(DOMAIN, layer="model", kinds={"lightgbm" if name.startswith("lgbm") else "scikitlearn", "polars"}, code_version="1"),
+        **md.asset_kwargs(DOMAIN, layer="model", kinds={"lightgbm" if name.startswith("lgbm") else "scikitlearn", "polars"}, code_version="2"),
         deps=[
             AssetDep(KEYS["technical_features"], partition_mapping=ALL_DAYS),
             AssetDep(KEYS["training_dataset"], partition_mapping=ALL_DAYS),

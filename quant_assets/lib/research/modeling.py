@@ -11,6 +11,12 @@ tests on block k+1 and trains on every date before it except the last ``gap_days
 purge gap: a target that looks h sessions ahead needs ``gap_days >= h`` so no training label
 overlaps the test period). The reported model is then fitted on all rows.
 
+Nested tuning (``tune_alpha``): inside each outer fold, alpha is chosen by ``INNER_SPLITS``
+walk-forward folds of that fold's training dates only (the same purge gap), then the model is
+fitted on the training window with it and scored on the test block. An outer fold's figures
+therefore depend on nothing dated after its test block, and the alpha chosen per fold is a
+column of the fold table. The final model's alpha is chosen the same way over every row.
+
 Artifacts are LightGBM's own text format and JSON: nothing here unpickles anything.
 """
 
@@ -31,6 +37,7 @@ SOURCES = ("technical_features", "training_dataset")
 LINEAR_REGULARIZATIONS = ("none", "ridge", "lasso", "elasticnet")
 LOGISTIC_REGULARIZATIONS = ("none", "l2", "l1")
 ALPHA_GRID = tuple(float(a) for a in np.logspace(-4, 2, 13))
+INNER_SPLITS = 3  # walk-forward folds inside each outer training window when tuning alpha
 
 # Scale-free technical columns: price-level columns (SMAs, bands, ATR, OBV, MACD in USD) mean
 # different things for a $2 and a $200 stock and are left out of the default feature set.
@@ -72,6 +79,7 @@ FOLD_DOCS: dict[str, str] = {
     "r2": "Coefficient of determination on the test block (can be negative)",
     "direction_accuracy": "Share of test rows with a non-zero target whose sign the prediction gets right",
     "ic": "Spearman rank correlation of predictions and targets on the test block",
+    "alpha": "Penalty chosen for this fold by walk-forward folds inside its own training window (nested tuning; tune_alpha only)",
 }
 
 
@@ -306,12 +314,16 @@ def _mean_metrics(rows: list[dict[str, Any]], names: Sequence[str]) -> dict[str,
 
 
 def _run_folds(data: ModelData, folds: list[Fold], fit_predict, metric_fn) -> tuple[pl.DataFrame, dict[str, float | None]]:
+    """Score ``fit_predict(X_train, y_train, X_test, train_dates)`` on every fold; it returns the
+    predictions, or ``(predictions, extra fold columns)``."""
     X = data.frame.select(data.features).cast(pl.Float64).to_numpy()
     y = data.frame["target"].to_numpy()
+    dates = data.frame["date"].to_numpy()
     rows = []
     names: list[str] = []
     for f in folds:
-        pred = fit_predict(X[f.train], y[f.train], X[f.test])
+        out = fit_predict(X[f.train], y[f.train], X[f.test], dates[f.train])
+        pred, extra = out if isinstance(out, tuple) else (out, {})
         m = metric_fn(y[f.test], pred)
         names = list(m)
         rows.append(
@@ -324,6 +336,7 @@ def _run_folds(data: ModelData, folds: list[Fold], fit_predict, metric_fn) -> tu
                 "n_train": len(f.train),
                 "n_test": len(f.test),
                 **m,
+                **extra,
             }
         )
     return _fold_table(rows), _mean_metrics(rows, names)
@@ -399,7 +412,7 @@ def train_lgbm(data: ModelData, kind: str, params: LgbmParams, n_splits: int, ga
 
     folds = _folds_for(data, n_splits, gap_days)
 
-    def fit_predict(Xtr, ytr, Xte):
+    def fit_predict(Xtr, ytr, Xte, _dates):
         est = params.estimator(kind)
         est.fit(Xtr, ytr)
         return est.predict_proba(Xte)[:, 1] if kind == "classifier" else est.predict(Xte)
@@ -487,9 +500,16 @@ def _ridge_inference(Xs: np.ndarray, y: np.ndarray, alpha: float, coef: np.ndarr
     return se, t, p, df_resid
 
 
-def _tune(data: ModelData, folds, make, score_fn) -> tuple[float, list[dict[str, float]]]:
-    X = data.frame.select(data.features).cast(pl.Float64).to_numpy()
-    y = data.frame["target"].to_numpy()
+def tune_alpha_walk_forward(
+    X: np.ndarray, y: np.ndarray, dates: np.ndarray, make, score_fn, *, n_splits: int, gap_days: int
+) -> tuple[float, list[dict[str, float]]]:
+    """The alpha of ``ALPHA_GRID`` with the lowest mean score over ``n_splits`` walk-forward folds
+    of ``(X, y, dates)`` (features standardised with each inner training window's statistics);
+    ties go to the larger alpha (the simpler model). Uses nothing outside the rows given."""
+    try:
+        folds = walk_forward_splits(dates, n_splits, gap_days)
+    except ModelingError as exc:
+        raise ModelingError(f"alpha cannot be tuned inside this training window: {exc}") from None
     grid = []
     for a in ALPHA_GRID:
         scores = []
@@ -499,8 +519,24 @@ def _tune(data: ModelData, folds, make, score_fn) -> tuple[float, list[dict[str,
             est.fit(Xtr, y[f.train])
             scores.append(score_fn(est, Xte, y[f.test]))
         grid.append({"alpha": a, "cv_score": float(np.mean(scores))})
-    best = min(grid, key=lambda g: g["cv_score"])
+    best = min(reversed(grid), key=lambda g: g["cv_score"])
     return best["alpha"], grid
+
+
+def _nested(alpha: float, tuning: bool, make, score_fn, gap_days: int, predict):
+    """``fit_predict`` for :func:`_run_folds`: alpha tuned inside the fold's training window
+    when ``tuning`` (recorded as the fold's ``alpha``), else the given one."""
+
+    def fit_predict(Xtr, ytr, Xte, dtr):
+        a = alpha
+        if tuning:
+            a, _ = tune_alpha_walk_forward(Xtr, ytr, dtr, make, score_fn, n_splits=INNER_SPLITS, gap_days=gap_days)
+        Xs, Xt, _, _ = _standardise(Xtr, Xte)
+        est = make(a)
+        est.fit(Xs, ytr)
+        return (predict(est, Xt), {"alpha": a}) if tuning else predict(est, Xt)
+
+    return fit_predict
 
 
 def train_linear(
@@ -520,23 +556,20 @@ def train_linear(
     data = complete_rows(data)
     folds = _folds_for(data, n_splits, gap_days)
     grid: list[dict[str, float]] = []
-    if tune_alpha and regularization != "none":
-        alpha, grid = _tune(
-            data,
-            folds,
-            lambda a: _linear_estimator(regularization, a, l1_ratio),
-            lambda est, Xte, yte: float(np.sqrt(np.mean((est.predict(Xte) - yte) ** 2))),
-        )
+    tuning = tune_alpha and regularization != "none"
 
-    def fit_predict(Xtr, ytr, Xte):
-        Xtr, Xte, _, _ = _standardise(Xtr, Xte)
-        est = _linear_estimator(regularization, alpha, l1_ratio)
-        est.fit(Xtr, ytr)
-        return est.predict(Xte)
+    def make(a):
+        return _linear_estimator(regularization, a, l1_ratio)
 
+    def rmse(est, Xte, yte):
+        return float(np.sqrt(np.mean((est.predict(Xte) - yte) ** 2)))
+
+    fit_predict = _nested(alpha, tuning, make, rmse, gap_days, lambda est, Xt: est.predict(Xt))
     fold_table, means = _run_folds(data, folds, fit_predict, regression_metrics)
     X = data.frame.select(data.features).cast(pl.Float64).to_numpy()
     y = data.frame["target"].to_numpy().astype(float)
+    if tuning:
+        alpha, grid = tune_alpha_walk_forward(X, y, data.frame["date"].to_numpy(), make, rmse, n_splits=n_splits, gap_days=gap_days)
     Xs, _, mu, sd = _standardise(X)
     k = len(data.features)
     se = np.full(k, np.nan)
@@ -578,6 +611,8 @@ def train_linear(
         "alpha": alpha if regularization != "none" else None,
         "l1_ratio": l1_ratio if regularization == "elasticnet" else None,
         "tune_alpha": tune_alpha,
+        "tuning": _tuning_note(tuning, n_splits),
+        "alpha_by_fold": fold_table["alpha"].to_list() if tuning else None,
         "alpha_grid": grid,
         "intercept": intercept,
         "inference": inference,
@@ -614,23 +649,20 @@ def train_logistic(
     data = complete_rows(data)
     folds = _folds_for(data, n_splits, gap_days)
     grid: list[dict[str, float]] = []
-    if tune_alpha and regularization != "none":
-        alpha, grid = _tune(
-            data,
-            folds,
-            lambda a: _logistic_estimator(regularization, a),
-            lambda est, Xte, yte: float(log_loss(yte, est.predict_proba(Xte)[:, 1], labels=[0, 1])),
-        )
+    tuning = tune_alpha and regularization != "none"
 
-    def fit_predict(Xtr, ytr, Xte):
-        Xtr, Xte, _, _ = _standardise(Xtr, Xte)
-        est = _logistic_estimator(regularization, alpha)
-        est.fit(Xtr, ytr)
-        return est.predict_proba(Xte)[:, 1]
+    def make(a):
+        return _logistic_estimator(regularization, a)
 
+    def loss(est, Xte, yte):
+        return float(log_loss(yte, est.predict_proba(Xte)[:, 1], labels=[0, 1]))
+
+    fit_predict = _nested(alpha, tuning, make, loss, gap_days, lambda est, Xt: est.predict_proba(Xt)[:, 1])
     fold_table, means = _run_folds(data, folds, fit_predict, classification_metrics)
     X = data.frame.select(data.features).cast(pl.Float64).to_numpy()
     y = data.frame["target"].to_numpy()
+    if tuning:
+        alpha, grid = tune_alpha_walk_forward(X, y, data.frame["date"].to_numpy(), make, loss, n_splits=n_splits, gap_days=gap_days)
     Xs, _, mu, sd = _standardise(X)
     est = _logistic_estimator(regularization, alpha)
     est.fit(Xs, y)
@@ -643,6 +675,8 @@ def train_logistic(
         "regularization": regularization,
         "alpha": alpha if regularization != "none" else None,
         "tune_alpha": tune_alpha,
+        "tuning": _tuning_note(tuning, n_splits),
+        "alpha_by_fold": fold_table["alpha"].to_list() if tuning else None,
         "alpha_grid": grid,
         "intercept": float(est.intercept_[0]),
         "standardisation": "coefficients are log-odds per one standard deviation of each feature",
@@ -653,6 +687,16 @@ def train_logistic(
         "coefficients": table.to_dicts(),
     }
     return ModelResult(fold_table, means, table, results, None, _violations(data, folds, gap_days))
+
+
+def _tuning_note(tuning: bool, n_splits: int) -> str | None:
+    if not tuning:
+        return None
+    return (
+        f"nested: each outer fold's alpha chosen by {INNER_SPLITS} walk-forward folds inside its training window "
+        f"(same purge gap); fold metrics are out of sample for alpha. The final model's alpha: {n_splits} walk-forward "
+        "folds over every row (alpha_grid)."
+    )
 
 
 def json_ready(value: Any) -> Any:

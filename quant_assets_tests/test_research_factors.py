@@ -147,6 +147,22 @@ def test_null_factor_false_positive_rate_stays_near_five_percent():
     assert rates.filter(pl.col("h") == 10)["plain"][0] > 0.3
 
 
+def test_shuffled_factor_is_the_no_skill_baseline_beside_each_ic():
+    df = null_world(21, features=2)
+    fwd = factors.forward_returns(df.select("ticker", "date", "close"), [1])
+    rng = np.random.default_rng(0)
+    df = df.join(fwd.select("ticker", "date", "fwd_ret_1"), on=["ticker", "date"]).with_columns(
+        (pl.col("fwd_ret_1") + pl.Series(rng.normal(0, 0.05, df.height))).alias("skill")
+    )
+    summary, _ = factors.factor_evaluation(df, ["skill", "f0"], (1,))
+    skill = summary.filter(pl.col("feature") == "skill").row(0, named=True)
+    noise = summary.filter(pl.col("feature") == "f0").row(0, named=True)
+    assert skill["ic_mean"] > 0.2 and abs(skill["shuffled_ic_mean"]) < 0.02 and abs(skill["shuffled_t_stat"]) < 3
+    assert abs(noise["ic_mean"] - noise["shuffled_ic_mean"]) < 0.05
+    again, _ = factors.factor_evaluation(df, ["skill", "f0"], (1,))
+    assert again.select("shuffled_ic_mean", "shuffled_t_stat").equals(summary.select("shuffled_ic_mean", "shuffled_t_stat"))  # seeded
+
+
 def test_factor_regressions_equal_least_squares():
     rng = np.random.default_rng(5)
     f3 = pl.DataFrame(

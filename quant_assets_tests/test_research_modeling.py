@@ -168,3 +168,36 @@ def test_nested_tuning_keeps_early_folds_blind_to_later_data(kind):
     # The last fold trains on planted dates and finds the signal with its own tuning.
     metric = "ic" if kind == "regressor" else "roc_auc"
     assert after.folds.filter(pl.col("fold") == 4)[metric][0] > 0.9
+
+
+def test_every_model_reports_no_skill_baselines_from_the_same_folds():
+    signal = modeling.model_data("technical_features", panel(signal=1.0, seed=2), kind="classifier", features=["rsi_14", "roc_10"])
+    noise = modeling.model_data("technical_features", panel(signal=0.0, seed=3), kind="classifier", features=["rsi_14", "roc_10"])
+    params = modeling.LgbmParams(n_estimators=30)
+    for data, skilled in ((signal, True), (noise, False)):
+        res = modeling.train_lgbm(data, "classifier", params, 3, 2)
+        f = res.folds
+        assert (f["constant_roc_auc"] == 0.5).all()  # a constant score ranks nothing
+        # The constant predictor's log loss is the cross-entropy of the training base rate.
+        full = data.frame
+        y = full["target"].to_numpy()
+        fold = modeling.walk_forward_splits(full["date"].to_numpy(), 3, 2)[0]
+        p = y[fold.train].mean()
+        yt = y[fold.test]
+        want = -np.mean(yt * np.log(p) + (1 - yt) * np.log(1 - p))
+        assert f["constant_log_loss"][0] == pytest.approx(want, rel=1e-12)
+        m = res.mean_metrics
+        assert m["gap_roc_auc"] == pytest.approx(m["roc_auc"] - max(m["constant_roc_auc"], m["shuffled_roc_auc"]))
+        assert abs(m["shuffled_roc_auc"] - 0.5) < 0.05  # shuffled within dates: no skill left
+        if skilled:
+            assert m["gap_roc_auc"] > 0.1 and m["gap_log_loss"] > 0
+        else:
+            assert abs(m["gap_roc_auc"]) < 0.05
+    reg = modeling.train_linear(
+        modeling.model_data("technical_features", panel(signal=1.0), kind="regressor", features=["rsi_14", "roc_10", "adx_14"]),
+        regularization="none", alpha=1.0, tune_alpha=False, l1_ratio=0.5, n_splits=3, gap_days=2,
+    )
+    m = reg.mean_metrics
+    assert reg.folds["constant_ic"].null_count() == 3  # a constant prediction has no rank correlation
+    assert m["gap_rmse"] == pytest.approx(min(m["constant_rmse"], m["shuffled_rmse"]) - m["rmse"]) and m["gap_rmse"] > 0
+    assert m["ic"] > m["shuffled_ic"] + 0.1

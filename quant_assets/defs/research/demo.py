@@ -134,7 +134,16 @@ def report(instance, s: DemoSettings) -> list[str]:
     ):
         meta = _latest(instance, name)
         if metric in meta:
-            lines.append(f"{name}: walk-forward {metric.split('/')[1]} {meta[metric]:.3f} on {meta.get('training_rows', 0):,} rows")
+            m = metric.split("/")[1]
+
+            def fmt(key: str, sign: str = "") -> str:
+                v = meta.get(f"cv/{key}")
+                return "-" if v is None else format(v, f"{sign}.3f")
+
+            lines.append(
+                f"{name}: walk-forward {m} {meta[metric]:.3f} on {meta.get('training_rows', 0):,} rows | no-skill baselines: "
+                f"shuffled labels {fmt('shuffled_' + m)}, constant {fmt('constant_' + m)} | gap {fmt('gap_' + m, '+')}"
+            )
 
     def table(name: str) -> pl.DataFrame | None:
         try:
@@ -149,9 +158,10 @@ def report(instance, s: DemoSettings) -> list[str]:
             for r in best.iter_rows(named=True):
                 t = "-" if r["t_stat"] is None else f"{r['t_stat']:+.2f}"
                 how = r["t_method"] + (f", {r['hac_lags']} lags" if r["hac_lags"] else "")
+                shuffled = "-" if r["shuffled_ic_mean"] is None else f"{r['shuffled_ic_mean']:+.4f}"
                 lines.append(
                     f"factor IC h={h}: {r['feature']} mean IC {r['ic_mean']:+.4f}, ICIR {r['icir']:+.2f}, t {t} ({how}) "
-                    f"over {r['n_dates']} dates"
+                    f"over {r['n_dates']} dates; shuffled factor IC {shuffled}"
                 )
     fm = table("factor_models")
     if fm is not None and fm.height:

@@ -25,6 +25,7 @@ over dates of the mean forward return of bucket N that date (raw returns, not de
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -45,6 +46,8 @@ FACTOR_EVALUATION_COLUMNS: tuple[str, ...] = (
     "t_method",
     "hac_lags",
     "t_df",
+    "shuffled_ic_mean",
+    "shuffled_t_stat",
     "ic_positive_share",
     "q1_return",
     "q2_return",
@@ -71,6 +74,8 @@ FACTOR_EVALUATION_DOCS: dict[str, str] = {
     "t_method": "student_t (horizon 1) or newey_west (HAC standard error: Bartlett kernel, small-sample correction)",
     "hac_lags": "Newey-West lags: 2 x horizon (0 for the plain t-test)",
     "t_df": "Degrees of freedom of p_value: n_dates - 1 (plain), floor(n_dates / (hac_lags + 1)) - 1 (Newey-West)",
+    "shuffled_ic_mean": "No-skill baseline: mean IC of the feature shuffled across tickers within each date (same dates and returns)",
+    "shuffled_t_stat": "t-statistic of shuffled_ic_mean, same method as t_stat",
     "ic_positive_share": "Share of dates with IC > 0",
     "q1_return": "Mean forward return of the lowest-feature quintile (mean of daily means), fraction",
     "q2_return": "Mean forward return of quintile 2, fraction",
@@ -176,6 +181,32 @@ def t_comparison_markdown(by_date: pl.DataFrame, summary: pl.DataFrame, rows: in
     return "\n".join(lines)
 
 
+def _daily_ic(per_date: pl.DataFrame) -> pl.DataFrame:
+    """Per date: the Spearman IC of the ranked pairs (``rx``, ``ry``), skipping dates where either
+    side is constant."""
+    return (
+        per_date.group_by("date")
+        .agg(
+            pl.corr("rx", "ry").alias("ic"),
+            pl.len().cast(pl.UInt32).alias("pairs"),
+            (pl.col("x").n_unique() > 1).alias("x_varies"),
+            (pl.col("y").n_unique() > 1).alias("y_varies"),
+        )
+        .filter(pl.col("x_varies") & pl.col("y_varies") & pl.col("ic").is_not_nan())
+        .sort("date")
+    )
+
+
+def _shuffle_within_dates(per_date: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """The pairs with the feature (and its rank) permuted across tickers within each date."""
+    frame = per_date.sort("date", "rx", "ry", "x", "y", maintain_order=True)  # a stable order: the same draw every run
+    dates = frame["date"].to_numpy()
+    rng = np.random.default_rng(seed)
+    bounds = np.flatnonzero(dates[1:] != dates[:-1]) + 1
+    perm = np.concatenate([g[rng.permutation(g.size)] for g in np.split(np.arange(frame.height), bounds)]) if frame.height else np.empty(0, dtype=np.int64)
+    return frame.with_columns(pl.Series("x", frame["x"].to_numpy()[perm]), pl.Series("rx", frame["rx"].to_numpy()[perm]))
+
+
 def factor_evaluation(
     features: pl.DataFrame,
     columns: Iterable[str],
@@ -213,23 +244,15 @@ def factor_evaluation(
                     ((pl.col("rx") - 1) * quantiles / pl.col("n")).floor().cast(pl.Int32).clip(0, quantiles - 1).alias("q")
                 )
             )
-            ic = (
-                per_date.group_by("date")
-                .agg(
-                    pl.corr("rx", "ry").alias("ic"),
-                    pl.len().cast(pl.UInt32).alias("pairs"),
-                    (pl.col("x").n_unique() > 1).alias("x_varies"),
-                    (pl.col("y").n_unique() > 1).alias("y_varies"),
-                )
-                .filter(pl.col("x_varies") & pl.col("y_varies") & pl.col("ic").is_not_nan())
-                .sort("date")
-            )
+            ic = _daily_ic(per_date)
+            shuffled = _daily_ic(_shuffle_within_dates(per_date, seed=zlib.crc32(f"{col}|{h}".encode())))
             qret = (
                 per_date.group_by("date", "q").agg(pl.col("y").mean()).group_by("q").agg(pl.col("y").mean()).sort("q")
             )
             qmap = {int(q): float(v) for q, v in qret.iter_rows()}
             values = ic["ic"].to_numpy()
             stats = _ic_stats(values, h)
+            shuffled_stats = _ic_stats(shuffled["ic"].to_numpy(), h)
             q = [qmap.get(i) for i in range(quantiles)]
             rows.append(
                 {
@@ -237,6 +260,8 @@ def factor_evaluation(
                     "horizon": h,
                     "n_dates": int(values.size),
                     **stats,
+                    "shuffled_ic_mean": shuffled_stats["ic_mean"],
+                    "shuffled_t_stat": shuffled_stats["t_stat"],
                     **{f"q{i + 1}_return": q[i] for i in range(quantiles)},
                     "q5_minus_q1": (q[4] - q[0]) if q[4] is not None and q[0] is not None else None,
                 }

@@ -80,6 +80,8 @@ FOLD_DOCS: dict[str, str] = {
     "direction_accuracy": "Share of test rows with a non-zero target whose sign the prediction gets right",
     "ic": "Spearman rank correlation of predictions and targets on the test block",
     "alpha": "Penalty chosen for this fold by walk-forward folds inside its own training window (nested tuning; tune_alpha only)",
+    "constant_*": "No-skill baseline: the metric of predicting the training window's mean target (base rate) for every test row",
+    "shuffled_*": "No-skill baseline: the metric of the same model trained on labels shuffled within each date",
 }
 
 
@@ -313,9 +315,34 @@ def _mean_metrics(rows: list[dict[str, Any]], names: Sequence[str]) -> dict[str,
     return out
 
 
+def shuffle_within_dates(y: np.ndarray, dates: np.ndarray, seed: int) -> np.ndarray:
+    """``y`` with its values permuted among the rows of each date (the link between features and
+    labels destroyed, each date's label mix kept)."""
+    rng = np.random.default_rng(seed)
+    out = np.array(y, copy=True)
+    order = np.argsort(dates, kind="stable")
+    sorted_dates = dates[order]
+    bounds = np.flatnonzero(sorted_dates[1:] != sorted_dates[:-1]) + 1
+    for group in np.split(order, bounds):
+        out[group] = y[group[rng.permutation(group.size)]]
+    return out
+
+
+BASELINES = ("constant", "shuffled")
+# Metrics where lower is better; for the others a positive gap means the model beats the baseline.
+LOWER_IS_BETTER = ("rmse", "log_loss")
+
+
 def _run_folds(data: ModelData, folds: list[Fold], fit_predict, metric_fn) -> tuple[pl.DataFrame, dict[str, float | None]]:
     """Score ``fit_predict(X_train, y_train, X_test, train_dates)`` on every fold; it returns the
-    predictions, or ``(predictions, extra fold columns)``."""
+    predictions, or ``(predictions, extra fold columns)``.
+
+    Beside every metric, two no-skill baselines on the same fold: ``constant_<metric>``, the
+    training window's mean target predicted for every test row (the base rate for a
+    classifier), and ``shuffled_<metric>``, the same model (tuning included) trained on the
+    training labels permuted within each date. The mean metrics add ``gap_<metric>``: the model's
+    mean minus the better baseline's, signed so that a positive gap is skill (for RMSE and log
+    loss, the baseline minus the model)."""
     X = data.frame.select(data.features).cast(pl.Float64).to_numpy()
     y = data.frame["target"].to_numpy()
     dates = data.frame["date"].to_numpy()
@@ -326,6 +353,11 @@ def _run_folds(data: ModelData, folds: list[Fold], fit_predict, metric_fn) -> tu
         pred, extra = out if isinstance(out, tuple) else (out, {})
         m = metric_fn(y[f.test], pred)
         names = list(m)
+        constant = metric_fn(y[f.test], np.full(len(f.test), float(np.mean(y[f.train]))))
+        shuffled_y = shuffle_within_dates(y[f.train], dates[f.train], seed=f.number)
+        out = fit_predict(X[f.train], shuffled_y, X[f.test], dates[f.train])
+        shuffled = metric_fn(y[f.test], out[0] if isinstance(out, tuple) else out)
+        m = {**m, **{f"constant_{k}": v for k, v in constant.items()}, **{f"shuffled_{k}": v for k, v in shuffled.items()}}
         rows.append(
             {
                 "fold": f.number,
@@ -339,7 +371,20 @@ def _run_folds(data: ModelData, folds: list[Fold], fit_predict, metric_fn) -> tu
                 **extra,
             }
         )
-    return _fold_table(rows), _mean_metrics(rows, names)
+    all_names = [*names, *(f"{b}_{k}" for b in BASELINES for k in names)]
+    means = _mean_metrics(rows, all_names)
+    for k in names:
+        if means[k] is None:
+            means[f"gap_{k}"] = None
+            continue
+        base = [means[f"{b}_{k}"] for b in BASELINES if means[f"{b}_{k}"] is not None]
+        if k == "base_rate" or not base:
+            means[f"gap_{k}"] = None
+        elif k in LOWER_IS_BETTER:
+            means[f"gap_{k}"] = min(base) - means[k]
+        else:
+            means[f"gap_{k}"] = means[k] - max(base)
+    return _fold_table(rows), means
 
 
 def _folds_for(data: ModelData, n_splits: int, gap_days: int) -> list[Fold]:

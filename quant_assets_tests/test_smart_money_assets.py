@@ -141,8 +141,11 @@ def test_full_path_over_http_then_a_rerun_makes_no_http_call(tmp_path, world):
     assert set(norm["median"]) == set(meta["features"])
     assert store.read_bytes("models/smart-money-flow/v1.0.0/model.txt").startswith(b"tree")
     ev = g.latest(KEYS["evaluation"]).metadata
-    for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix", "feature_importance"):
+    for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "precision_at_k", "baselines", "gap_roc_auc", "confusion_matrix", "feature_importance"):
         assert name in ev, name
+    base = ev["no_skill_baselines"].value
+    assert base["constant"]["roc_auc"] == 0.5 and set(base["gap"]) == {"roc_auc", "precision_at_k", "f1"}
+    assert json.loads(store.read_bytes("models/smart-money-flow/v1.0.0/evaluation.json"))["no_skill_baselines"] == base
     cm = ev["metrics"].value["confusion_matrix"]
     assert sum(cm.values()) == ev["test_rows"].value
 

@@ -110,3 +110,28 @@ def test_training_learns_a_clear_signal_and_reports_importance():
     # The booster round-trips through model.txt.
     booster = mdl.load_booster(trained.booster.model_to_string(num_iteration=trained.best_iteration))
     np.testing.assert_allclose(booster.predict(trained.normalizer.transform(parts["test"])), trained.predict(parts["test"]))
+
+
+def test_precision_at_k_and_no_skill_baselines_beside_the_model():
+    y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 1])
+    p = np.array([0.9, 0.8, 0.7, 0.1, 0.2, 0.3, 0.05, 0.0, 0.4, 0.6])
+    assert mdl.precision_at_k(y, p) == (1.0, 1)  # top 10 %: one row, a positive
+    assert mdl.precision_at_k(y, p, 0.3) == (pytest.approx(2 / 3), 3)
+    data = synthetic(Schedule().sample_dates(), symbols=tuple("ABCDEFGHIJKLMNOP"), seed=3)
+    out, _ = sp.time_split(data)
+    parts = {s: out.filter(pl.col("split") == s) for s in sp.SPLITS}
+    trained = mdl.train(parts["train"], parts["val"])
+    test = mdl.classification_metrics(parts["test"]["label"].to_numpy(), trained.predict(parts["test"]), trained.threshold)
+    base = mdl.no_skill_baselines(parts["train"], parts["val"], parts["test"], test)
+    assert base["constant"]["roc_auc"] == 0.5
+    assert base["constant"]["precision_at_k"] == pytest.approx(parts["test"]["label"].mean())
+    assert abs(base["shuffled"]["roc_auc"] - 0.5) < 0.1  # shuffled within dates: no skill left
+    assert base["gap"]["roc_auc"] == pytest.approx(test["roc_auc"] - max(0.5, base["shuffled"]["roc_auc"]))
+    assert base["gap"]["roc_auc"] > 0.3 and base["gap"]["precision_at_k"] > 0.2
+    # Without a signal the gap is noise around zero.
+    noise = data.with_columns(pl.Series("label", np.random.default_rng(1).integers(0, 2, data.height).astype(np.int8)))
+    out, _ = sp.time_split(noise)
+    parts = {s: out.filter(pl.col("split") == s) for s in sp.SPLITS}
+    trained = mdl.train(parts["train"], parts["val"])
+    test = mdl.classification_metrics(parts["test"]["label"].to_numpy(), trained.predict(parts["test"]), trained.threshold)
+    assert abs(mdl.no_skill_baselines(parts["train"], parts["val"], parts["test"], test)["gap"]["roc_auc"]) < 0.1

@@ -597,6 +597,23 @@ def _importance_table(importance: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def _round(v: float | None) -> float:
+    return round(v, 4) if v is not None else float("nan")
+
+
+def _baseline_table(metrics: dict, baselines: dict) -> str:
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    lines = ["| metric | model | constant (base rate) | shuffled labels | gap |", "|---|---|---|---|---|"]
+    for m in mdl.BASELINE_METRICS:
+        lines.append(
+            f"| {m} | {f(metrics.get(m))} | {f(baselines['constant'].get(m))} | {f(baselines['shuffled'].get(m))} | "
+            f"{f(baselines['gap'].get(m))} |"
+        )
+    return "\n".join(lines)
+
+
 def _confusion_table(cm: dict[str, int]) -> str:
     return (
         "| | predicted 0 | predicted 1 |\n|---|---|---|\n"
@@ -626,6 +643,7 @@ def model(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
     trained = mdl.train(parts["train"], parts["val"], params, tune_threshold=config.tune_threshold)
     window = {s: (parts[s]["date"].min(), parts[s]["date"].max()) for s in sp.SPLITS}
     meta = mdl.metadata(trained, params, window, {s: parts[s].height for s in sp.SPLITS}, config.version)
+    meta["tune_threshold"] = config.tune_threshold
     store = lake.store()
     store.write_bytes(f"{folder}/model.txt", trained.booster.model_to_string(num_iteration=trained.best_iteration).encode())
     store.write_bytes(f"{folder}/normalizer.json", trained.normalizer.to_json().encode())
@@ -663,7 +681,9 @@ def model(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
 def evaluation(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
     """The latest ``smart_money/model`` on the test split (the latest dates, never seen in training
     or model selection): accuracy, precision, recall, F1 at the model's decision threshold,
-    ROC-AUC, the confusion matrix and the feature importance. Also written as ``evaluation.json``
+    ROC-AUC, precision at k (the top 10 % of test rows by probability), the confusion matrix and
+    the feature importance -- beside two no-skill baselines on the same test rows (the base rate,
+    and the same training on labels shuffled within each date) and the model's gap to the better. Also written as ``evaluation.json``
     next to the model."""
     records = context.instance.fetch_materializations(AssetRecordsFilter(asset_key=KEYS["model"]), limit=1).records
     event = records[0].asset_materialization if records else None
@@ -681,10 +701,20 @@ def evaluation(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake)
     test = splits.filter(pl.col("split") == "test")
     p = booster.predict(normalizer.transform(test))
     metrics = mdl.classification_metrics(test["label"].to_numpy(), p, meta["decision_threshold"])
+    baselines = mdl.no_skill_baselines(
+        splits.filter(pl.col("split") == "train"),
+        splits.filter(pl.col("split") == "val"),
+        test,
+        metrics,
+        mdl.params_from_metadata(meta),
+        tune_threshold=bool(meta.get("tune_threshold", True)),
+        features=meta["features"],
+    )
     report = {
         "version": version,
         "test_window": {"first_date": str(test["date"].min()), "last_date": str(test["date"].max()), "rows": test.height},
         "metrics": metrics,
+        "no_skill_baselines": baselines,
         "feature_importance": meta["feature_importance"],
     }
     store.write_bytes(f"{folder}/evaluation.json", json.dumps(report, indent=2).encode())
@@ -699,6 +729,12 @@ def evaluation(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake)
             "recall": round(metrics["recall"], 4),
             "f1": round(metrics["f1"], 4),
             "roc_auc": round(auc, 4) if auc is not None else -1.0,
+            "precision_at_k": round(metrics["precision_at_k"], 4) if metrics["precision_at_k"] is not None else -1.0,
+            "k": metrics["k"],
+            "baselines": MetadataValue.md(_baseline_table(metrics, baselines)),
+            "gap_roc_auc": _round(baselines["gap"]["roc_auc"]),
+            "gap_precision_at_k": _round(baselines["gap"]["precision_at_k"]),
+            "no_skill_baselines": MetadataValue.json(baselines),
             "decision_threshold": round(metrics["threshold"], 4),
             "positive_rate": round(metrics["positive_rate"], 4),
             "confusion_matrix": MetadataValue.md(_confusion_table(metrics["confusion_matrix"])),

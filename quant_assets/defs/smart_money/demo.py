@@ -120,8 +120,17 @@ def report(instance, s: DemoSettings) -> list[str]:
         lines.append(
             f"model v{value(ev, 'version')} on test ({value(ev, 'test_rows')} examples, {value(ev, 'test_dates')}): "
             f"accuracy {value(ev, 'accuracy'):.3f}, precision {value(ev, 'precision'):.3f}, "
-            f"recall {value(ev, 'recall'):.3f}, F1 {value(ev, 'f1'):.3f}, ROC-AUC {value(ev, 'roc_auc'):.3f}"
+            f"recall {value(ev, 'recall'):.3f}, F1 {value(ev, 'f1'):.3f}, ROC-AUC {value(ev, 'roc_auc'):.3f}, "
+            f"precision at top 10 % {value(ev, 'precision_at_k', -1.0):.3f}"
         )
+        base = value(ev, "no_skill_baselines", None)
+        if base:
+            lines.append(
+                f"  no-skill baselines on the same test rows: ROC-AUC constant {base['constant']['roc_auc']:.3f}, "
+                f"shuffled labels {base['shuffled']['roc_auc']:.3f} (gap {base['gap']['roc_auc']:+.3f}); precision at k "
+                f"base rate {base['constant']['precision_at_k']:.3f}, shuffled {base['shuffled']['precision_at_k']:.3f} "
+                f"(gap {base['gap']['precision_at_k']:+.3f})"
+            )
     return lines
 
 

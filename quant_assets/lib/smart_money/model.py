@@ -119,8 +119,23 @@ class TrainParams:
         }
 
 
+TOP_FRACTION = 0.1  # precision at k: the top 10 % of rows by predicted probability
+
+
+def precision_at_k(y: np.ndarray, p: np.ndarray, fraction: float = TOP_FRACTION) -> tuple[float | None, int]:
+    """(share of positives among the ``k`` rows with the highest scores, k), ``k`` = ``fraction`` of
+    the rows rounded up (at least 1). Ties at the cut are broken by row order (stable sort)."""
+    y = np.asarray(y).astype(int)
+    if len(y) == 0:
+        return None, 0
+    k = max(1, int(np.ceil(fraction * len(y))))
+    top = np.argsort(-np.asarray(p, dtype=float), kind="stable")[:k]
+    return float(y[top].mean()), k
+
+
 def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
-    """Accuracy, precision, recall, F1, ROC-AUC and the confusion matrix at ``threshold``."""
+    """Accuracy, precision, recall, F1, ROC-AUC, precision at k (top 10 %) and the confusion
+    matrix at ``threshold``."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
     y = np.asarray(y).astype(int)
@@ -136,6 +151,8 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> di
         "recall": float(recall_score(y, pred, zero_division=0)),
         "f1": float(f1_score(y, pred, zero_division=0)),
         "roc_auc": float(roc_auc_score(y, p)) if both else None,
+        "precision_at_k": precision_at_k(y, p)[0],
+        "k": precision_at_k(y, p)[1],
         "confusion_matrix": {"tn": int(cm[0, 0]), "fp": int(cm[0, 1]), "fn": int(cm[1, 0]), "tp": int(cm[1, 1])},
     }
 
@@ -219,6 +236,65 @@ def train(
         val_metrics=classification_metrics(y_va, p_va, threshold),
         importance=feature_importance(booster, features),
     )
+
+
+def shuffle_labels_within_dates(frame: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """``frame`` with ``label`` permuted among the rows of each date."""
+    from quant_assets.lib.research.modeling import shuffle_within_dates
+
+    if frame.height == 0:
+        return frame
+    y = shuffle_within_dates(frame["label"].to_numpy(), frame["date"].to_numpy(), seed)
+    return frame.with_columns(pl.Series("label", y, dtype=frame["label"].dtype))
+
+
+BASELINE_METRICS = ("roc_auc", "precision_at_k", "f1")
+
+
+def no_skill_baselines(
+    train_frame: pl.DataFrame,
+    val_frame: pl.DataFrame,
+    test_frame: pl.DataFrame,
+    model_metrics: dict,
+    params: TrainParams = TrainParams(),
+    *,
+    tune_threshold: bool = True,
+    seed: int = 0,
+    features: Sequence[str] = FEATURE_NAMES,
+) -> dict:
+    """The test metrics of two no-skill models beside the model's: ``constant`` (the training
+    base rate for every row: ROC-AUC 0.5, precision at k the test base rate) and ``shuffled``
+    (the same training -- normaliser, early stopping, threshold -- on train and validation
+    labels shuffled within each date); ``gap``: the model minus the better baseline."""
+    y = test_frame["label"].to_numpy().astype(int)
+    base = float(train_frame["label"].mean()) if train_frame.height else 0.0
+    constant = classification_metrics(y, np.full(len(y), base), 0.5)
+    constant["precision_at_k"] = float(y.mean()) if len(y) else None  # any k rows of a tie: the base rate on average
+    shuffled_model = train(
+        shuffle_labels_within_dates(train_frame, seed),
+        shuffle_labels_within_dates(val_frame, seed + 1),
+        params,
+        tune_threshold=tune_threshold,
+        features=features,
+    )
+    shuffled = classification_metrics(y, shuffled_model.predict(test_frame), shuffled_model.threshold)
+    gap = {}
+    for m in BASELINE_METRICS:
+        values = [b[m] for b in (constant, shuffled) if b.get(m) is not None]
+        gap[m] = None if model_metrics.get(m) is None or not values else float(model_metrics[m] - max(values))
+    keep = ("roc_auc", "precision_at_k", "f1", "precision", "accuracy", "k")
+    return {
+        "constant": {k: constant[k] for k in keep},
+        "shuffled": {k: shuffled[k] for k in keep},
+        "gap": gap,
+    }
+
+
+def params_from_metadata(meta: Mapping) -> TrainParams:
+    """The TrainParams a model's ``metadata.json`` was trained with."""
+    p = meta["parameters"]
+    fields = {f.name for f in dataclasses.fields(TrainParams)}
+    return TrainParams(**{k: v for k, v in p.items() if k in fields})
 
 
 def metadata(model: TrainedModel, params: TrainParams, splits: Mapping[str, tuple], rows: Mapping[str, int], version: str) -> dict:

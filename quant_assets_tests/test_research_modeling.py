@@ -201,3 +201,20 @@ def test_every_model_reports_no_skill_baselines_from_the_same_folds():
     assert reg.folds["constant_ic"].null_count() == 3  # a constant prediction has no rank correlation
     assert m["gap_rmse"] == pytest.approx(min(m["constant_rmse"], m["shuffled_rmse"]) - m["rmse"]) and m["gap_rmse"] > 0
     assert m["ic"] > m["shuffled_ic"] + 0.1
+
+
+def test_docs_name_each_statistic_and_its_sample():
+    from pathlib import Path
+
+    from quant_assets.lib.research import factors
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "research.md").read_text()
+    parts = text.split("## In sample, out of sample, and known biases", 1)
+    assert len(parts) == 2, "docs/research.md lacks its in-sample / out-of-sample section"
+    body = parts[1].split("\n## ", 1)[0]
+    for word in ("Newey-West", "nested", "shuffled", "walk-forward", "in sample", "out of sample", "Biases that remain", "most_liquid"):
+        assert word in body, word
+    for column in factors.FACTOR_EVALUATION_COLUMNS:
+        assert column in text or column in ("q2_return", "q3_return", "q4_return"), column  # "q1_return .. q5_return"
+    for prefix in ("constant_", "shuffled_", "gap_"):
+        assert f"`{prefix}" in body

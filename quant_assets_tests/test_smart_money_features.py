@@ -74,10 +74,12 @@ def price_rows(start, end, close=100.0, split=None):
             days.append(d)
         d += dt.timedelta(days=1)
     factor = [split[1] if split and day < split[0] else 1.0 for day in days]
+    first_after = min((day for day in days if split and day >= split[0]), default=None)
     return pl.DataFrame(
         {
             "symbol": "T", "date": days, "open": close, "high": close, "low": close, "close": close,
             "volume": 1e6, "vwap": close, "split_factor": factor, "close_as_traded": [close * f for f in factor],
+            "split_ratio": [split[1] if day == first_after else 1.0 for day in days],
         },
         schema=fmp.PRICES_SCHEMA,
     )
@@ -152,8 +154,28 @@ def test_split_adjusted_shares_and_as_traded_premium():
     rows = [(D(2023, 3, 2), D(2023, 3, 1), "1", "P-Purchase", 20, 1020.0, "director")]
     tables = raw(insider_trades=insider_rows(rows), prices=prices)
     t = [D(2023, 3, 10)]
-    assert feature("insider_buy_volume_30d", tables, t)[0] == 200  # 20 pre-split shares = 200 today
+    # On 2023-03-10 the split is three months away: 20 shares, as they were then.
+    assert feature("insider_buy_volume_30d", tables, t)[0] == 20
     assert feature("insider_avg_premium", tables, t)[0] == pytest.approx(0.02)
+    # A purchase before the split, seen after it: on the sample date's basis, 20 shares are 200.
+    late = raw(insider_trades=insider_rows([(D(2023, 5, 26), D(2023, 5, 25), "1", "P-Purchase", 20, 1020.0, "director")]), prices=prices)
+    got = [feature(name, late, [D(2023, 5, 30), D(2023, 6, 5)]).tolist() for name in ("insider_buy_volume_30d", "insider_ownership_change_90d")]
+    assert got == [[20, 200], [20, 200]]
+
+
+def test_a_split_after_the_sample_date_changes_nothing_at_it():
+    rows = [
+        (D(2023, 2, 2), D(2023, 2, 1), "1", "P-Purchase", 30, 100.0, "director"),
+        (D(2023, 4, 5), D(2023, 4, 3), "2", "S-Sale", 12, 100.0, "officer: Chief Executive Officer"),
+        (D(2023, 5, 2), D(2023, 5, 1), "3", "A-Award", 7, 0.0, "director"),
+    ]
+    dates = [D(2023, 2, 15), D(2023, 4, 20), D(2023, 5, 31)]
+    plain = raw(insider_trades=insider_rows(rows), prices=price_rows(D(2022, 1, 1), D(2024, 3, 31)))
+    split_later = raw(insider_trades=insider_rows(rows), prices=price_rows(D(2022, 1, 1), D(2024, 3, 31), split=(D(2023, 8, 1), 4.0)))
+    for name in ("insider_buy_volume_30d", "insider_sell_volume_30d", "insider_net_flow_30d", "insider_ownership_change_90d"):
+        a, b = feature(name, plain, dates), feature(name, split_later, dates)
+        assert a.tolist() == b.tolist(), name  # exactly: the August split is not known in May
+    assert feature("insider_ownership_change_90d", plain, dates).tolist() == [30, 18, -5]
 
 
 @pytest.mark.parametrize(
@@ -394,6 +416,14 @@ def reference_features(tables, dates):
             d -= dt.timedelta(days=1)
         return prices[d]
 
+    def basis(tx, t):
+        """Splits effective after the transaction and on or before the sample date."""
+        out = 1.0
+        for d, r in sorted(prices.items()):
+            if tx < d <= t and r["split_ratio"] != 1.0:
+                out *= r["split_ratio"]
+        return out
+
     for t in dates:
         in30 = [r for r in ins if t - dt.timedelta(days=30) < r["known_from"] <= t]
         in90 = [r for r in ins if t - dt.timedelta(days=90) < r["known_from"] <= t]
@@ -401,7 +431,7 @@ def reference_features(tables, dates):
         sells = [r for r in in30 if r["transaction_type"].startswith("S")]
         out["insider_buy_ratio_30d"].append(len(buys) / (len(buys) + len(sells)) if buys or sells else 0.0)
         out["insider_sell_volume_30d"].append(
-            sum(r["securities_transacted"] * factor(r["transaction_date"])["split_factor"] for r in sells)
+            sum(r["securities_transacted"] * basis(r["transaction_date"], t) for r in sells)
         )
         prem = [r["price"] / factor(r["transaction_date"])["close_as_traded"] - 1
                 for r in in90 if r["transaction_type"].startswith("P") and r["price"] > 0]

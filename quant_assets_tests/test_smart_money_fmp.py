@@ -290,3 +290,21 @@ def test_congress_amounts_and_kinds():
         "Exchange": ("exchange", 250001.0, 500000.0),
     }
     assert pl.Series(out["member"]).to_list() == ["Jane Doe"] * 3
+
+
+def test_split_ratio_marks_the_bar_a_split_takes_effect():
+    import datetime as dt
+
+    import polars as pl
+
+    from quant_assets.lib.sources import fmp
+
+    days = [dt.date(2024, 6, d) for d in (6, 7, 10, 11, 12)]  # Thu, Fri, Mon, Tue, Wed
+    prices = pl.DataFrame(
+        {"date": [d.isoformat() for d in days], "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0, "vwap": 1.0}
+    )
+    # A 10-for-1 dated on a Saturday takes effect with Monday's bar; a 3-for-2 on Wednesday itself.
+    splits = pl.DataFrame({"date": ["2024-06-08", "2024-06-12"], "numerator": [10.0, 3.0], "denominator": [1.0, 2.0]})
+    out = fmp.normalize_prices(prices, splits, symbol="X")
+    assert out["split_ratio"].to_list() == [1.0, 1.0, 10.0, 1.0, 1.5]
+    assert out["split_factor"].to_list() == [15.0, 15.0, 1.5, 1.5, 1.0]

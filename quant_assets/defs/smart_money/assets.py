@@ -221,7 +221,8 @@ _RAW_DOCS = {
             is_required=False,
             description=_RAW_DOCS[table],
             metadata=md.table_definition_metadata(rw.RAW_SCHEMAS[table], fmp_source.COLUMN_DOCS, partition_column="symbol"),
-            **_kwargs("raw", {"polars", "parquet", "api"}),
+            # prices v2: split_ratio (the bar each split takes effect)
+            **_kwargs("raw", {"polars", "parquet", "api"}, "2" if table == "prices" else "1"),
         )
         for table in rw.RAW_TABLES
     },
@@ -319,7 +320,7 @@ class FeaturesConfig(BaseModel):
 
 @asset(
     key=KEYS["features"],
-    **_kwargs("features", {"polars", "parquet"}),
+    **_kwargs("features", {"polars", "parquet"}, "2"),  # v2: insider shares on the sample date's split basis
     partitions_def=smart_money_symbols,
     backfill_policy=PER_SYMBOL,
     ins={"universe": AssetIn(key=KEYS["universe"]), **{f"raw_{t}": AssetIn(key=k) for t, k in RAW_KEYS.items()}},
@@ -671,7 +672,7 @@ def model(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
 
 @asset(
     key=KEYS["evaluation"],
-    **_kwargs("analysis", {"lightgbm", "python"}),
+    **_kwargs("analysis", {"lightgbm", "python"}, "2"),  # v2: precision at k and no-skill baselines
     ins={"splits": AssetIn(key=KEYS["splits"])},
     deps=[KEYS["model"]],
     check_specs=[

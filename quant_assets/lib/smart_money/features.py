@@ -15,8 +15,11 @@ window" is the 30 calendar days ending on ``t``: ``t - 30 < known_from <= t``.
 days after the quarter end) is on or before ``t``; of its reports, only those filed by ``t``
 count (a late filer is simply absent until it files).
 
-Shares are split-adjusted to today's share basis (a 10:1 split does not make later insider
-volumes ten times larger); prices compared with a filing's price are the as-traded close.
+Insider share counts are expressed on the share basis of the sample date: a transaction's
+reported shares times the ratios of the splits effective after the transaction and on or before
+the sample date (a 10:1 split between them makes 20 reported shares 200). A split effective after
+the sample date never changes a feature at it (FMP gives no announcement date, so a split is
+known from its effective date). Prices compared with a filing's price are the as-traded close.
 """
 
 from __future__ import annotations
@@ -143,8 +146,10 @@ class SymbolView:
     ins_who: np.ndarray  # integer id per reporting CIK
     ins_buy: np.ndarray  # open-market purchase (P)
     ins_sell: np.ndarray  # open-market sale (S)
-    ins_signed_shares: np.ndarray  # +acquired / -disposed, split-adjusted
-    ins_shares: np.ndarray  # split-adjusted
+    ins_signed_shares: np.ndarray  # +acquired / -disposed, as reported (the transaction day's share basis)
+    ins_shares: np.ndarray  # as reported
+    split_days: np.ndarray  # bar days a split took effect (ascending)
+    split_ratios: np.ndarray  # their ratios (2.0 for a 2-for-1)
     ins_premium: np.ndarray  # price / as-traded close that day - 1 (NaN without price or close)
     ins_c_suite: np.ndarray
     # congress (both chambers)
@@ -208,7 +213,12 @@ def build_views(raw: dict[str, pl.DataFrame], symbols: list[str], etf_policy: st
         raise ValueError(f"etf_snapshot_policy must be one of {ETF_POLICIES}, got {etf_policy!r}")
     prices = SymbolTable(
         raw["prices"],
-        {"date": day_number("date"), "factor": pl.col("split_factor").fill_null(1.0), "traded": pl.col("close_as_traded")},
+        {
+            "date": day_number("date"),
+            "factor": pl.col("split_factor").fill_null(1.0),
+            "traded": pl.col("close_as_traded"),
+            "split": pl.col("split_ratio").fill_null(1.0),
+        },
         ("date",),
     )
     relations = raw["insider_trades"]["type_of_owner"].fill_null("").unique().to_list()
@@ -255,9 +265,8 @@ def build_views(raw: dict[str, pl.DataFrame], symbols: list[str], etf_policy: st
     views = {}
     for symbol in symbols:
         px, i, cg, o, e = prices.of(symbol), ins.of(symbol), congress.of(symbol), outstanding.of(symbol), etf.of(symbol)
-        factor = _asof(px["date"], px["factor"], i["tx"], max_gap=None) if len(px["date"]) else np.ones(len(i["tx"]))
-        factor = np.where(np.isfinite(factor), factor, 1.0)
-        shares = i["shares"] * factor
+        shares = i["shares"].astype(float)
+        splits = px["split"] != 1.0
         close_traded = _asof(px["date"], px["traded"], i["tx"])
         with np.errstate(divide="ignore", invalid="ignore"):
             premium = np.where((i["price"] > 0) & (close_traded > 0), i["price"] / close_traded - 1.0, np.nan)
@@ -273,6 +282,8 @@ def build_views(raw: dict[str, pl.DataFrame], symbols: list[str], etf_policy: st
             ins_sell=i["code"] == "S",
             ins_signed_shares=i["sign"] * shares,
             ins_shares=shares,
+            split_days=px["date"][splits].astype(np.int64),
+            split_ratios=px["split"][splits].astype(float),
             ins_premium=premium,
             ins_c_suite=i["c_suite"].astype(bool),
             cg_known=cg["known"],
@@ -326,20 +337,34 @@ def insider_buy_ratio_30d(v: SymbolView, t: np.ndarray) -> np.ndarray:
     return np.where(total > 0, buys / np.maximum(total, 1), 0.0)
 
 
+def share_basis(v: SymbolView, t: np.ndarray) -> np.ndarray:
+    """(sample dates x insider transactions): the factor from a transaction's reported shares to
+    the sample date's share basis -- the product of the ratios of the splits effective after the
+    transaction day and on or before the sample date (1 without such a split). Splits after the
+    sample date are never touched."""
+    out = np.ones((len(t), len(v.ins_tx)))
+    for day, ratio in zip(v.split_days, v.split_ratios, strict=True):
+        rows, cols = day <= t, v.ins_tx < day
+        if rows.any() and cols.any():
+            out[np.ix_(rows, cols)] *= ratio
+    return out
+
+
 def insider_buy_volume_30d(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """Shares bought by insiders in open-market purchases (code P) filed in the 30 days ending
-    on the sample date. Shares, split-adjusted to today's basis."""
-    return (_window(v.ins_known, t, 30) & v.ins_buy) @ v.ins_shares
+    on the sample date. Shares, split-adjusted to the sample date's basis."""
+    return ((_window(v.ins_known, t, 30) & v.ins_buy) * (share_basis(v, t) * v.ins_shares)).sum(axis=1)
 
 
 def insider_sell_volume_30d(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """Shares sold by insiders in open-market sales (code S) filed in the 30 days ending on the
-    sample date. Shares, split-adjusted to today's basis."""
-    return (_window(v.ins_known, t, 30) & v.ins_sell) @ v.ins_shares
+    sample date. Shares, split-adjusted to the sample date's basis."""
+    return ((_window(v.ins_known, t, 30) & v.ins_sell) * (share_basis(v, t) * v.ins_shares)).sum(axis=1)
 
 
 def insider_net_flow_30d(v: SymbolView, t: np.ndarray) -> np.ndarray:
-    """insider_buy_volume_30d - insider_sell_volume_30d. Shares, split-adjusted."""
+    """insider_buy_volume_30d - insider_sell_volume_30d. Shares, split-adjusted to the sample
+    date's basis."""
     return insider_buy_volume_30d(v, t) - insider_sell_volume_30d(v, t)
 
 
@@ -368,8 +393,8 @@ def insider_ownership_change_90d(v: SymbolView, t: np.ndarray) -> np.ndarray:
     """Net change in insiders' holdings: shares acquired minus shares disposed (every transaction
     code, by its A/D flag: purchases, awards and exercises add; sales, gifts and withholdings
     subtract) in transactions filed in the 90 days ending on the sample date. Shares,
-    split-adjusted to today's basis."""
-    return _window(v.ins_known, t, 90) @ v.ins_signed_shares
+    split-adjusted to the sample date's basis."""
+    return (_window(v.ins_known, t, 90) * (share_basis(v, t) * v.ins_signed_shares)).sum(axis=1)
 
 
 def insider_avg_premium(v: SymbolView, t: np.ndarray) -> np.ndarray:

@@ -678,6 +678,7 @@ PRICES_SCHEMA: dict[str, pl.DataType] = {
     "vwap": pl.Float64,
     "split_factor": pl.Float64,
     "close_as_traded": pl.Float64,
+    "split_ratio": pl.Float64,
 }
 
 COLUMN_DOCS: dict[str, str] = {
@@ -733,6 +734,9 @@ COLUMN_DOCS: dict[str, str] = {
     "volume": "Shares traded, split-adjusted.",
     "vwap": "Volume-weighted average price as the vendor gives it, USD split-adjusted.",
     "split_factor": "Splits after the day: price as traded = split-adjusted price x split_factor.",
+    "split_ratio": "Ratio of the splits taking effect with this bar (after the previous bar, on or before this one, by "
+    "the vendor's split date): 2.0 for a 2-for-1, 1.0 on every other day. FMP gives no announcement date, so a split is "
+    "known from its effective date.",
     "close_as_traded": "Close in USD as traded that day (before later splits).",
 }
 
@@ -898,9 +902,26 @@ def normalize_prices(prices: pl.DataFrame, splits: pl.DataFrame, symbol: str | N
         .group_by("symbol", "date")
         .agg(pl.col("ratio").product().alias("split_factor"))
     )
+    # Each split takes effect with the first bar on or after its date.
+    effective = (
+        events.sort("split_date")
+        .join_asof(
+            bars.select("symbol", pl.col("date").alias("bar_date")).sort("bar_date"),
+            left_on="split_date",
+            right_on="bar_date",
+            by="symbol",
+            strategy="forward",
+            check_sortedness=False,  # both sides sorted just above
+        )
+        .filter(pl.col("bar_date").is_not_null())
+        .group_by("symbol", "bar_date")
+        .agg(pl.col("ratio").product().alias("split_ratio"))
+        .rename({"bar_date": "date"})
+    )
     return (
         bars.join(factor, on=["symbol", "date"], how="left")
-        .with_columns(pl.col("split_factor").fill_null(1.0))
+        .join(effective, on=["symbol", "date"], how="left")
+        .with_columns(pl.col("split_factor").fill_null(1.0), pl.col("split_ratio").fill_null(1.0))
         .with_columns((pl.col("close") * pl.col("split_factor")).alias("close_as_traded"))
         .select(list(PRICES_SCHEMA))
         .sort("symbol", "date")

@@ -32,20 +32,11 @@ import polars as pl
 
 from quant_assets.lib import overfitting as of
 from quant_assets.lib.pump import walkforward as wf
+from quant_assets.lib.pump.schemas import OVERFITTING_FIGURES_SCHEMA
 
 DSR_BAR = 0.95
 PBO_BAR = 0.5
-OVERFITTING_SCHEMA: dict[str, pl.DataType] = {
-    "fold": pl.Int32(),
-    "score_range": pl.String(),
-    "sharpe_per_trade": pl.Float64(),
-    "sharpe_benchmark": pl.Float64(),
-    "deflated_sharpe": pl.Float64(),
-    "pbo": pl.Float64(),
-    "pbo_configurations": pl.Int32(),
-    "pbo_periods": pl.Int32(),
-    "spa_pvalue": pl.Float64(),
-}
+OVERFITTING_SCHEMA: dict[str, pl.DataType] = {"fold": pl.Int32(), "score_range": pl.String(), **OVERFITTING_FIGURES_SCHEMA}
 
 
 @nb.njit(cache=True)

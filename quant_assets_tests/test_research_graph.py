@@ -107,6 +107,8 @@ def test_every_research_asset_shows_rows_schema_preview_and_figures(graph):
     assert "ic_table" in latest_meta(runner, "factor_evaluation")
     assert "comparison" in latest_meta(runner, "factor_models")
     assert "stats" in latest_meta(runner, "backtests")
+    universe = latest_meta(runner, "liquid_universe")
+    assert universe["rebalance_dates"].value >= 1 and universe["distinct_members"].value >= 1
 
 
 def test_technical_features_equal_the_library_on_the_lakes_daily_bars(graph):

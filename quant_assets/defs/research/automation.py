@@ -29,6 +29,7 @@ ANALYSIS_ASSETS = [
     a.factor_models,
     a.backtests_asset,
     a.performance_report,
+    a.liquid_universe,
 ]
 
 research_technical_job = define_asset_job(

@@ -1,0 +1,118 @@
+"""A dated liquid universe: the most liquid names as of each rebalance date, from what was known
+then.
+
+On each rebalance date D (a session of the daily table: every session, the first of each week,
+or the first of each month), the candidates are the tickers with a bar on D and bars on at least
+``min_history`` of the ``window`` sessions ending on D; they are ranked by their median daily
+dollar volume (close x volume) over those bars, highest first (ties by ticker), and the first
+``count`` are the members. Membership takes effect from the next session and holds until the
+next rebalance date's membership does.
+
+Only bars dated on or before D decide D's membership: changing anything after D changes no
+membership dated on or before D. A name that lists late joins once it has ``min_history`` bars;
+a name that later delists stays a member until the first rebalance after its last bar (what a
+portfolio does with it then is the portfolio's business: it must exit, never drop it). Nothing
+requires a bar on most sessions of the whole history, the survivorship trap of ranking on the
+whole sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+
+import numpy as np
+import polars as pl
+
+REBALANCES = ("daily", "weekly", "monthly")
+UNIVERSE_SCHEMA: dict[str, pl.DataType] = {
+    "rebalance_date": pl.Date(),
+    "ticker": pl.String(),
+    "rank": pl.Int32(),
+    "median_dollar_volume": pl.Float64(),
+    "bars_in_window": pl.Int32(),
+}
+UNIVERSE_DOCS: dict[str, str] = {
+    "rebalance_date": "Session whose close decides the membership (it takes effect from the next session)",
+    "ticker": "Member symbol",
+    "rank": "1 = the most liquid member on that date",
+    "median_dollar_volume": "Median of close x volume over the member's bars in the trailing window, USD",
+    "bars_in_window": "The member's bars among the window sessions ending on the rebalance date",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class UniverseSpec:
+    count: int = 20
+    window: int = 63  # sessions, about a quarter
+    rebalance: str = "monthly"
+    min_history: int = 50  # bars within the window (80 % of 63)
+
+    def __post_init__(self) -> None:
+        if self.rebalance not in REBALANCES:
+            raise ValueError(f"rebalance must be one of {REBALANCES}, got {self.rebalance!r}")
+        if self.count < 1 or self.window < 1:
+            raise ValueError(f"count and window must be at least 1, got {self.count} and {self.window}")
+        if not 1 <= self.min_history <= self.window:
+            raise ValueError(f"min_history must be between 1 and window ({self.window}), got {self.min_history}")
+
+
+def rebalance_dates(sessions: Iterable[dt.date], rebalance: str) -> list[dt.date]:
+    """The sessions a universe is re-ranked on: every one, the first of each ISO week, or the
+    first of each month."""
+    days = sorted(set(sessions))
+    if rebalance == "daily":
+        return days
+    if rebalance not in REBALANCES:
+        raise ValueError(f"rebalance must be one of {REBALANCES}, got {rebalance!r}")
+    key = (lambda d: d.isocalendar()[:2]) if rebalance == "weekly" else (lambda d: (d.year, d.month))
+    out, seen = [], set()
+    for d in days:
+        if key(d) not in seen:
+            seen.add(key(d))
+            out.append(d)
+    return out
+
+
+def liquid_universe(daily: pl.DataFrame, spec: UniverseSpec = UniverseSpec(), *, exclude: Iterable[str] = ()) -> pl.DataFrame:
+    """Membership per rebalance date (``UNIVERSE_SCHEMA``) of ``daily`` (ticker, date, close,
+    volume); ``exclude``: tickers never admitted (a benchmark)."""
+    if daily.is_empty():
+        return pl.DataFrame(schema=UNIVERSE_SCHEMA)
+    frame = daily.select("ticker", "date", (pl.col("close") * pl.col("volume")).alias("dv")).filter(
+        ~pl.col("ticker").is_in(list(exclude)) & pl.col("dv").is_not_null()
+    )
+    sessions = sorted(set(daily["date"].to_list()))
+    index = {d: i for i, d in enumerate(sessions)}
+    frame = frame.with_columns(pl.col("date").replace_strict(index, return_dtype=pl.Int64).alias("s"))
+    out = []
+    for day in rebalance_dates(sessions, spec.rebalance):
+        end = index[day]
+        window = frame.filter((pl.col("s") > end - spec.window) & (pl.col("s") <= end))
+        ranked = (
+            window.group_by("ticker")
+            .agg(
+                pl.col("dv").median().alias("median_dollar_volume"),
+                pl.len().cast(pl.Int32).alias("bars_in_window"),
+                (pl.col("s") == end).any().alias("trades_today"),
+            )
+            .filter(pl.col("trades_today") & (pl.col("bars_in_window") >= spec.min_history))
+            .sort(["median_dollar_volume", "ticker"], descending=[True, False])
+            .head(spec.count)
+            .with_columns(pl.lit(day).alias("rebalance_date"), pl.int_range(1, pl.len() + 1, dtype=pl.Int32).alias("rank"))
+        )
+        out.append(ranked.select(list(UNIVERSE_SCHEMA)))
+    return pl.concat(out) if out else pl.DataFrame(schema=UNIVERSE_SCHEMA)
+
+
+def members_by_session(universe: pl.DataFrame, sessions: Iterable[dt.date]) -> pl.DataFrame:
+    """(date, ticker) for every session: the members decided by the latest rebalance strictly
+    before it (a session on a rebalance date still holds the previous membership)."""
+    days = sorted(set(sessions))
+    rebal = sorted(set(universe["rebalance_date"].to_list()))
+    if not days or not rebal:
+        return pl.DataFrame(schema={"date": pl.Date, "ticker": pl.String})
+    pos = np.searchsorted(np.array(rebal, dtype="datetime64[D]"), np.array(days, dtype="datetime64[D]"), side="left") - 1
+    frame = pl.DataFrame({"date": days, "rebalance_date": [rebal[p] if p >= 0 else None for p in pos]}, schema={"date": pl.Date, "rebalance_date": pl.Date})
+    return frame.drop_nulls().join(universe.select("rebalance_date", "ticker"), on="rebalance_date").select("date", "ticker").sort("date", "ticker")

@@ -15,7 +15,7 @@ from quant_assets.lib.pump.signals import score_band_expr
 from quant_assets.lib.pump.trades import window_start_expr
 from quant_assets.simulate import pump_paths
 
-SECONDS = 14_400
+SECONDS = 7_200
 SEEDS = (0, 1, 2)
 EDGE = {"edge_score": 500, "edge_drift": 0.10, "edge_rise_s": 600.0}
 
@@ -26,7 +26,7 @@ def research_run(world: str, seed: int):
         window_start_expr(), score_band_expr().alias("score_range"), pl.col("signal_ts").dt.date().alias("signal_date")
     )
     strategies = opt.strategy_grid(
-        opt.GridSpec(sl_levels=(0.02, 0.05), profiles=tuple(opt.PROFILES), timeouts_s=(1_800, 7_200, SECONDS), entry_delays_s=(0, 300), fee=0.0)
+        opt.GridSpec(sl_levels=(0.02, 0.05), profiles=tuple(opt.PROFILES), timeouts_s=(900, 3_600, SECONDS), entry_delays_s=(0, 300), fee=0.0)
     )
     pnl, ex = opt.evaluate_strategies(closes, offsets, strategies)
     grid = pfil.FilterGrid(rsi_cuts=(50, 70), volume_cuts=(1, 2), oi_cuts=(0, 5))
@@ -34,7 +34,7 @@ def research_run(world: str, seed: int):
     sel = wf.select_per_fold(research, pnl, ex, strategies, grid, folds, "walk_forward", horizon_s=SECONDS, min_trades=3)
     champions = pcomp.choose_champions(sel.results, [grid.band_label(lo) for lo in grid.bands], 3, wf.fold_frame(folds, "walk_forward"))
     oos = wf.out_of_sample(research, pnl, ex, champions, folds)
-    measured = pof.measure(research, pnl, ex, sel.results, champions, folds, horizon_s=SECONDS, spa_reps=200)
+    measured = pof.measure(research, pnl, ex, sel.results, champions, folds, horizon_s=SECONDS, spa_reps=0)
     return champions.filter(pl.col("has_champion")), oos.trades, measured
 
 

@@ -1,6 +1,6 @@
 """Phase 2 of the pump optimizer: the full default filter grid x the default strategy grid.
 
-    .venv/bin/python benchmarks/bench_pump_phase2.py [--signals 300] [--repeats 2] [--sample 1500]
+    .venv/bin/python benchmarks/bench_pump_phase2.py [--signals 300] [--repeats 2] [--sample 1500] [--world no_edge]
 
 Workload: phase 1 on 300 simulated pump signals x 86,400 s with the default 5,400 strategies,
 then every filter of the default grid (8 score ranges x 55 RSI x 21 volume z-score x 21
@@ -67,10 +67,18 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--sample", type=int, default=1500)
     ap.add_argument("--min-trades", type=int, default=3)
+    ap.add_argument(
+        "--world",
+        default="pumps",
+        choices=("pumps", "no_edge", "planted"),
+        help="the simulator's market: pumps (default), no_edge (martingale prices: the most configurations barely "
+        "profitable, the adversarial case for the kept set) or planted",
+    )
     args = ap.parse_args()
 
     print(f"numba threads: {nb.get_num_threads()}")
-    closes, offsets, signals = pump_paths(args.signals, 86_400, seed=11)
+    closes, offsets, signals = pump_paths(args.signals, 86_400, seed=11, world=args.world)
+    print(f"world: {args.world}")
     signals = signals.with_columns(window_start_expr())
     strategies = opt.strategy_grid()
     t0 = time.perf_counter()

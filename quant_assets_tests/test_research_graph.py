@@ -28,6 +28,8 @@ ANALYSIS_CONFIG = {
             f"research__{m}": {"config": {"n_splits": 3, "gap_days": 2, **({"n_estimators": 30} if m.startswith("lgbm") else {})}}
             for m in ("lgbm_classifier", "lgbm_regressor", "linear_model", "logistic_model")
         },
+        # Four months of bars: a shorter ranking window, re-ranked weekly, so the names are held for weeks.
+        "research__liquid_universe": {"config": {"window": 20, "min_history": 15, "rebalance": "weekly"}},
         "research__backtests": {"config": {"n_liquid": 2}},
         "research__factor_models": {"config": {"n_liquid": 3, "min_obs": 30}},
         "research__performance_report": {"config": {"n_liquid": 3}},
@@ -187,6 +189,25 @@ def test_factor_models_read_the_simulated_ken_french_files(graph):
     assert set(table["model"]) == {"capm", "ff3", "ff5"}
     perf = runner.read("research/performance_report", None)
     assert "portfolio" in perf["name"].to_list()
+
+
+def test_backtests_and_reports_take_their_names_from_the_dated_universe(graph):
+    runner, _ = graph
+    members = runner.read("research/liquid_universe", None)
+    top = lambda n: set(members.filter(pl.col("rank") <= n)["ticker"])  # noqa: E731
+    stats = runner.read("research/backtests", None)
+    assert set(stats["ticker"]) <= top(2) and stats.height > 0
+    first_held = members.filter(pl.col("rank") <= 2).group_by("ticker").agg(pl.col("rebalance_date").min())
+    for ticker, rebalance in first_held.iter_rows():
+        if ticker in set(stats["ticker"]):
+            assert stats.filter(pl.col("ticker") == ticker)["start"].min() > rebalance  # held from the next session
+    assert "research/liquid_universe" in latest_meta(runner, "backtests")["universe"].value
+    perf = runner.read("research/performance_report", None)
+    assert set(perf["name"]) - {"portfolio"} == top(3)
+    fm = runner.read("research/factor_models", None)
+    assert set(fm["ticker"]) <= top(3) | {"SPY"}
+    meta = latest_meta(runner, "performance_report")
+    assert meta["portfolio_exits"].value >= 0 and "research/liquid_universe" in meta["names_from"].value
 
 
 def test_bad_inputs_fail_with_their_cause(graph, tmp_path):

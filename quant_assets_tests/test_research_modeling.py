@@ -212,7 +212,7 @@ def test_docs_name_each_statistic_and_its_sample():
     parts = text.split("## In sample, out of sample, and known biases", 1)
     assert len(parts) == 2, "docs/research.md lacks its in-sample / out-of-sample section"
     body = parts[1].split("\n## ", 1)[0]
-    for word in ("Newey-West", "nested", "shuffled", "walk-forward", "in sample", "out of sample", "Biases that remain", "most_liquid"):
+    for word in ("Newey-West", "nested", "shuffled", "walk-forward", "in sample", "out of sample", "Biases that remain", "liquid universe"):
         assert word in body, word
     for column in factors.FACTOR_EVALUATION_COLUMNS:
         assert column in text or column in ("q2_return", "q3_return", "q4_return"), column  # "q1_return .. q5_return"

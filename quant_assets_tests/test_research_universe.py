@@ -8,7 +8,6 @@ import polars as pl
 import pytest
 
 from quant_assets.lib import calendar as cal
-from quant_assets.lib.research import factors
 from quant_assets.lib.research import universe as uni
 
 SESSIONS = cal.trading_days(dt.date(2024, 1, 2), dt.date(2024, 9, 30))
@@ -29,6 +28,19 @@ def market(seed=0, tickers=14):
     frame = pl.DataFrame(rows, schema=["ticker", "date", "close", "volume"], orient="row")
     # Make the late lister and the delister the two most liquid names while they trade.
     return frame.with_columns(pl.when(pl.col("ticker").is_in(["T12", "T13"])).then(pl.col("volume") * 1e3).otherwise(pl.col("volume")).alias("volume"))
+
+
+def whole_history_most_liquid(daily, n, min_coverage=0.8):
+    """The name picker the dated universe replaced: median dollar volume over the whole sample,
+    among names with bars on 80 % of its sessions (look-ahead and survivorship by design)."""
+    sessions = daily["date"].n_unique()
+    ranked = (
+        daily.group_by("ticker")
+        .agg((pl.col("close") * pl.col("volume")).median().alias("dv"), pl.len().alias("days"))
+        .filter(pl.col("days") >= min_coverage * sessions)
+        .sort(["dv", "ticker"], descending=[True, False])
+    )
+    return ranked["ticker"].head(n).to_list()
 
 
 def reference(daily, spec, day):
@@ -61,14 +73,14 @@ def test_late_listing_joins_and_delisting_stays_until_the_next_rebalance():
     june = held.filter(pl.col("ticker") == "T13")["date"]
     assert june.max() == dt.date(2024, 7, 1)  # still held after its last bar (June 14): the portfolio must exit it
     # The whole-history ranking never admits either of them (coverage of the whole sample).
-    assert not {"T12", "T13"} & set(factors.most_liquid(daily, 5))
+    assert not {"T12", "T13"} & set(whole_history_most_liquid(daily, 5))
 
 
 def test_nothing_after_a_date_changes_membership_dated_on_or_before_it():
     daily = market()
     cut = dt.date(2024, 6, 3)
     later = pl.col("date") > cut
-    top = factors.most_liquid(daily, 5)[0]
+    top = whole_history_most_liquid(daily, 5)[0]
     # After the cut: every volume scaled, and the most liquid name delists.
     perturbed = daily.with_columns(pl.when(later).then(pl.col("volume") * 1e6).otherwise(pl.col("volume")).alias("volume"))
     perturbed = perturbed.filter(~(later & (pl.col("ticker") == top)))
@@ -77,7 +89,7 @@ def test_nothing_after_a_date_changes_membership_dated_on_or_before_it():
     assert a.height > 0 and a.equals(b)
     assert top in set(a["ticker"])
     # The whole-history ranking drops the name before the cut too: it "never traded" there.
-    assert top not in factors.most_liquid(daily.filter(~(later & (pl.col("ticker") == top))), 5)
+    assert top not in whole_history_most_liquid(daily.filter(~(later & (pl.col("ticker") == top))), 5)
 
 
 def test_spec_is_validated_and_rebalance_dates_are_first_sessions():
@@ -88,3 +100,96 @@ def test_spec_is_validated_and_rebalance_dates_are_first_sessions():
     weekly = uni.rebalance_dates(SESSIONS[:10], "weekly")
     assert weekly == [d for i, d in enumerate(SESSIONS[:10]) if i == 0 or d.isocalendar()[1] != SESSIONS[i - 1].isocalendar()[1]]
     assert uni.rebalance_dates(SESSIONS, "daily") == SESSIONS
+
+
+def with_returns(daily: pl.DataFrame) -> pl.DataFrame:
+    """ret_1d (close over the previous bar's close) and an open a little off the close."""
+    return (
+        daily.sort("ticker", "date")
+        .with_columns((pl.col("close") / pl.col("close").shift(1).over("ticker") - 1).alias("ret_1d"))
+        .with_columns((pl.col("close") * (1 + 0.001 * ((pl.col("date").dt.day() % 5) - 2))).alias("open"))
+    )
+
+
+def test_a_held_name_that_stops_trading_is_sold_never_dropped():
+    d = SESSIONS[:5]
+    daily = pl.DataFrame(
+        {
+            "ticker": ["A"] * 5 + ["B"] * 2 + ["B"],
+            "date": d + d[:2] + [d[4]],  # B trades d0, d1, stops, and trades again on d4
+            "ret_1d": [None, 0.01, 0.02, 0.03, 0.04, None, -0.05, 0.5],
+        }
+    )
+    membership = pl.DataFrame({"date": d[1:] * 2, "ticker": ["A"] * 4 + ["B"] * 4})
+    held = uni.held_returns(daily, membership, delisting_return=-0.3)
+    b = held.filter(pl.col("ticker") == "B")
+    # d1: its own return; d2: no bar, sold at the last close less 30 %; d3: nothing left to hold;
+    # d4: it trades again but had no close on d3 to enter at, so the gap's 50 % is not earned.
+    assert b.rows() == [(d[1], "B", -0.05, False), (d[2], "B", -0.3, True)]
+    assert held.filter(pl.col("ticker") == "A")["ret_1d"].to_list() == [0.01, 0.02, 0.03, 0.04]
+    with pytest.raises(ValueError, match="delisting_return"):
+        uni.held_returns(daily, membership, delisting_return=-2)
+
+
+def test_the_equal_weight_portfolio_realises_a_delisting_loss():
+    from quant_assets.lib.research import performance
+
+    d0, d1, d2 = SESSIONS[:3]
+    daily = pl.DataFrame({"ticker": ["A", "B", "A", "B", "A"], "date": [d0, d0, d1, d1, d2], "ret_1d": [0.0, 0.0, 0.02, 0.04, 0.01]})
+    filtered = pl.DataFrame({"ticker": ["A", "B", "A", "B"], "date": [d0, d0, d1, d1]})  # B's last bar is d1
+    port = performance.equal_weight_portfolio(daily, filtered, delisting_return=-0.5)
+    got = {r["date"]: (r["ret_1d"], r["names"], r["exits"]) for r in port.iter_rows(named=True)}
+    assert got[d1] == (pytest.approx(0.03), 2, 0)
+    assert got[d2] == (pytest.approx((0.01 - 0.5) / 2), 2, 1)  # B still counts, sold at half its last close
+    assert performance.equal_weight_portfolio(daily, filtered)["ret_1d"].to_list()[-1] == pytest.approx(0.005)
+
+
+def test_backtests_trade_members_only_and_realise_a_delisting():
+    from quant_assets.lib.research import backtests
+
+    daily = with_returns(market())
+    members = uni.liquid_universe(daily, SPEC)
+    names, membership = uni.selection(members, 3, SESSIONS)
+    assert "T13" in names  # the delister was a member when it stopped trading (June 14)
+    params = backtests.BacktestParams(fees=0.0, slippage=0.0)
+    stats, equity, _ = backtests.run_backtests(daily, names, ["macd", "rsi"], params, min_bars=35, membership=membership, delisting_return=-0.5)
+    t13 = stats.filter(pl.col("ticker") == "T13")
+    assert t13["delisted"].all() and (t13["end"] == dt.date(2024, 6, 17)).all()  # sold on the next session
+    for row in stats.iter_rows(named=True):
+        first_member = membership.filter(pl.col("ticker") == row["ticker"])["date"].min()
+        assert row["start"] >= first_member
+    # Every simulated day is a bar of the name, or the delisting session it is sold on.
+    off_bar = equity.join(daily.select("ticker", "date"), on=["ticker", "date"], how="anti")
+    assert set(off_bar["ticker"]) == {"T13"} and set(off_bar["date"]) == {dt.date(2024, 6, 17)}
+    # RSI held T13 into its last bar: the position is sold at half its last close, all-in.
+    curve = {s: equity.filter((pl.col("ticker") == "T13") & (pl.col("strategy") == s)).sort("date")["equity"].to_list() for s in ("macd", "rsi")}
+    assert curve["rsi"][-1] == pytest.approx(0.5 * curve["rsi"][-2], rel=1e-12)
+    assert curve["macd"][-1] == curve["macd"][-2]  # flat then: nothing to lose
+    at_last_close, _, _ = backtests.run_backtests(daily, ["T13"], ["rsi"], params, min_bars=35, membership=membership)
+    assert at_last_close["final_value"][0] == pytest.approx(curve["rsi"][-2], rel=1e-12)  # the default: sold at the last close
+
+
+def test_nothing_after_a_date_changes_a_backtest_or_a_report_on_or_before_it():
+    from quant_assets.lib.research import backtests
+
+    daily = with_returns(market())
+    cut = dt.date(2024, 6, 3)
+    later = pl.col("date") > cut
+    top = whole_history_most_liquid(daily, 5)[0]
+    perturbed = with_returns(
+        market()
+        .with_columns(pl.when(later).then(pl.col("volume") * 1e6).otherwise(pl.col("volume")).alias("volume"))
+        .filter(~(later & (pl.col("ticker") == top)))
+    )
+    params = backtests.BacktestParams()
+
+    def dated(frame):
+        members = uni.liquid_universe(frame, SPEC)
+        names, membership = uni.selection(members, 3, SESSIONS)
+        _, equity, _ = backtests.run_backtests(frame, names, ["macd", "rsi"], params, min_bars=35, membership=membership)
+        held = uni.held_returns(frame, membership)
+        return equity.filter(pl.col("date") <= cut).sort("ticker", "strategy", "date"), held.filter(pl.col("date") <= cut)
+
+    (eq_a, held_a), (eq_b, held_b) = dated(daily), dated(perturbed)
+    assert eq_a.height > 0 and held_a.height > 0
+    assert eq_a.equals(eq_b) and held_a.equals(held_b)

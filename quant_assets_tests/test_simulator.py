@@ -273,6 +273,16 @@ def test_listings_and_delistings_happen_on_their_days(universe, day_bars):
     assert (late["list_date"] <= SPEC.end).all() and (gone["delist_date"] < SPEC.end).all()
 
 
+def test_one_of_the_most_traded_names_delists_late_in_the_range():
+    spec = PolygonSimSpec(dt.date(2025, 1, 2), dt.date(2025, 12, 31), tickers=500, minute_days=0, seed=7)
+    u = polygon_universe(spec).filter(pl.col("kind") == "common").with_columns((pl.col("ref_price") * pl.col("typical_volume")).alias("dv"))
+    top = u.sort("dv", descending=True).head(4)
+    gone = top.filter(pl.col("delist_date").is_not_null())
+    assert gone.height >= 1  # a liquid universe has a member that stops trading
+    sessions = spec.sessions
+    assert all(0.55 * len(sessions) <= sessions.index(d) <= 0.86 * len(sessions) for d in gone["delist_date"])
+
+
 def test_spy_every_day_with_its_price_and_volume(landing, day_bars):
     store, _, _ = landing
     spy = day_bars.filter(pl.col("ticker") == "SPY")

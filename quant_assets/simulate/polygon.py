@@ -364,6 +364,14 @@ def _universe(spec: PolygonSimSpec) -> _Universe:
     if n_days >= 2:
         first[late] = 1 + np.floor(late_u * (n_days - 1)).astype(np.int64)
         last[gone] = np.floor(gone_u * (n_days - 1)).astype(np.int64)
+        # Delistings above strike small names; one of the most traded names goes too, late in
+        # the range, so a liquid universe holds a name that stops trading (its own stream, so
+        # every other draw stays as it was).
+        spared = sorted(set(eligible) - set(late) - set(gone), key=lambda i: -(log10_price[i] + log10_volume[i]))
+        if spared:
+            liquid_rng = np.random.default_rng([spec.seed, _STREAM_UNIVERSE, spec.tickers, 1])
+            star = spared[int(liquid_rng.integers(0, min(3, len(spared))))]
+            last[star] = int(np.floor(liquid_rng.uniform(0.6, 0.85) * (n_days - 1)))
 
     prior = calendar.trading_days("1990-01-02", spec.start - dt.timedelta(days=1))
     list_dates: list[dt.date] = []

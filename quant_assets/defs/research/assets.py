@@ -141,6 +141,25 @@ def _all_daily(lake: Lake, columns=None) -> pl.DataFrame:
     return frame
 
 
+def _require_bars(daily: pl.DataFrame, tickers: list[str]) -> None:
+    absent = sorted(set(tickers) - set(daily["ticker"].unique().to_list()))
+    if absent:
+        raise Failure(description=f"ticker(s) {absent} have no bar in market/daily_bars")
+
+
+def _dated_returns(
+    daily: pl.DataFrame, members: pl.DataFrame, tickers: list[str], n_liquid: int, delisting_return: float = universe.DELISTING_RETURN
+) -> tuple[pl.DataFrame, list[str]]:
+    """(ticker, date, ret_1d) and the names: the configured tickers over their whole history,
+    or the first ``n_liquid`` members of the dated universe over the sessions each was held."""
+    if tickers:
+        _require_bars(daily, list(tickers))
+        return daily.filter(pl.col("ticker").is_in(list(tickers))).select("ticker", "date", "ret_1d"), list(tickers)
+    names, membership = universe.selection(members, n_liquid, daily["date"].unique().to_list())
+    held = universe.held_returns(daily, membership, delisting_return=delisting_return)
+    return held.select("ticker", "date", "ret_1d"), names
+
+
 # ---------------------------------------------------------------------------------------------
 # Features
 
@@ -941,8 +960,12 @@ def factor_evaluation(context: AssetExecutionContext, lake: Lake):
 
 
 class FactorModelConfig(BaseModel):
-    tickers: list[str] = Field(default=[], description="Tickers to regress; empty = the n_liquid most liquid plus SPY.")
-    n_liquid: int = Field(default=20, ge=0, description="How many of the most liquid tickers (median dollar volume) when tickers is empty.")
+    tickers: list[str] = Field(
+        default=[], description="Tickers to regress over their whole history; empty = the members of research/liquid_universe plus SPY."
+    )
+    n_liquid: int = Field(
+        default=20, ge=0, description="When tickers is empty: the first n_liquid members of each rebalance date, each regressed over the sessions it was held."
+    )
     analysis: str = Field(default="compare", description="'capm', 'ff' (the model below) or 'compare' (CAPM, FF3 and FF5).")
     model: str = Field(default="5-factor", description="Fama-French model for analysis='ff': '3-factor' or '5-factor'.")
     factor_source: str = Field(
@@ -1005,8 +1028,9 @@ def load_factor_tables(config: FactorModelConfig, landing: LandingZone, models: 
 
 @asset(
     key=KEYS["factor_models"],
-    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars", "statsmodels"}, code_version="1", tags={"vendor": "kenfrench"}),
+    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars", "statsmodels"}, code_version="2", tags={"vendor": "kenfrench"}),
     deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)],
+    ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
     metadata=_table_meta(factors.FACTOR_MODEL_SCHEMA, factors.FACTOR_MODEL_DOCS, partitioned=False),
     check_specs=[
         qc.spec(
@@ -1019,7 +1043,7 @@ def load_factor_tables(config: FactorModelConfig, landing: LandingZone, models: 
     ],
     config_schema=config_schema(FactorModelConfig),
 )
-def factor_models(context: AssetExecutionContext, landing: LandingZone, lake: Lake):
+def factor_models(context: AssetExecutionContext, liquid_universe: pl.DataFrame, landing: LandingZone, lake: Lake):
     """CAPM, Fama-French 3- and 5-factor regressions of daily excess returns, one row per
     (ticker, model): annualised alpha (x 252), betas, t-stats, R^2, residual volatility.
 
@@ -1027,16 +1051,19 @@ def factor_models(context: AssetExecutionContext, landing: LandingZone, lake: La
     Ken French daily CSV zips (percent units converted to fractions) from the landing zone
     (``kenfrench/F-F_Research_Data_Factors_daily_CSV.zip`` and the 5-factor 2x3 zip) or over HTTP.
     CAPM and FF3 use the three-factor file, FF5 the five-factor file. Plain OLS standard errors.
+
+    Names: ``tickers`` over their whole history, or the dated ``research/liquid_universe`` (its
+    first ``n_liquid`` members of each rebalance date), each over the sessions it was held, a
+    delisting's exit included, so no name is chosen by how it did later.
     """
     config = parse(FactorModelConfig, context)
     models = _models_for(config)
     daily = _all_daily(lake, ["ticker", "date", "close", "volume", "ret_1d"])
-    tickers = list(config.tickers) or factors.most_liquid(daily, config.n_liquid, exclude=[BENCHMARK]) + [BENCHMARK]
-    absent = [t for t in tickers if daily.filter(pl.col("ticker") == t).is_empty()]
-    if absent:
-        raise Failure(description=f"ticker(s) {absent} have no bar in market/daily_bars")
+    returns, tickers = _dated_returns(daily, liquid_universe, config.tickers, config.n_liquid)
+    tickers = tickers + ([BENCHMARK] if not config.tickers else [])
+    returns = pl.concat([returns, daily.filter(pl.col("ticker") == BENCHMARK).select("ticker", "date", "ret_1d")]) if not config.tickers else returns
     tables, sources = load_factor_tables(config, landing, models)
-    table, notes = factors.factor_models(daily, tables, tickers, models, min_obs=config.min_obs)
+    table, notes = factors.factor_models(returns, tables, tickers, models, min_obs=config.min_obs)
     compare = (
         table.pivot(on="model", index="ticker", values="r_squared").rename({m: f"r2_{m}" for m in models})
         .join(table.pivot(on="model", index="ticker", values="alpha_annual").rename({m: f"alpha_ann_{m}" for m in models}), on="ticker")
@@ -1076,8 +1103,10 @@ def factor_models(context: AssetExecutionContext, landing: LandingZone, lake: La
 
 
 class BacktestConfig(BaseModel):
-    tickers: list[str] = Field(default=[], description="Tickers to backtest; empty = the n_liquid most liquid.")
-    n_liquid: int = Field(default=10, ge=1, description="How many of the most liquid tickers when tickers is empty.")
+    tickers: list[str] = Field(default=[], description="Tickers to backtest on all their bars; empty = the members of research/liquid_universe.")
+    n_liquid: int = Field(
+        default=10, ge=1, description="When tickers is empty: the first n_liquid members of each rebalance date, each traded only while a member."
+    )
     strategies: list[str] = Field(default=["macd", "rsi"], description="Strategies to run: 'macd' and/or 'rsi'.")
     rsi_period: int = Field(default=14, ge=2, description="RSI lookback of the rsi strategy.")
     oversold: float = Field(default=30.0, description="RSI crossing below this enters.")
@@ -1086,12 +1115,19 @@ class BacktestConfig(BaseModel):
     slippage: float = Field(default=0.0005, ge=0, description="Slippage per fill, fraction of price, against the trade.")
     init_cash: float = Field(default=10_000.0, gt=0, description="Starting cash per ticker and strategy, USD.")
     min_bars: int = Field(default=60, ge=35, description="Tickers with fewer bars are skipped (and listed).")
+    delisting_return: float = Field(
+        default=universe.DELISTING_RETURN,
+        ge=-1.0,
+        le=10.0,
+        description="A held name that stops trading is sold at its last close x (1 + this); 0 = at the last close, -0.3 = a typical performance delisting.",
+    )
 
 
 @asset(
     key=KEYS["backtests"],
-    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"vectorbt", "polars"}, code_version="1"),
+    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"vectorbt", "polars"}, code_version="2"),
     deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)],
+    ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
     metadata=_table_meta(backtests.BACKTEST_SCHEMA, backtests.BACKTEST_DOCS, partitioned=False),
     check_specs=[
         qc.spec(KEYS["backtests"], TRADES_CHECK, "Every strategy traded at least once on some ticker (warns).", blocking=False),
@@ -1099,17 +1135,28 @@ class BacktestConfig(BaseModel):
     ],
     config_schema=config_schema(BacktestConfig),
 )
-def backtests_asset(context: AssetExecutionContext, lake: Lake):
+def backtests_asset(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lake: Lake):
     """vectorbt backtests of the MACD zero-cross and RSI mean-reversion strategies, one row per
     (ticker, strategy), long only, all-in.
 
     Signals from each ticker's own daily bars (TA-Lib-exact MACD / RSI); a signal on bar t's close
     fills at bar t+1's open with ``fees`` and ``slippage``. Stats use 252 days a year. Equity
     curves (USD) are stored beside the table (``research/backtests/equity_curves.parquet``).
+
+    Names: ``tickers`` on all their bars, or the dated ``research/liquid_universe``: each of its
+    first ``n_liquid`` members is simulated from its first member session, enters only while a
+    member and is sold at the open of the first session it is not. A held name that stops
+    trading is sold on the next session at its last close x (1 + ``delisting_return``).
     """
     config = parse(BacktestConfig, context)
     daily = _all_daily(lake, ["ticker", "date", "open", "close", "volume"])
-    tickers = list(config.tickers) or factors.most_liquid(daily, config.n_liquid)
+    if config.tickers:
+        tickers, membership = list(config.tickers), None
+        _require_bars(daily, tickers)
+    else:
+        tickers, membership = universe.selection(liquid_universe, config.n_liquid, daily["date"].unique().to_list())
+        if not tickers:
+            raise Failure(description="research/liquid_universe has no member: materialize it over enough history (window, min_history)")
     params = backtests.BacktestParams(
         rsi_period=config.rsi_period,
         oversold=config.oversold,
@@ -1119,7 +1166,9 @@ def backtests_asset(context: AssetExecutionContext, lake: Lake):
         init_cash=config.init_cash,
     )
     try:
-        stats, equity, notes = backtests.run_backtests(daily, tickers, config.strategies, params, min_bars=config.min_bars)
+        stats, equity, notes = backtests.run_backtests(
+            daily, tickers, config.strategies, params, min_bars=config.min_bars, membership=membership, delisting_return=config.delisting_return
+        )
     except ValueError as exc:
         raise Failure(description=f"research/backtests: {exc}") from None
     curve_key = "research/backtests/equity_curves.parquet"
@@ -1128,6 +1177,8 @@ def backtests_asset(context: AssetExecutionContext, lake: Lake):
         "stats": _key_table(stats, 60),
         "equity_curves_file": MetadataValue.path(lake.describe(curve_key)),
         "tickers": MetadataValue.json(tickers),
+        "universe": "tickers (config)" if config.tickers else f"research/liquid_universe, first {config.n_liquid} of each rebalance date",
+        "delisted": MetadataValue.json(sorted(set(stats.filter(pl.col("delisted"))["ticker"].to_list()))),
         "skipped": MetadataValue.json(notes),
     }
     if equity.height:
@@ -1138,7 +1189,8 @@ def backtests_asset(context: AssetExecutionContext, lake: Lake):
             for s in config.strategies
             if (g := avg.filter(pl.col("strategy") == s)).height
         }
-        bh = daily.filter(pl.col("ticker").is_in(stats["ticker"].unique().to_list())).sort("date")
+        spans = stats.select("ticker", "start", "end").unique()
+        bh = daily.join(spans, on="ticker").filter(pl.col("date").is_between(pl.col("start"), pl.col("end"))).sort("date")
         first = bh.group_by("ticker").agg(pl.col("open").first().alias("o0"))
         bh = bh.join(first, on="ticker").with_columns((pl.col("close") / pl.col("o0")).alias("growth"))
         bhm = bh.group_by("date").agg(pl.col("growth").mean()).sort("date")
@@ -1245,29 +1297,41 @@ def liquid_universe(context: AssetExecutionContext, lake: Lake):
 
 
 class PerformanceConfig(BaseModel):
-    tickers: list[str] = Field(default=[], description="Names to report; empty = the n_liquid most liquid.")
-    n_liquid: int = Field(default=20, ge=0, description="How many of the most liquid tickers when tickers is empty.")
+    tickers: list[str] = Field(default=[], description="Names to report over their whole history; empty = the members of research/liquid_universe.")
+    n_liquid: int = Field(
+        default=20, ge=0, description="When tickers is empty: the first n_liquid members of each rebalance date, each reported over the sessions it was held."
+    )
     benchmark: str = Field(default=BENCHMARK, description="Benchmark ticker for alpha, beta and the information ratio.")
+    delisting_return: float = Field(
+        default=universe.DELISTING_RETURN,
+        ge=-1.0,
+        le=10.0,
+        description="A held name that stops trading is sold at its last close x (1 + this); 0 = at the last close, -0.3 = a typical performance delisting.",
+    )
 
 
 @asset(
     key=KEYS["performance_report"],
-    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars", "numpy"}, code_version="1"),
+    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars", "numpy"}, code_version="2"),
     deps=[
         AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS),
         AssetDep(MARKET_KEYS["daily_filtered"], partition_mapping=ALL_DAYS),
     ],
+    ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
     metadata=_table_meta(performance.PERFORMANCE_SCHEMA, performance.COLUMN_DOCS, partitioned=False),
     check_specs=[_schema_check(KEYS["performance_report"])],
     config_schema=config_schema(PerformanceConfig),
 )
-def performance_report(context: AssetExecutionContext, lake: Lake):
+def performance_report(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lake: Lake):
     """Risk and return of each name against the benchmark, and of the equal-weight portfolio of
     ``market/daily_filtered`` (row ``name = 'portfolio'``).
 
     Daily simple returns ``ret_1d`` of ``market/daily_bars`` on the dates where both the name and
     the benchmark have one. The portfolio holds, over day D's return, the names in the filtered
-    universe on the previous session (membership known before D). Every figure is empyrical's
+    universe on the previous session (membership known before D); a held name that stops trading
+    is sold at its last close x (1 + ``delisting_return``), never dropped. Names: ``tickers``
+    over their whole history, or the first ``n_liquid`` members of each rebalance date of
+    ``research/liquid_universe``, each over the sessions it was held. Every figure is empyrical's
     function of the same name (252 days a year, zero risk-free rate, historical VaR / CVaR at 5 %);
     undefined figures (no variance, no drawdown) are null.
     """
@@ -1276,13 +1340,10 @@ def performance_report(context: AssetExecutionContext, lake: Lake):
     bench = daily.filter(pl.col("ticker") == config.benchmark)
     if bench.drop_nulls("ret_1d").is_empty():
         raise Failure(description=f"benchmark {config.benchmark} has no daily returns in market/daily_bars")
-    names = list(config.tickers) or factors.most_liquid(daily, config.n_liquid, exclude=[config.benchmark])
-    absent = [t for t in names if daily.filter(pl.col("ticker") == t).is_empty()]
-    if absent:
-        raise Failure(description=f"ticker(s) {absent} have no bar in market/daily_bars")
-    universe, _ = lakeio.read_partitions(lake, MARKET_KEYS["daily_filtered"], trading_days.get_partition_keys(), ["ticker", "date"])
-    series = {t: daily.filter(pl.col("ticker") == t) for t in names}
-    portfolio = performance.equal_weight_portfolio(daily, universe) if universe.height else pl.DataFrame(schema={"date": pl.Date, "ret_1d": pl.Float64})
+    returns, names = _dated_returns(daily, liquid_universe.filter(pl.col("ticker") != config.benchmark), config.tickers, config.n_liquid, config.delisting_return)
+    filtered, _ = lakeio.read_partitions(lake, MARKET_KEYS["daily_filtered"], trading_days.get_partition_keys(), ["ticker", "date"])
+    series = {t: returns.filter(pl.col("ticker") == t) for t in names}
+    portfolio = performance.equal_weight_portfolio(daily, filtered, delisting_return=config.delisting_return)
     series["portfolio"] = portfolio
     table, aligned = performance.performance_table(series, bench)
     meta = {
@@ -1290,6 +1351,9 @@ def performance_report(context: AssetExecutionContext, lake: Lake):
         "benchmark": config.benchmark,
         "portfolio_days": int(portfolio.height),
         "portfolio_mean_names": float(portfolio["names"].mean()) if portfolio.height else 0.0,
+        "portfolio_exits": int(portfolio["exits"].sum()) if portfolio.height else 0,
+        "names_from": "tickers (config)" if config.tickers else f"research/liquid_universe, first {config.n_liquid} of each rebalance date",
+        "delisting_return": config.delisting_return,
     }
     lines = {}
     pa = aligned["portfolio"]

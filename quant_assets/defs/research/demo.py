@@ -5,7 +5,8 @@ training rows of the minute days, and the models and analyses.
 The demo keeps every Config default except where its three-minute budget needs less (said in
 its output): the daily research tables cover the newest 150 sessions (the indicators still read
 the whole history of ``market/daily_bars`` from the lake, so their values are the same as a full
-backfill's), the backtests run on the 3 most liquid names (vectorbt compiles on its first call),
+backfill's), the backtests run on the 3 most liquid members of each rebalance date of the dated
+liquid universe (vectorbt compiles on its first call),
 LightGBM fits 100 rounds on 3 walk-forward folds, and on a short history the folds, purge gap and
 regression minimum shrink -- or the models are skipped -- to fit the days there are.
 """
@@ -121,7 +122,7 @@ def report(instance, s: DemoSettings) -> list[str]:
     lines = [
         f"demo settings: daily research tables for {days[0]}..{days[-1]} (the newest {DEMO_RESEARCH_SESSIONS} sessions at most, to fit the demo's time budget; "
         "indicators read the full history from the lake); backtests on the "
-        f"{DEMO_BACKTEST_TICKERS} most liquid names; LightGBM {DEMO_LGBM_ROUNDS} rounds, {DEMO_FOLDS} folds "
+        f"{DEMO_BACKTEST_TICKERS} most liquid names of each rebalance date; LightGBM {DEMO_LGBM_ROUNDS} rounds, {DEMO_FOLDS} folds "
         "(Config defaults: 10 names, 200 rounds, 5 folds)"
     ]
     if len(s.sessions()) < MIN_SESSIONS_FOR_MODELS:
@@ -173,6 +174,13 @@ def report(instance, s: DemoSettings) -> list[str]:
     if bt is not None and bt.height:
         for r in bt.group_by("strategy").agg(pl.col("total_return").mean(), pl.col("n_trades").sum()).sort("strategy").iter_rows(named=True):
             lines.append(f"backtest {r['strategy']}: mean total return {r['total_return']:+.1%}, {r['n_trades']} trades")
+    universe = table("liquid_universe")
+    if universe is not None and universe.height:
+        exits = _latest(instance, "performance_report").get("portfolio_exits")
+        lines.append(
+            f"liquid universe: {universe['rebalance_date'].n_unique()} rebalance dates, {universe['ticker'].n_unique()} distinct members"
+            + (f"; the filtered portfolio sold {exits} name(s) that stopped trading" if exits is not None else "")
+        )
     perf = table("performance_report")
     if perf is not None and perf.height:
         p = perf.filter(pl.col("name") == "portfolio")

@@ -12,11 +12,20 @@ close that was needed to compute the signal), all-in with ``init_cash``, paying 
 of traded value) and ``slippage`` (fraction of price, against us) on every fill. A position still
 open at the end is valued at the last close. Figures use 252 trading days a year, like
 :mod:`.performance`; ``total_return`` is vectorbt's.
+
+Over a dated universe (``membership``: the sessions each name may be held, decided before the
+session opens), a name is simulated from its first member session: entries fill only on member
+sessions, and a position is sold at the open of the first session the name is no longer a
+member. Signals still use the name's whole past (indicators need their warm-up), never a bar
+after the signal. A name whose bars stop before the sample's last session (a delisting) while
+it may still be held gets one more bar on the next session, priced at its last close times
+``1 + delisting_return``, where any open position is sold: the exit is realised, never dropped.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 from collections.abc import Sequence
 
@@ -24,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from quant_assets.lib.research import indicators, performance
+from quant_assets.lib.research.universe import DELISTING_RETURN
 
 STRATEGIES = ("macd", "rsi")
 
@@ -44,6 +54,7 @@ BACKTEST_SCHEMA: dict[str, pl.DataType] = {
     "fees_paid": pl.Float64(),
     "final_value": pl.Float64(),
     "buy_and_hold_return": pl.Float64(),
+    "delisted": pl.Boolean(),
 }
 BACKTEST_DOCS: dict[str, str] = {
     "ticker": "Symbol traded",
@@ -62,6 +73,7 @@ BACKTEST_DOCS: dict[str, str] = {
     "fees_paid": "Fees paid, USD",
     "final_value": "Equity at the last close, USD",
     "buy_and_hold_return": "Last close / first open - 1 of the ticker over the same bars, fraction",
+    "delisted": "The name stopped trading before the sample's end while it could be held: a held position was sold at its last close x (1 + delisting_return)",
 }
 EQUITY_SCHEMA = {"date": pl.Date(), "ticker": pl.String(), "strategy": pl.String(), "equity": pl.Float64()}
 
@@ -144,25 +156,63 @@ def _trade_stats(records: np.ndarray, column: int) -> tuple[int, float]:
     return len(buys), (wins / closed if closed else math.nan)
 
 
-def backtest_ticker(bars: pl.DataFrame, ticker: str, strategies: Sequence[str], params: BacktestParams):
-    """Stats rows and equity curve of each strategy on one ticker's bars (date, open, close)."""
+def _simulated_bars(
+    bars: pl.DataFrame, allowed: np.ndarray | None, next_session: dt.date | None, delisting_return: float
+) -> tuple[pl.DataFrame, np.ndarray, int, bool]:
+    """(bars to simulate, may-hold mask, first simulated row, delisted) of one name: its bars
+    from the first allowed one, and the delisting bar when its bars stop before the sample
+    does while it may still be held."""
+    allow = np.ones(bars.height, dtype=bool) if allowed is None else allowed.astype(bool)
+    first = int(np.argmax(allow)) if allow.any() else bars.height
+    delisted = next_session is not None and bool(allow[-1])  # it could be held on its last bar
+    if delisted:
+        last_close = float(bars["close"][-1]) * (1.0 + delisting_return)
+        extra = pl.DataFrame({"date": [next_session], "open": [last_close], "close": [last_close]}, schema=bars.schema)
+        bars = pl.concat([bars, extra])
+        allow = np.r_[allow, False]
+    return bars, allow, first, delisted
+
+
+def backtest_ticker(
+    bars: pl.DataFrame,
+    ticker: str,
+    strategies: Sequence[str],
+    params: BacktestParams,
+    *,
+    allowed: np.ndarray | None = None,
+    next_session: dt.date | None = None,
+    delisting_return: float = DELISTING_RETURN,
+):
+    """Stats rows and equity curve of each strategy on one ticker's bars (date, open, close),
+    sorted by date. ``allowed``: per bar, whether the name may be held over it (None: always);
+    ``next_session``: the session after the name's last bar when the sample goes on without it
+    (its delisting day): a position held on the last bar is sold there at the last close x
+    (1 + ``delisting_return``)."""
     import pandas as pd
     import vectorbt as vbt
 
-    bars = bars.sort("date")
+    close_all = bars["close"].to_numpy().astype(float)
+    cols = list(strategies)
+    signals = {}
+    for s in cols:
+        if s == "macd":
+            signals[s] = macd_signals(close_all)
+        elif s == "rsi":
+            signals[s] = rsi_signals(close_all, params.rsi_period, params.oversold, params.overbought)
+        else:
+            raise ValueError(f"unknown strategy {s!r}; choose from {STRATEGIES}")
+    bars, allow, first, delisted = _simulated_bars(bars, allowed, next_session, delisting_return)
+    pad = bars.height - close_all.size
+    sizes = {}
+    for s in cols:
+        e, x = (np.r_[sig, np.zeros(pad, dtype=bool)] for sig in signals[s])
+        # Decided on bar t's close, filled at bar t+1's open, only while the name may be held;
+        # a name that may no longer be held is sold at that open.
+        sizes[s] = order_sizes(_shift(e) & allow, _shift(x) | ~allow)[first:]
+    bars = bars[first:]
     close = bars["close"].to_numpy().astype(float)
     open_ = bars["open"].to_numpy().astype(float)
     index = pd.DatetimeIndex(bars["date"].to_list())
-    cols = list(strategies)
-    sizes = {}
-    for s in cols:
-        if s == "macd":
-            e, x = macd_signals(close)
-        elif s == "rsi":
-            e, x = rsi_signals(close, params.rsi_period, params.oversold, params.overbought)
-        else:
-            raise ValueError(f"unknown strategy {s!r}; choose from {STRATEGIES}")
-        sizes[s] = order_sizes(_shift(e), _shift(x))
     # from_orders (not from_signals): its compiled simulator is cached by numba between runs.
     pf = vbt.Portfolio.from_orders(
         close=pd.DataFrame({s: close for s in cols}, index=index),
@@ -200,6 +250,7 @@ def backtest_ticker(bars: pl.DataFrame, ticker: str, strategies: Sequence[str], 
             "fees_paid": float(records[records["col"] == j]["fees"].sum()),
             "final_value": float(v[-1]),
             "buy_and_hold_return": float(close[-1] / open_[0] - 1.0),
+            "delisted": delisted,
         }
         rows.append({k: (None if isinstance(x, float) and not math.isfinite(x) else x) for k, x in row.items()})
         curves.append(
@@ -211,21 +262,44 @@ def backtest_ticker(bars: pl.DataFrame, ticker: str, strategies: Sequence[str], 
 
 
 def run_backtests(
-    daily: pl.DataFrame, tickers: Sequence[str], strategies: Sequence[str], params: BacktestParams, *, min_bars: int = 60
+    daily: pl.DataFrame,
+    tickers: Sequence[str],
+    strategies: Sequence[str],
+    params: BacktestParams,
+    *,
+    min_bars: int = 60,
+    membership: pl.DataFrame | None = None,
+    delisting_return: float = DELISTING_RETURN,
 ) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
-    """(stats, equity curves, notes) for every ticker with at least ``min_bars`` bars."""
+    """(stats, equity curves, notes) for every ticker with at least ``min_bars`` bars.
+
+    ``membership`` (date, ticker): the sessions each name may be held (a dated universe); None
+    holds any name on any of its bars. A name whose bars stop before the last session of
+    ``daily`` is sold on the next session at its last close x (1 + ``delisting_return``)."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; choose from {STRATEGIES}")
     if not strategies:
         raise ValueError("no strategy selected")
+    if not -1.0 <= delisting_return <= 10.0:
+        raise ValueError(f"delisting_return is a fraction of the last close, between -1 and 10; got {delisting_return}")
+    sessions = sorted(set(daily["date"].to_list()))
     rows, curves, notes = [], [], []
     for t in tickers:
-        bars = daily.filter(pl.col("ticker") == t).select("date", "open", "close").drop_nulls()
+        bars = daily.filter(pl.col("ticker") == t).select("date", "open", "close").drop_nulls().sort("date")
         if bars.height < min_bars:
             notes.append(f"{t}: {bars.height} bar(s), fewer than min_bars={min_bars}; not backtested")
             continue
-        r, c = backtest_ticker(bars, t, strategies, params)
+        allowed = None
+        if membership is not None:
+            member_days = set(membership.filter(pl.col("ticker") == t)["date"].to_list())
+            allowed = np.array([d in member_days for d in bars["date"].to_list()], dtype=bool)
+            if not allowed.any():
+                notes.append(f"{t}: never a member on a session it traded; not backtested")
+                continue
+        last = bars["date"][-1]
+        after = sessions[sessions.index(last) + 1] if last != sessions[-1] else None
+        r, c = backtest_ticker(bars, t, strategies, params, allowed=allowed, next_session=after, delisting_return=delisting_return)
         rows += r
         curves += c
     stats = pl.DataFrame(rows, schema=BACKTEST_SCHEMA) if rows else pl.DataFrame(schema=BACKTEST_SCHEMA)

@@ -394,19 +394,3 @@ def factor_models(
             rows.append(row)
     table = pl.DataFrame(rows, schema=FACTOR_MODEL_SCHEMA) if rows else pl.DataFrame(schema=FACTOR_MODEL_SCHEMA)
     return table, notes
-
-
-def most_liquid(daily: pl.DataFrame, n: int, *, exclude: Iterable[str] = (), min_coverage: float = 0.8) -> list[str]:
-    """The ``n`` tickers with the highest median daily dollar volume (close x volume), among those
-    with a bar on at least ``min_coverage`` of the sessions in ``daily``."""
-    if daily.is_empty() or n <= 0:
-        return []
-    sessions = daily["date"].n_unique()
-    ranked = (
-        daily.filter(~pl.col("ticker").is_in(list(exclude)))
-        .group_by("ticker")
-        .agg((pl.col("close") * pl.col("volume")).median().alias("dollar_volume"), pl.len().alias("days"))
-        .filter(pl.col("days") >= min_coverage * sessions)
-        .sort(["dollar_volume", "ticker"], descending=[True, False])
-    )
-    return ranked["ticker"].head(n).to_list()

@@ -17,7 +17,10 @@ from collections.abc import Mapping
 import numpy as np
 import polars as pl
 
+from quant_assets.lib.research.universe import DELISTING_RETURN, held_returns
+
 PERIODS_PER_YEAR = 252
+PORTFOLIO_SCHEMA = {"date": pl.Date, "ret_1d": pl.Float64, "names": pl.UInt32, "exits": pl.UInt32}
 
 PERFORMANCE_COLUMNS: tuple[str, ...] = (
     "name",
@@ -211,30 +214,32 @@ def aligned_returns(returns: pl.DataFrame, name: str, benchmark: pl.DataFrame) -
     return left.join(right, on="date", how="inner").filter(pl.col("r").is_finite() & pl.col("b").is_finite()).sort("date")
 
 
-def equal_weight_portfolio(daily: pl.DataFrame, universe: pl.DataFrame) -> pl.DataFrame:
-    """``date, ret_1d`` of the equal-weight portfolio of ``universe`` (market/daily_filtered).
+def equal_weight_portfolio(daily: pl.DataFrame, universe: pl.DataFrame, *, delisting_return: float = DELISTING_RETURN) -> pl.DataFrame:
+    """``date, ret_1d, names, exits`` of the equal-weight portfolio of ``universe``
+    (market/daily_filtered: ticker, date).
 
     Point in time: the names held over day D's return (close D-1 to close D) are those in the
     universe on D-1, the previous NYSE session, whose membership used data up to D-1 only.
-    A held name without a return on D (no bar that day) is left out of that day's average.
+    A held name without a bar on D stopped trading: it is sold at its last close times
+    ``1 + delisting_return`` and that return enters D's average (``exits`` counts them), never
+    dropped (see :func:`quant_assets.lib.research.universe.held_returns`).
     """
     from quant_assets.lib import calendar as cal
 
     if universe.is_empty() or daily.is_empty():
-        return pl.DataFrame(schema={"date": pl.Date, "ret_1d": pl.Float64})
+        return pl.DataFrame(schema=PORTFOLIO_SCHEMA)
     days = sorted(daily["date"].unique().to_list())
     prev = pl.DataFrame(
         {"date": days, "member_date": [cal.previous_trading_day(d) for d in days]},
         schema={"date": pl.Date, "member_date": pl.Date},
     )
-    members = universe.select("ticker", pl.col("date").alias("member_date")).unique()
-    held = daily.select("ticker", "date", "ret_1d").join(prev, on="date").join(members, on=["ticker", "member_date"])
+    members = universe.select("ticker", pl.col("date").alias("member_date")).unique().join(prev, on="member_date").select("date", "ticker")
+    held = held_returns(daily, members, delisting_return=delisting_return)
     return (
-        held.drop_nulls("ret_1d")
-        .group_by("date")
-        .agg(pl.col("ret_1d").mean(), pl.len().alias("names"))
+        held.group_by("date")
+        .agg(pl.col("ret_1d").mean(), pl.len().alias("names"), pl.col("exit").sum().cast(pl.UInt32).alias("exits"))
         .sort("date")
-        .select("date", "ret_1d", "names")
+        .select("date", "ret_1d", "names", "exits")
     )
 
 

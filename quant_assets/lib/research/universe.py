@@ -26,6 +26,9 @@ import numpy as np
 import polars as pl
 
 REBALANCES = ("daily", "weekly", "monthly")
+# A held name that stops trading is sold at its last close x (1 + this): 0 = at the last close.
+# Studies of CRSP delistings (Shumway 1997) put performance-related delisting returns near -30 %.
+DELISTING_RETURN = 0.0
 UNIVERSE_SCHEMA: dict[str, pl.DataType] = {
     "rebalance_date": pl.Date(),
     "ticker": pl.String(),
@@ -116,3 +119,67 @@ def members_by_session(universe: pl.DataFrame, sessions: Iterable[dt.date]) -> p
     pos = np.searchsorted(np.array(rebal, dtype="datetime64[D]"), np.array(days, dtype="datetime64[D]"), side="left") - 1
     frame = pl.DataFrame({"date": days, "rebalance_date": [rebal[p] if p >= 0 else None for p in pos]}, schema={"date": pl.Date, "rebalance_date": pl.Date})
     return frame.drop_nulls().join(universe.select("rebalance_date", "ticker"), on="rebalance_date").select("date", "ticker").sort("date", "ticker")
+
+
+def top_members(universe: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The first ``n`` members (by rank) of every rebalance date."""
+    return universe.filter(pl.col("rank") <= n)
+
+
+def ever_members(universe: pl.DataFrame) -> list[str]:
+    """Every ticker that was a member on some rebalance date, best rank first (then earliest
+    date, then ticker): the names a report over a dated universe covers."""
+    if universe.is_empty():
+        return []
+    order = universe.group_by("ticker").agg(pl.col("rank").min().alias("best"), pl.col("rebalance_date").min().alias("first"))
+    return order.sort("best", "first", "ticker")["ticker"].to_list()
+
+
+HELD_SCHEMA: dict[str, pl.DataType] = {"date": pl.Date(), "ticker": pl.String(), "ret_1d": pl.Float64(), "exit": pl.Boolean()}
+
+
+def held_returns(daily: pl.DataFrame, membership: pl.DataFrame, *, delisting_return: float = DELISTING_RETURN) -> pl.DataFrame:
+    """The return of every position a member portfolio holds, delistings realised.
+
+    ``daily``: ticker, date, ret_1d (close-to-close of consecutive bars); ``membership``: (date,
+    ticker) of the sessions a name may be held over (decided before the session opens, as
+    :func:`members_by_session` gives). A position is held over session D when the name is a
+    member on D and had a bar (a close to hold it at) on the previous session. Its return on D
+    is ``ret_1d`` when it has a bar on D; when it has none it stopped trading (delisted or
+    halted), and the position is closed at its last close times ``1 + delisting_return`` on D
+    (``exit`` true), never dropped. The next session it has no previous close and is not held;
+    a name that trades again is held again once it has a close to enter at.
+
+    Only what is dated on or before D decides D's row: whether a name has a bar on D, not
+    whether it trades later.
+    """
+    if not -1.0 <= delisting_return <= 10.0:
+        raise ValueError(f"delisting_return is a fraction of the last close, between -1 and 10; got {delisting_return}")
+    sessions = sorted(set(daily["date"].to_list()))
+    if not sessions or membership.is_empty():
+        return pl.DataFrame(schema=HELD_SCHEMA)
+    prev = pl.DataFrame({"date": sessions[1:], "prev": sessions[:-1]}, schema={"date": pl.Date, "prev": pl.Date})
+    bars = daily.select("ticker", "date", "ret_1d")
+    had_close = bars.select("ticker", pl.col("date").alias("prev"), pl.lit(True).alias("had_close"))
+    held = (
+        membership.select("date", "ticker")
+        .unique()
+        .join(prev, on="date")
+        .join(had_close, on=["ticker", "prev"])
+        .join(bars.with_columns(pl.lit(True).alias("traded")), on=["ticker", "date"], how="left")
+    )
+    return (
+        held.with_columns(pl.col("traded").is_null().alias("exit"))
+        .with_columns(pl.when(pl.col("exit")).then(pl.lit(float(delisting_return))).otherwise(pl.col("ret_1d")).alias("ret_1d"))
+        .filter(pl.col("ret_1d").is_not_null() & pl.col("ret_1d").is_finite())
+        .select(list(HELD_SCHEMA))
+        .sort("date", "ticker")
+    )
+
+
+def selection(universe: pl.DataFrame, n: int, sessions: Iterable[dt.date]) -> tuple[list[str], pl.DataFrame]:
+    """(names, membership) of the first ``n`` members of each rebalance date: every name that
+    was one of them on some date (best rank first), and the (date, ticker) sessions each may be
+    held over."""
+    top = top_members(universe, n)
+    return ever_members(top), members_by_session(top, sessions)

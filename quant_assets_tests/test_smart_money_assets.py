@@ -250,3 +250,33 @@ def test_universe_choices_and_bad_symbols(tmp_path, world):
     assert "'not a ticker' is not a stock ticker" in failure
     assert server.served == 0
     assert AssetKey(["smart_money", "universe"]) == KEYS["universe"]
+
+
+def test_a_dated_membership_file_decides_which_symbols_each_date_samples(tmp_path, world):
+    membership = tmp_path / "membership.csv"
+    membership.write_text("symbol,start,end,rank\nTSLA,2015-01-01,,1\nNVDA,2015-01-01,2023-06-30,2\nAAPL,2023-03-01,,3\n")
+    with FmpSimServer(world) as server:
+        g = Graph(tmp_path, server)
+        g.universe(universe="top50", universe_file=str(membership))
+        meta = g.latest(KEYS["universe"]).metadata
+        assert meta["survivorship"].value == "dated_membership" and meta["membership_changes"].value == 2
+        g.run("smart_money_symbols_job", "TSLA", "AAPL", g.fetch_config())
+        result = g.run("smart_money_training_job", raise_on_error=False)
+    data = g.lake.read_frame(partition_file(KEYS["dataset"], None))
+    nvda, aapl = data.filter(pl.col("symbol") == "NVDA")["date"], data.filter(pl.col("symbol") == "AAPL")["date"]
+    assert str(nvda.max()) == "2023-06-15"
+    assert str(aapl.min()) == "2023-03-15" and data.filter(pl.col("symbol") == "TSLA").height == 36
+    expected = 36 + 18 + 22  # TSLA every month, NVDA Jan 2022..Jun 2023, AAPL Mar 2023..Dec 2024
+    dataset_meta = g.latest(KEYS["dataset"]).metadata
+    assert dataset_meta["expected_examples"].value == expected and dataset_meta["survivorship"].value == "dated_membership"
+    assert checks(result)["completeness@dataset"] is True
+
+
+def test_a_static_list_says_so_in_the_dataset_metadata(tmp_path, world):
+    with FmpSimServer(world) as server:
+        g = Graph(tmp_path, server)
+        g.universe(universe="custom", symbols=["KO"])
+        assert g.latest(KEYS["universe"]).metadata["survivorship"].value == "static_universe"
+        g.run("smart_money_symbols_job", "KO", "KO", g.fetch_config())
+        g.run("smart_money_training_job", raise_on_error=False)
+    assert g.latest(KEYS["dataset"]).metadata["survivorship"].value == "static_universe"

@@ -772,3 +772,41 @@ class FmpSimServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Index membership
+
+
+MEMBERSHIP_POOL = ("AAPL", "NVDA", "MSFT", "AMZN", "GOOGL", "META", "TSLA", "AVGO")
+
+
+def index_membership_csv(start: dt.date, end: dt.date, *, seed: int = 7, pool: tuple[str, ...] = MEMBERSHIP_POOL) -> bytes:
+    """A dated index membership file (``symbol,start,end,rank``) over ``pool``, ranked in pool
+    order: most symbols are members throughout; two of the first five are removed inside
+    ``[start, end]`` (one of them re-added later) and one symbol joins inside it at a top rank,
+    so that a top-N universe of the file changes members during the sample. Deterministic in
+    ``seed``."""
+    if len(pool) < 6:
+        raise ValueError("the membership pool needs at least six symbols")
+    rng = np.random.default_rng([seed, 26])
+    span = (end - start).days
+    at = lambda lo, hi: start + dt.timedelta(days=int(rng.uniform(lo, hi) * span))  # noqa: E731
+    removed = [int(i) for i in rng.choice(5, size=2, replace=False)]
+    joiner = len(pool) - 1  # joins late, straight into the top ranks
+    since = start - dt.timedelta(days=3650)
+    rows = []
+    for i, sym in enumerate(pool):
+        rank = 3 if i == joiner else i + 1 + (i >= 2)
+        if i == joiner:
+            rows.append((sym, at(0.35, 0.55), None, rank))
+        elif i == removed[0]:
+            rows.append((sym, since, at(0.2, 0.4), rank))
+        elif i == removed[1]:
+            out = at(0.45, 0.6)
+            rows.append((sym, since, out, rank))
+            rows.append((sym, out + dt.timedelta(days=int(rng.integers(90, 200))), None, rank))
+        else:
+            rows.append((sym, since, None, rank))
+    lines = ["symbol,start,end,rank"] + [f"{s},{a.isoformat()},{b.isoformat() if b else ''},{r}" for s, a, b, r in rows]
+    return ("\n".join(lines) + "\n").encode()

@@ -44,8 +44,9 @@ from quant_assets.lib.smart_money.universe import (
     UNIVERSES,
     FetchWindow,
     Schedule,
+    SURVIVORSHIP_STATIC,
     UniverseError,
-    select_universe,
+    resolve_universe,
 )
 from quant_assets.lib.sources import fmp as fmp_source
 
@@ -65,6 +66,8 @@ UNIVERSE_SCHEMA: dict[str, pl.DataType] = {
     "start_month": pl.String,
     "end_month": pl.String,
     "sample_day": pl.Int32,
+    "sample_dates": pl.List(pl.Date),
+    "survivorship": pl.String,
 }
 UNIVERSE_DOCS = {
     "symbol": "Stock ticker; one smart_money_symbols partition each.",
@@ -73,6 +76,9 @@ UNIVERSE_DOCS = {
     "start_month": "First sample month (YYYY-MM).",
     "end_month": "Last sample month (YYYY-MM).",
     "sample_day": "Day of the month sampled (the next NYSE session when it is not one).",
+    "sample_dates": "The sample dates on which the symbol is in the universe (all of them for a static list; "
+    "its membership spans for a dated membership file).",
+    "survivorship": "static_universe (one list on every date: only its survivors are sampled) or dated_membership.",
 }
 SPLITS_SCHEMA = {**ds.DATASET_SCHEMA, "split": pl.String}
 SPLITS_DOCS = {**ds.COLUMN_DOCS, "split": "train, val or test (whole sample dates, in date order)."}
@@ -105,13 +111,14 @@ class UniverseConfig(BaseModel):
     universe: str = Field(
         default="test",
         description=f"Which stocks: {', '.join(UNIVERSES)}. test = TSLA, NVDA, AAPL; custom = `symbols`; "
-        "topN = the first N symbols of `universe_file`.",
+        "topN = the first N symbols of `universe_file` (on each date, of its members then when it is a dated membership file).",
     )
     symbols: list[str] = Field(default=[], description="Tickers of the custom universe (e.g. AAPL, GOOGL, MSFT, TSLA).")
     universe_file: str = Field(
         default="",
-        description="CSV with a `symbol` column (and optionally `rank`) for top50/top100/top500; empty = the "
-        "embedded S&P 500 list ranked by market capitalisation.",
+        description="For top50/top100/top500: a CSV with a `symbol` column (and optionally `rank`), a static list; "
+        "or a dated membership file with `symbol, start, end` (and optionally `rank`) per membership span. "
+        "Empty = the embedded S&P 500 list ranked by market capitalisation (static: survivorship bias).",
     )
     start_month: str = Field(default="2022-01", description="First sample month (YYYY-MM).")
     end_month: str = Field(default="2024-12", description="Last sample month (YYYY-MM).")
@@ -120,7 +127,7 @@ class UniverseConfig(BaseModel):
 
 @asset(
     key=KEYS["universe"],
-    **_kwargs("curated", {"polars", "parquet"}),
+    **_kwargs("curated", {"polars", "parquet"}, "2"),  # v2: sample_dates per symbol (dated membership), survivorship
     metadata=md.table_definition_metadata(UNIVERSE_SCHEMA, UNIVERSE_DOCS),
     check_specs=[qc.schema_spec(KEYS["universe"])],
     config_schema=config_schema(UniverseConfig),
@@ -130,16 +137,19 @@ def universe(context: AssetExecutionContext):
     partition per stock. One row per symbol, in rank order.
 
     ``test`` (TSLA, NVDA, AAPL), ``custom`` (Config ``symbols``), or ``top50`` / ``top100`` /
-    ``top500`` from a universe file. Existing partitions are kept (their data stays valid);
-    downstream assets read the symbols and the schedule from this table.
+    ``top500`` from a universe file: a static list, or a dated membership file (symbol, start,
+    end), whose first N members on each sample date are the ones sampled then. Existing
+    partitions are kept (their data stays valid); downstream assets read the symbols, the dates
+    each is sampled on and the schedule from this table.
     """
     config = parse(UniverseConfig, context)
     try:
-        symbols = select_universe(config.universe, config.symbols, config.universe_file or None)
         schedule = Schedule(config.start_month, config.end_month, config.sample_day)
         dates = schedule.sample_dates()
+        selection = resolve_universe(config.universe, dates, config.symbols, config.universe_file or None)
     except UniverseError as exc:
         raise Failure(description=str(exc)) from None
+    symbols = selection.symbols
     existing = set(context.instance.get_dynamic_partitions(smart_money_symbols.name))
     new = [s for s in symbols if s not in existing]
     if new:
@@ -152,9 +162,12 @@ def universe(context: AssetExecutionContext):
             "start_month": [config.start_month] * len(symbols),
             "end_month": [config.end_month] * len(symbols),
             "sample_day": [config.sample_day] * len(symbols),
+            "sample_dates": [selection.sample_dates_of(sym) for sym in symbols],
+            "survivorship": [selection.survivorship] * len(symbols),
         },
         schema=UNIVERSE_SCHEMA,
     )
+    changes = [d for prev, d in zip(dates, dates[1:]) if selection.sampled[prev] != selection.sampled[d]]
     return MaterializeResult(
         value=frame,
         metadata={
@@ -163,7 +176,9 @@ def universe(context: AssetExecutionContext):
             "sample_dates": len(dates),
             "first_sample": str(dates[0]),
             "last_sample": str(dates[-1]),
-            "expected_examples": len(symbols) * len(dates),
+            "expected_examples": selection.examples,
+            "survivorship": selection.survivorship,
+            "membership_changes": len(changes),
             "dataset_file": DATASET_FILE_NAMES[config.universe],
             "symbol_list": MetadataValue.json(symbols),
         },
@@ -414,7 +429,7 @@ def dataset_key(universe_name: str) -> str:
 
 @asset(
     key=KEYS["dataset"],
-    **_kwargs("dataset", {"polars", "parquet", "csv"}),
+    **_kwargs("dataset", {"polars", "parquet", "csv"}, "2"),  # v2: rows on each symbol's membership dates only
     ins={"universe": AssetIn(key=KEYS["universe"])},
     deps=[KEYS["features"]],
     metadata=md.table_definition_metadata(ds.DATASET_SCHEMA, ds.COLUMN_DOCS),
@@ -435,6 +450,9 @@ def dataset(context: AssetExecutionContext, universe: pl.DataFrame, lake: Lake):
     config = parse(DatasetConfig, context)
     symbols = universe["symbol"].to_list()
     dates = schedule_of(universe).sample_dates()
+    # A universe table from before dated membership: a static list on every date.
+    sampled = dict(zip(symbols, universe["sample_dates"].to_list())) if "sample_dates" in universe.columns else {s: dates for s in symbols}
+    survivorship = universe["survivorship"][0] if "survivorship" in universe.columns else SURVIVORSHIP_STATIC
     frames, absent, stale = [], [], []
     for symbol in symbols:
         path = partition_file(KEYS["features"], symbol)
@@ -446,14 +464,14 @@ def dataset(context: AssetExecutionContext, universe: pl.DataFrame, lake: Lake):
         if rows.height and sorted(set(rows["date"].to_list())) != dates:
             stale.append(symbol)
             continue
-        frames.append(rows)
+        frames.append(ds.sampled_rows(rows, sampled[symbol]))
     if stale:
         raise Failure(
             description=f"smart_money/features of {len(stale)} symbol(s) ({', '.join(stale[:10])}) were built for another "
             "sample schedule than the universe's; rematerialize them"
         )
     data = ds.assemble(frames)
-    q = ds.quality(data, expected=len(symbols) * len(dates))
+    q = ds.quality(data, expected=sum(len(v) for v in sampled.values()))
     universe_name = universe["universe"][0]
     csv_key = dataset_key(universe_name)
     lake.store().write_bytes(csv_key, ds.to_csv(data))
@@ -490,6 +508,7 @@ def dataset(context: AssetExecutionContext, universe: pl.DataFrame, lake: Lake):
         value=data,
         metadata={
             "universe": universe_name,
+            "survivorship": survivorship,
             "symbols": len(symbols),
             "sample_dates": len(dates),
             "expected_examples": q.expected,

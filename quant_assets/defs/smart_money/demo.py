@@ -1,6 +1,8 @@
-"""The smart-money group's part of ``quant-assets demo``: the ``test`` universe (TSLA, NVDA, AAPL)
-on the simulated FMP -- universe, raw sources and features per symbol, then the dataset, splits,
-model and evaluation -- and the dataset's size, label balance and the model's test metrics."""
+"""The smart-money group's part of ``quant-assets demo``: a ``top50`` universe of a simulated dated
+index membership file (eight large caps, two removed during the sample -- one re-added -- and one
+added) on the simulated FMP -- universe, raw sources and features per symbol, then the dataset,
+splits, model and evaluation -- and the dataset's size, label balance and the model's test
+metrics."""
 
 from __future__ import annotations
 
@@ -8,16 +10,40 @@ from __future__ import annotations
 from quant_assets.demo import DemoDomain, DemoSettings
 from quant_assets.launch import RunSpec
 
-UNIVERSE = "test"
+UNIVERSE = "top50"
 # The simulated FMP has no quota; the demo lifts the client's limit so that the rate limiter is
 # exercised without making the demo wait on it (the real vendor keeps the 300/minute default).
 DEMO_CALLS_PER_MINUTE = 6000
 
 
-def _symbols() -> list[str]:
-    from quant_assets.lib.smart_money.universe import select_universe
+def membership_file() -> str:
+    """The simulated index membership file the demo's universe reads (written by ``prepare``)."""
+    from quant_assets.lib import settings as qs
 
-    return select_universe(UNIVERSE)
+    return str(qs.data_dir() / "smart_money" / "index_membership.csv")
+
+
+def _write_membership() -> None:
+    from pathlib import Path
+
+    from quant_assets.lib.smart_money.universe import Schedule
+    from quant_assets.simulate.fmp import index_membership_csv
+
+    schedule = Schedule()
+    dates = schedule.nominal_dates()
+    path = Path(membership_file())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(index_membership_csv(dates[0].replace(day=1), dates[-1]))
+
+
+def _selection():
+    from quant_assets.lib.smart_money.universe import Schedule, resolve_universe
+
+    return resolve_universe(UNIVERSE, Schedule().sample_dates(), universe_file=membership_file())
+
+
+def _symbols() -> list[str]:
+    return _selection().symbols
 
 
 def prepare(s: DemoSettings) -> list[str]:
@@ -28,6 +54,7 @@ def prepare(s: DemoSettings) -> list[str]:
 
     fmp = FmpResource.from_environment()
     lines = []
+    _write_membership()
     if s.resimulate:
         cache = fmp.cache("simulated")
         if cache.clear():
@@ -38,8 +65,14 @@ def prepare(s: DemoSettings) -> list[str]:
     new = [sym for sym in _symbols() if sym not in existing]
     if new:
         instance.add_dynamic_partitions(smart_money_symbols.name, new)
+    sel = _selection()
+    per_date = sorted({len(v) for v in sel.sampled.values()})
     lines.append(
-        f"FMP: the simulated vendor, served in-process (universe {UNIVERSE}: {', '.join(_symbols())}); "
+        f"universe {UNIVERSE} of the simulated index membership file {membership_file()}: {len(sel.symbols)} symbols "
+        f"({', '.join(sel.symbols)}), {per_date[0]}-{per_date[-1]} members per sample date"
+    )
+    lines.append(
+        f"FMP: the simulated vendor, served in-process; "
         f"responses cached under {fmp.cache('simulated').root}"
     )
     return lines
@@ -60,7 +93,7 @@ def runs(s: DemoSettings) -> list[RunSpec]:
         RunSpec(
             "smart-money universe",
             smart_money_universe_job.name,
-            run_config={"ops": {"smart_money__universe": {"config": {"universe": UNIVERSE}}}},
+            run_config={"ops": {"smart_money__universe": {"config": {"universe": UNIVERSE, "universe_file": membership_file()}}}},
         )
     ]
     keys = DagsterInstance.get().get_dynamic_partitions(smart_money_symbols.name)
@@ -110,7 +143,8 @@ def report(instance, s: DemoSettings) -> list[str]:
     lines = []
     if data is not None:
         lines.append(
-            f"dataset ({value(data, 'universe')}): {value(data, 'dagster/row_count', 0):,} examples of "
+            f"dataset ({value(data, 'universe')}, survivorship: {value(data, 'survivorship', '-')}): "
+            f"{value(data, 'dagster/row_count', 0):,} examples of "
             f"{value(data, 'expected_examples', 0):,} expected ({value(data, 'completeness', 0):.1%}), "
             f"{value(data, 'bullish_share', 0):.1%} bullish, {value(data, 'missing_feature_share', 0):.1%} with a missing feature"
         )

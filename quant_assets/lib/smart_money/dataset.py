@@ -133,6 +133,11 @@ class Quality:
     missing_by_feature: dict[str, int]
 
 
+def sampled_rows(rows: pl.DataFrame, sample_dates: list[dt.date]) -> pl.DataFrame:
+    """A symbol's feature rows on the dates it is in the universe (its membership spans)."""
+    return rows.filter(pl.col("date").is_in(sample_dates))
+
+
 def assemble(frames: list[pl.DataFrame]) -> pl.DataFrame:
     """Every symbol's labelled rows in (date, symbol) order; rows without a label are dropped
     (they are counted by the completeness check)."""

@@ -6,6 +6,13 @@ history windows the sources must be fetched over for them.
   column, ordered by rank). The embedded file lists S&P 500 members ranked by market
   capitalisation at the end of 2024 (approximate ranks; the old generator's "top 500 S&P 500
   stocks with high institutional coverage").
+* Dated membership: a universe file with ``start`` and ``end`` columns is a membership table
+  (one row per symbol and membership span, ``end`` empty while still a member, an optional
+  ``rank`` per span). ``topN`` then samples, on each date, the first N of the symbols that are
+  members on that date (by rank, then symbol): a symbol removed from the index is sampled until
+  its removal, one added later from its addition. Without dates the list is static: every
+  symbol on every date, whatever happened to it before or after (``survivorship:
+  static_universe`` -- the list was drawn up at its end, so the sample holds only its survivors).
 * Sample dates: the ``sample_day`` (15th) of every month from ``start_month`` to ``end_month``;
   when that day is not an NYSE session, the next session.
 * Fetch windows: what the features and labels of those dates need -- 90 days of filings before
@@ -72,6 +79,11 @@ DEFAULT_HEDGE_FUNDS: dict[str, str] = {
 }
 
 
+SURVIVORSHIP_STATIC = "static_universe"
+SURVIVORSHIP_DATED = "dated_membership"
+MEMBERSHIP_COLUMNS = ("symbol", "start", "end")
+
+
 class UniverseError(ValueError):
     """A universe request that cannot be honoured (unknown name, bad symbol, unreadable file)."""
 
@@ -88,11 +100,7 @@ def read_universe_file(path: str | Path) -> list[str]:
     """Symbols of a universe file in rank order: a CSV with a ``symbol`` column (and optionally
     ``rank``, which then decides the order)."""
     path = Path(path)
-    try:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise UniverseError(f"{path}: cannot read the universe file ({exc.strerror or exc})") from None
+    rows = _read_rows(path)
     if not rows or "symbol" not in rows[0]:
         raise UniverseError(f"{path}: a universe file needs a header with a 'symbol' column")
     if "rank" in rows[0]:
@@ -108,6 +116,127 @@ def read_universe_file(path: str | Path) -> list[str]:
         if sym not in symbols:
             symbols.append(sym)
     return symbols
+
+
+def _read_rows(path: Path) -> list[dict]:
+    try:
+        with path.open(newline="") as fh:
+            return list(csv.DictReader(fh))
+    except OSError as exc:
+        raise UniverseError(f"{path}: cannot read the universe file ({exc.strerror or exc})") from None
+
+
+def is_membership_file(path: str | Path) -> bool:
+    """Whether a universe file is a dated membership table (``start`` and ``end`` columns)."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except OSError as exc:
+        raise UniverseError(f"{path}: cannot read the universe file ({exc.strerror or exc})") from None
+    return {"start", "end"} <= {h.strip() for h in header}
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+    symbol: str
+    start: dt.date
+    end: dt.date | None  # last day as a member; None while still one
+    rank: int | None
+
+    def covers(self, day: dt.date) -> bool:
+        return self.start <= day and (self.end is None or day <= self.end)
+
+
+def read_membership_file(path: str | Path) -> list[Span]:
+    """The spans of a membership file: a CSV with ``symbol``, ``start`` (first day as a member),
+    ``end`` (last day; empty while still one), both YYYY-MM-DD, and optionally ``rank`` (an
+    integer per span, 1 = first; a symbol whose rank changed gets one span per rank). Fails
+    naming the file and line of a bad symbol, date or rank, an end before its start, and two
+    spans of one symbol that overlap."""
+    path = Path(path)
+    rows = _read_rows(path)
+    if not rows or not set(MEMBERSHIP_COLUMNS) <= set(rows[0]):
+        raise UniverseError(f"{path}: a membership file needs a header with the columns {', '.join(MEMBERSHIP_COLUMNS)}")
+    spans: list[tuple[int, Span]] = []
+    for line, row in enumerate(rows, start=2):
+        raw = row["symbol"] or ""
+        sym = normalise_symbol(raw)
+        if not SYMBOL_RE.match(sym):
+            raise UniverseError(f"{path}:{line}: {raw!r} is not a stock ticker")
+        try:
+            start = dt.date.fromisoformat((row["start"] or "").strip())
+        except ValueError:
+            raise UniverseError(f"{path}:{line}: start {row['start']!r} is not a YYYY-MM-DD date") from None
+        end_text = (row["end"] or "").strip()
+        try:
+            end = dt.date.fromisoformat(end_text) if end_text else None
+        except ValueError:
+            raise UniverseError(f"{path}:{line}: end {row['end']!r} is not a YYYY-MM-DD date (empty = still a member)") from None
+        if end is not None and end < start:
+            raise UniverseError(f"{path}:{line}: {sym} ends ({end}) before it starts ({start})")
+        rank = None
+        if (row.get("rank") or "").strip():
+            try:
+                rank = int(row["rank"])
+            except ValueError:
+                raise UniverseError(f"{path}:{line}: rank {row['rank']!r} is not an integer") from None
+        spans.append((line, Span(sym, start, end, rank)))
+    by_symbol: dict[str, list[tuple[int, Span]]] = {}
+    for line, span in spans:
+        by_symbol.setdefault(span.symbol, []).append((line, span))
+    for sym, items in by_symbol.items():
+        items.sort(key=lambda x: x[1].start)
+        for (l1, a), (l2, b) in zip(items, items[1:]):
+            if a.end is None or a.end >= b.start:
+                raise UniverseError(f"{path}: lines {l1} and {l2}: two membership spans of {sym} overlap")
+    return [span for _, span in spans]
+
+
+def members_on(spans: list[Span], day: dt.date, size: int | None = None) -> list[str]:
+    """The symbols that are members on ``day``, by rank (unranked last), then symbol; the first
+    ``size`` of them when given."""
+    active = sorted((s for s in spans if s.covers(day)), key=lambda s: (s.rank is None, s.rank or 0, s.symbol))
+    out = [s.symbol for s in active]
+    return out[:size] if size is not None else out
+
+
+@dataclasses.dataclass(frozen=True)
+class UniverseSelection:
+    """What a universe samples: ``symbols`` (every symbol sampled on some date, in order of
+    first appearance, then rank), ``sampled`` (date -> symbols sampled on it) and
+    ``survivorship`` (``static_universe`` or ``dated_membership``)."""
+
+    symbols: list[str]
+    sampled: dict[dt.date, list[str]]
+    survivorship: str
+
+    def sample_dates_of(self, symbol: str) -> list[dt.date]:
+        return [d for d, syms in sorted(self.sampled.items()) if symbol in syms]
+
+    @property
+    def examples(self) -> int:
+        return sum(len(v) for v in self.sampled.values())
+
+
+def resolve_universe(
+    name: str, dates: list[dt.date], symbols: list[str] | None = None, universe_file: str | Path | None = None
+) -> UniverseSelection:
+    """The symbols universe ``name`` samples on each of ``dates``: from a dated membership file
+    (``topN`` with a file that has ``start`` and ``end``), or a static list on every date."""
+    if name.startswith("top") and name in UNIVERSES and universe_file and is_membership_file(universe_file):
+        size = int(name.removeprefix("top"))
+        spans = read_membership_file(universe_file)
+        sampled = {d: members_on(spans, d, size) for d in dates}
+        empty = [str(d) for d, v in sampled.items() if not v]
+        if empty:
+            raise UniverseError(f"{universe_file}: no member on sample date(s) {', '.join(empty[:5])}")
+        order: list[str] = []
+        for d in sorted(sampled):
+            order += [s for s in sampled[d] if s not in order]
+        return UniverseSelection(order, sampled, SURVIVORSHIP_DATED)
+    static = select_universe(name, symbols, universe_file)
+    return UniverseSelection(static, {d: list(static) for d in dates}, SURVIVORSHIP_STATIC)
 
 
 def select_universe(name: str, symbols: list[str] | None = None, universe_file: str | Path | None = None) -> list[str]:

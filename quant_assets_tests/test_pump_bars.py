@@ -37,8 +37,10 @@ def reference_bars(trades: pl.DataFrame, start: int, window: int) -> pl.DataFram
     """Group by second, join onto every second of the window, carry the last close forward."""
     t = trades.sort("agg_trade_id").with_columns((pl.col("transact_time").dt.epoch("us") // 1_000_000).alias("sec"))
     inside = t.filter((pl.col("sec") >= start) & (pl.col("sec") < start + window))
-    sizes = inside["quantity"]
-    threshold = sizes.mean() + 2 * sizes.std() if sizes.len() >= 2 else float("inf")
+    # A trade is large against the window's earlier trades only (mean + 2 sample sd, two needed).
+    sizes = inside["quantity"].to_list()
+    large = [k >= 2 and q > float(np.mean(sizes[:k]) + 2 * np.std(sizes[:k], ddof=1)) for k, q in enumerate(sizes)]
+    inside = inside.with_columns(pl.Series("large", large, dtype=pl.Boolean))
     seed = t.filter(pl.col("sec") < start)["price"].tail(1).to_list()
     per = inside.group_by("sec").agg(
         pl.col("price").first().alias("o"),
@@ -49,8 +51,8 @@ def reference_bars(trades: pl.DataFrame, start: int, window: int) -> pl.DataFram
         pl.col("quantity").filter(~pl.col("is_buyer_maker")).sum().alias("b"),
         pl.col("quantity").filter(pl.col("is_buyer_maker")).sum().alias("s"),
         pl.len().alias("n"),
-        ((pl.col("quantity") > threshold) & ~pl.col("is_buyer_maker")).sum().alias("lb"),
-        ((pl.col("quantity") > threshold) & pl.col("is_buyer_maker")).sum().alias("ls"),
+        (pl.col("large") & ~pl.col("is_buyer_maker")).sum().alias("lb"),
+        (pl.col("large") & pl.col("is_buyer_maker")).sum().alias("ls"),
     )
     grid = pl.DataFrame({"sec": np.arange(start, start + window)})
     out = grid.join(per, on="sec", how="left").sort("sec")
@@ -114,8 +116,9 @@ def test_quiet_second_carries_last_close_and_is_seller_aware():
         r = bars.row(k, named=True)
         assert (r["open_price"], r["high_price"], r["low_price"], r["close_price"], r["volume"], r["trade_count"]) == (9.5, 9.5, 9.5, 9.5, 0.0, 0)
     assert bars.row(3, named=True)["close_price"] == 11.0 and bars.row(4, named=True)["close_price"] == 11.0
-    # Sizes in the window: 2, 3, 4, 5 -> mean 3.5 + 2 * 1.29 = 6.08: none is large (the 1.0 before the window does not count).
-    assert bars["large_buy_count"].sum() == 0 and bars["large_sell_count"].sum() == 0
+    # Sizes in the window: 2, 3, 4, 5; 4 against (2, 3): 2.5 + 2 * 0.71 = 3.91 -> large (a sell);
+    # 5 against (2, 3, 4): 3 + 2 * 1 = 5 -> not above it. The 1.0 before the window never counts.
+    assert bars["large_buy_count"].sum() == 0 and bars["large_sell_count"].sum() == 1
 
 
 def test_leading_seconds_take_the_pre_window_price():
@@ -153,7 +156,7 @@ def test_window_without_a_starting_price_is_reported_not_filled():
     assert got.bars is None and "no trade before second 2" in got.problem
 
 
-def test_large_trades_use_the_window_threshold():
+def test_large_trades_are_judged_against_earlier_trades_only():
     t0 = START * 1_000_000
     sizes = [1.0] * 30 + [50.0, 60.0]
     n = len(sizes)
@@ -169,9 +172,13 @@ def test_large_trades_use_the_window_threshold():
         }
     )
     bars = pbars.delta_bars(trades, 1, START, n).bars
-    thr = np.mean(sizes) + 2 * np.std(sizes, ddof=1)
-    assert 50.0 > thr  # both big ones are large
+    assert 50.0 > 1.0 and 60.0 > np.mean(sizes[:31]) + 2 * np.std(sizes[:31], ddof=1)  # both big ones are large
     assert bars["large_buy_count"].sum() == 1 and bars["large_sell_count"].sum() == 1
+    # A later trade never changes an earlier bar: a burst of giant trades after second 31 leaves
+    # seconds 0..31 as they were (a whole-window threshold would unmark both).
+    giants = trades.tail(1).with_columns(pl.col("agg_trade_id") + 1, pl.lit(10_000.0).alias("quantity"), pl.col("transact_time") + pl.duration(seconds=1))
+    later = pbars.delta_bars(pl.concat([trades, giants]), 1, START, n + 1).bars
+    assert later.head(n).equals(bars)
 
 
 def test_candles_and_figures_match_reference():

@@ -398,7 +398,7 @@ def agg_trades(
 
 @asset(
     key=KEYS["delta_bars_1s"],
-    **_kwargs("curated", {"polars", "numba", "parquet"}, "1"),
+    **_kwargs("curated", {"polars", "numba", "parquet"}, "2"),  # v2: large trades against earlier trades only
     partitions_def=utc_days,
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
     metadata=_meta(sch.DELTA_BARS_SCHEMA),

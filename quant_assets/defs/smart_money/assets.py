@@ -335,7 +335,7 @@ class FeaturesConfig(BaseModel):
 
 @asset(
     key=KEYS["features"],
-    **_kwargs("features", {"polars", "parquet"}, "2"),  # v2: insider shares on the sample date's split basis
+    **_kwargs("features", {"polars", "parquet"}, "3"),  # v2: insider shares on the sample date's split basis; v3: prices too
     partitions_def=smart_money_symbols,
     backfill_policy=PER_SYMBOL,
     ins={"universe": AssetIn(key=KEYS["universe"]), **{f"raw_{t}": AssetIn(key=k) for t, k in RAW_KEYS.items()}},

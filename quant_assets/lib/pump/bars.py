@@ -24,8 +24,11 @@ from quant_assets.lib.pump.schemas import DELTA_BARS_SCHEMA, MINUTE_CANDLES_SCHE
 
 
 @nb.njit(cache=True)
-def _aggregate(sec, price, qty, maker, n, seed, threshold):
-    """Bars from trades sorted in time; ``sec`` = second relative to the window start."""
+def _aggregate(sec, price, qty, maker, n, seed):
+    """Bars from trades sorted in time; ``sec`` = second relative to the window start. A trade is
+    large when its size exceeds mean + 2 sample standard deviations of the window's earlier
+    trades (Welford's running moments; none is large before two earlier trades): only trades
+    already printed decide it, so a later trade never changes an earlier bar."""
     o = np.empty(n)
     h = np.empty(n)
     lo = np.empty(n)
@@ -36,12 +39,20 @@ def _aggregate(sec, price, qty, maker, n, seed, threshold):
     cnt = np.zeros(n, dtype=np.int32)
     lbuy = np.zeros(n, dtype=np.int32)
     lsell = np.zeros(n, dtype=np.int32)
+    seen = 0
+    mean = 0.0
+    m2 = 0.0
     for i in range(sec.shape[0]):
         k = sec[i]
         if k < 0 or k >= n:
             continue
         p = price[i]
         q = qty[i]
+        threshold = mean + 2.0 * np.sqrt(m2 / (seen - 1)) if seen >= 2 else np.inf
+        seen += 1
+        delta = q - mean
+        mean += delta / seen
+        m2 += delta * (q - mean)
         if cnt[k] == 0:
             o[k] = p
             h[k] = p
@@ -74,13 +85,6 @@ def _aggregate(sec, price, qty, maker, n, seed, threshold):
     return o, h, lo, c, vol, buy, sell, cnt, lbuy, lsell
 
 
-def large_trade_threshold(sizes: np.ndarray) -> float:
-    """mean + 2 sample standard deviations of the window's trade sizes (inf below two trades)."""
-    if sizes.shape[0] < 2:
-        return float("inf")
-    return float(sizes.mean() + 2.0 * sizes.std(ddof=1))
-
-
 @dataclasses.dataclass
 class SignalBars:
     signal_id: int
@@ -96,13 +100,9 @@ def delta_bars(trades: pl.DataFrame, signal_id: int, start_s: int, window_s: int
     price = t["price"].to_numpy().astype(np.float64)
     qty = t["quantity"].to_numpy().astype(np.float64)
     maker = t["is_buyer_maker"].to_numpy().astype(np.bool_)
-    inside = (sec >= 0) & (sec < window_s)
     before = np.flatnonzero(sec < 0)
     seed = float(price[before[-1]]) if before.size else np.nan
-    threshold = large_trade_threshold(qty[inside])
-    o, h, lo, c, vol, buy, sell, cnt, lbuy, lsell = _aggregate(
-        sec.astype(np.int64), price, qty, maker, int(window_s), seed, threshold
-    )
+    o, h, lo, c, vol, buy, sell, cnt, lbuy, lsell = _aggregate(sec.astype(np.int64), price, qty, maker, int(window_s), seed)
     if window_s and np.isnan(c[0]):
         first = int(np.argmax(~np.isnan(c))) if not np.all(np.isnan(c)) else -1
         return SignalBars(

@@ -237,8 +237,8 @@ COLUMN_DOCS: dict[str, str] = {
     "sell_volume": "Volume of trades whose aggressor sold (is_buyer_maker true).",
     "delta": "buy_volume - sell_volume.",
     "trade_count": "Aggregate trades in the second (or minute).",
-    "large_buy_count": "Buy trades larger than mean + 2 sample standard deviations of the signal window's trade sizes.",
-    "large_sell_count": "Sell trades larger than mean + 2 sample standard deviations of the signal window's trade sizes.",
+    "large_buy_count": "Buy trades larger than mean + 2 sample standard deviations of the sizes of the signal window's earlier trades (none before two).",
+    "large_sell_count": "Sell trades larger than mean + 2 sample standard deviations of the sizes of the signal window's earlier trades (none before two).",
     # minute candles
     "open_time": "Start of the UTC minute (candles cover only seconds from the signal on).",
     "open": "First price of the minute, quote asset.",

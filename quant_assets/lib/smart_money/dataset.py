@@ -39,9 +39,10 @@ DATASET_SCHEMA: dict[str, pl.DataType] = {
 COLUMN_DOCS: dict[str, str] = {
     "symbol": "Stock ticker.",
     "date": "Sample date: the 15th of the month, or the next NYSE session when the 15th is not one.",
-    "price_at_sample": "Close on the sample date, USD split-adjusted to today's share basis.",
+    "price_at_sample": "Close on the sample date as traded that day, USD (the sample date's share basis: a later "
+    "split never changes it).",
     "price_after_14d": "Close 14 calendar days after the sample date (the next session's close when that day "
-    "is not a session), USD split-adjusted.",
+    "is not a session), USD on the sample date's share basis (a split in between is divided out).",
     "return_14d": "price_after_14d / price_at_sample - 1 (fraction; 0.07 = 7%). Looks forward: the label's input, "
     "never a feature.",
     **fx.feature_docs(),
@@ -77,16 +78,21 @@ def dataset_rows(
     label (null when a price is missing), and the 27 features as known on the date. ``raw``
     holds the raw tables of any number of symbols (a ``symbol`` column tells them apart)."""
     views = fx.build_views(raw, symbols, etf_policy)
-    prices = fx.SymbolTable(raw["prices"], {"date": fx.day_number("date"), "close": pl.col("close")}, ("date",))
+    prices = fx.SymbolTable(
+        raw["prices"], {"date": fx.day_number("date"), "close": pl.col("close"), "basis": pl.col("split_factor")}, ("date",)
+    )
     t = np.array([fx.to_days(d) for d in dates], dtype=np.int64)
     after_days = np.array([fx.to_days(d) for d in label_dates(dates, horizon_days)], dtype=np.int64)
     columns: dict[str, list[np.ndarray]] = {c: [] for c in DATASET_COLUMNS if c not in ("symbol", "date")}
     for symbol in symbols:
         px = prices.of(symbol)
         bar_days, close = px["date"].astype(np.int64), px["close"].astype(float)
+        # The vendor's closes are adjusted to today's share basis; times the sample day's factor
+        # (splits after it) they are on the sample date's basis, which no later split changes.
+        basis = _close_on_or_after(bar_days, px["basis"].astype(float), t)
         # The sample's own close must be that day's bar: a later one would be a look-ahead.
-        at = np.where(np.isin(t, bar_days), _close_on_or_after(bar_days, close, t), np.nan)
-        after = _close_on_or_after(bar_days, close, after_days)
+        at = np.where(np.isin(t, bar_days), _close_on_or_after(bar_days, close, t), np.nan) * basis
+        after = _close_on_or_after(bar_days, close, after_days) * basis
         with np.errstate(divide="ignore", invalid="ignore"):
             ret = after / at - 1.0
         columns["price_at_sample"].append(at)

@@ -26,6 +26,7 @@ class Reply:
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     delay_s: float = 0.0
     content_type: str = "application/json"
+    trickle_s: float = 0.0  # > 0: the body goes out one byte at a time, this far apart
 
 
 class ScriptedServer:
@@ -79,7 +80,13 @@ class ScriptedServer:
                     for k, v in reply.headers.items():
                         self.send_header(k, v)
                     self.end_headers()
-                    self.wfile.write(body)
+                    if reply.trickle_s:
+                        for i in range(len(body)):
+                            self.wfile.write(body[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.trickle_s)
+                    else:
+                        self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
 

@@ -148,3 +148,52 @@ def test_the_response_cache_on_s3_is_shared_by_every_client(s3_bucket):
     assert HttpClientResource(cache_dir=url, s3=S3Resource(endpoint_url=endpoint)).cache("binance").entries() == (0, 0)
     assert second.clear() == 1
     assert second.entries() == (0, 0) and second.get(key) is None
+
+
+def test_a_trickling_server_cannot_hold_a_request_past_its_deadline(scripted_http):
+    # 40 bytes, one every 0.5 s: 20 s if every read got its own timeout.
+    scripted_http.script("/trickle", [Reply(200, "[" + ",".join(["1"] * 19) + "]", trickle_s=0.5)])
+    with client(scripted_http, timeout_s=1.0, retry=http.RetryPolicy(max_attempts=1)) as c:
+        t0 = time.monotonic()
+        with pytest.raises(http.HttpError, match=r"timed out after 1s \(deadline per request") as err:
+            c.get_json("/trickle", {"apikey": KEY}, context="AAPL prices")
+        elapsed = time.monotonic() - t0
+    assert elapsed < 1.0 + http.DEADLINE_SLACK_S + 0.2, elapsed
+    assert "AAPL prices" in str(err.value) and err.value.status is None
+
+
+def test_a_slow_but_steady_response_within_the_deadline_arrives_whole(scripted_http):
+    scripted_http.script("/steady", [Reply(200, "[1,2]", trickle_s=0.05)])
+    with client(scripted_http, timeout_s=2.0) as c:
+        assert c.get_json("/steady") == [1, 2]
+
+
+def test_the_fetch_budget_stops_retries_that_would_overrun_it(scripted_http):
+    scripted_http.script("/busy", [Reply(503, "busy", {"Retry-After": "5"})])
+    sleeps = []
+    with client(scripted_http, budget_s=2.0, sleep=sleeps.append, retry=http.RetryPolicy(max_attempts=10)) as c:
+        with pytest.raises(http.BudgetSpent, match=r"budget of 2s is spent .*next wait 5.0s") as err:
+            c.get_json("/busy", {"apikey": KEY}, context="KO insider_trades")
+    assert sleeps == [] and scripted_http.calls("/busy") == 1  # the 5 s Retry-After would overrun 2 s: no wait
+    assert "KO insider_trades" in str(err.value) and KEY not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        KEY,
+        "s3cr3t-key%2Fwith%2Bchars",  # percent-encoded, upper-case hex
+        "s3cr3t-key%2fwith%2bchars",  # lower-case hex
+        "s3cr3t-key/with%2Bchars",  # '/' left alone
+        "s3cr3t-key/with chars",  # '+' read as a space
+    ],
+)
+def test_the_key_is_masked_in_every_spelling_a_server_echoes(scripted_http, echo):
+    scripted_http.script("/q", [Reply(401, json.dumps({"Error Message": f"Invalid API KEY {echo} for /q"}))])
+    with client(scripted_http) as c:
+        with pytest.raises(http.HttpError) as err:
+            c.get_json("/q", {"apikey": KEY})
+    text = str(err.value)
+    assert "Invalid API KEY *** for /q" in text
+    for form in http.secret_spellings(KEY):
+        assert form not in text, form

@@ -280,3 +280,34 @@ def test_a_static_list_says_so_in_the_dataset_metadata(tmp_path, world):
         g.run("smart_money_symbols_job", "KO", "KO", g.fetch_config())
         g.run("smart_money_training_job", raise_on_error=False)
     assert g.latest(KEYS["dataset"]).metadata["survivorship"].value == "static_universe"
+
+
+class EchoingFmp(SimulatedFmp):
+    """A vendor whose 401 body echoes the key it was sent, in three spellings."""
+
+    def respond(self, path, params):
+        import urllib.parse
+
+        sent = params.get("apikey", "")
+        if sent != KEY:
+            echo = f"key {urllib.parse.quote(sent, safe='').lower()} / {urllib.parse.quote_plus(sent)} / {sent} is not valid"
+            return SimResponse(401, json.dumps({"Error Message": echo}).encode(), {})
+        return super().respond(path, params)
+
+
+def test_a_rejected_key_echoed_in_any_spelling_reaches_no_message_log_or_path(tmp_path, capfd):
+    from quant_assets.lib.http import secret_spellings
+
+    wrong = "wr0ng/k+y=%x?&z"  # every URL-special character a key may hold
+    with FmpSimServer(EchoingFmp(FmpSimSpec(api_key=KEY))) as server:
+        g = Graph(tmp_path, server, api_key=wrong)
+        g.universe(universe="custom", symbols=["IBM"])
+        result = g.run("smart_money_symbols_job", "IBM", config=g.fetch_config(), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error.message
+    assert "401" in failure and "FMP_API_KEY" in failure and "is not valid" in failure
+    out, err = capfd.readouterr()
+    paths = "\n".join(str(p) for p in tmp_path.rglob("*"))
+    for text in (g.all_text(), failure, out, err, paths):
+        for form in secret_spellings(wrong):
+            assert form not in text, form

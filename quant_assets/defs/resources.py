@@ -241,7 +241,9 @@ class HttpClientResource(ConfigurableResource):
 
     calls_per_minute: int = Field(default=300, gt=0, description="Most requests per minute to one vendor.")
     max_concurrency: int = Field(default=8, ge=1, description="Most requests in flight at once.")
-    timeout_s: float = Field(default=30.0, gt=0, description="Seconds to wait for a response.")
+    timeout_s: float = Field(
+        default=30.0, gt=0, description="Deadline of each request, seconds: connecting and every read together."
+    )
     max_attempts: int = Field(default=5, ge=1, description="Tries per request (1 = no retry).")
     cache_dir: str = Field(
         default="",
@@ -349,8 +351,11 @@ class FmpResource(ConfigurableResource):
             return self.http.cache(f"fmp-sim/{FmpSimSpec(seed=self.sim_seed).fingerprint()}")
         return self.http.cache("fmp")
 
-    def client(self, *, calls_per_minute: float, max_concurrency: int, page_sizes=None, source: str = "auto"):
-        """An FMP client for ``source`` (close it with ``client.http.close()``)."""
+    def client(
+        self, *, calls_per_minute: float, max_concurrency: int, page_sizes=None, source: str = "auto", budget_s: float | None = None
+    ):
+        """An FMP client for ``source`` (close it with ``client.http.close()``); ``budget_s``: the
+        most seconds its whole fetch may take, retries and waits included."""
         from quant_assets.lib.http import PoliteClient, RetryPolicy
         from quant_assets.lib.sources import fmp
         from quant_assets.simulate.fmp import SIM_BASE_URL, FmpSimSpec, SimulatedFmp
@@ -370,6 +375,7 @@ class FmpResource(ConfigurableResource):
             secret_params=fmp.SECRET_PARAMS,
             throttled=fmp.is_limit_message,
             transport=transport,
+            budget_s=budget_s,
         )
         return fmp.FmpClient(
             http,

@@ -2,18 +2,22 @@
 
 * :class:`RateLimiter` spaces calls to at most ``calls_per_minute`` (a token bucket with a small
   burst), shared by every thread of a client.
-* :class:`PoliteClient` wraps an ``httpx.Client``: timeouts, at most ``max_concurrency`` requests
-  in flight, and retries with exponential backoff on connection errors, timeouts, HTTP 429 and
-  5xx -- honouring ``Retry-After`` (seconds or an HTTP date) when the server sends one. A vendor
-  that signals its limit inside a 200 response (FMP's "Limit Reach" message) is handled by a
-  ``throttled`` predicate the caller passes: such a response is retried like a 429.
+* :class:`PoliteClient` wraps an ``httpx.Client``: one total deadline per request (``timeout_s``
+  covers connecting and every read: a server that trickles its body a byte at a time cannot hold
+  a request longer), at most ``max_concurrency`` requests in flight, retries with exponential
+  backoff on connection errors, timeouts, HTTP 429 and 5xx -- honouring ``Retry-After`` (seconds
+  or an HTTP date) when the server sends one -- and an optional ``budget_s`` for everything a
+  client does (requests, retries and their waits). A vendor that signals its limit inside a 200
+  response (FMP's "Limit Reach" message) is handled by a ``throttled`` predicate the caller
+  passes: such a response is retried like a 429.
 * :class:`ResponseCache` is a permanent cache (a local folder or an S3 location) of response bodies keyed by whatever
   identifies a request for the caller (e.g. ``("insider_trades", "AAPL", "2022-01-01",
   "2024-12-31")``). Entries are written atomically; a second run of the same requests makes no
   HTTP call.
 * Errors (:class:`HttpError`) name the endpoint and the request's context (a symbol, a date
   range) and never contain a secret: query parameters named in ``secret_params`` are masked in
-  every message, and httpx's own request logging is silenced below WARNING.
+  every message, in every spelling a server may echo them (raw, percent-encoded with either hex
+  case, plus-encoded), and httpx's own request logging is silenced below WARNING.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,8 @@ logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 MASK = "***"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# How far past its deadline a request may be declared dead (thread hand-over, not network time).
+DEADLINE_SLACK_S = 0.25
 
 
 class HttpError(RuntimeError):
@@ -57,6 +65,14 @@ class RateLimited(HttpError):
 
 class BadPayload(HttpError):
     """The response arrived but is not what the endpoint promises (not JSON, wrong shape)."""
+
+
+class BudgetSpent(HttpError):
+    """The client's whole budget (``budget_s``) was used up before the work was done."""
+
+
+class _DeadlineExceeded(Exception):
+    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,10 +174,18 @@ class PoliteClient:
         throttled: Callable[[httpx.Response], bool] | None = None,
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
+        budget_s: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ):
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        if budget_s is not None and budget_s <= 0:
+            raise ValueError(f"budget_s must be positive, got {budget_s}")
         self.base_url = base_url.rstrip("/")
+        self.timeout_s = float(timeout_s)
+        self.budget_s = budget_s
+        self._started: float | None = None
         self.secret_params = tuple(secret_params)
         self.retry = retry
         self.throttled = throttled
@@ -202,20 +226,79 @@ class PoliteClient:
         """A successful (2xx, not throttled) response, after retries; :class:`HttpError` otherwise."""
         return self._get(path, params, context=context)[0]
 
+    def _read_before(self, path: str, params: Mapping[str, Any] | None, deadline: float) -> httpx.Response:
+        """One GET, its body read whole, or :class:`_DeadlineExceeded` once ``deadline`` passes
+        between two chunks."""
+        with self._http.stream("GET", path, params=dict(params or {})) as streamed:
+            if streamed.is_stream_consumed:
+                return streamed  # a transport that built the response whole (its body is read)
+            chunks = []
+            for chunk in streamed.iter_raw():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise _DeadlineExceeded
+            return httpx.Response(
+                streamed.status_code,
+                headers=streamed.headers,
+                stream=httpx.ByteStream(b"".join(chunks)),
+                request=streamed.request,
+                extensions=streamed.extensions,
+            )
+
+    def _within_deadline(self, path: str, params: Mapping[str, Any] | None) -> httpx.Response:
+        """One GET that takes at most ``timeout_s`` (plus a hand-over slack) from connect to the
+        last byte, whatever the server's pace. The request runs in a worker thread: the caller
+        stops waiting at the deadline; the worker stops at its next chunk or read timeout."""
+        deadline = time.monotonic() + self.timeout_s
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["response"] = self._read_before(path, params, deadline)
+                box["response"].read()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="http-get", daemon=True).start()
+        if not done.wait(self.timeout_s + DEADLINE_SLACK_S) or isinstance(box.get("error"), _DeadlineExceeded):
+            raise httpx.TimeoutException(f"no complete response within {self.timeout_s}s")
+        if "error" in box:
+            raise box["error"]
+        return box["response"]
+
+    def _check_budget(self, endpoint: str, where: str, upcoming_s: float = 0.0) -> None:
+        if self.budget_s is None:
+            return
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now
+        spent = now - self._started
+        if spent + upcoming_s > self.budget_s:
+            raise BudgetSpent(
+                f"{where}GET {endpoint}: the fetch's budget of {self.budget_s:g}s is spent "
+                f"({spent:.1f}s used{f', next wait {upcoming_s:.1f}s' if upcoming_s else ''}); "
+                "what was fetched so far is kept",
+                endpoint=endpoint,
+            )
+
     def _get(self, path: str, params: Mapping[str, Any] | None = None, *, context: str = "") -> tuple[httpx.Response, int]:
         endpoint = self.describe(path, params)
         where = f"{context}: " if context else ""
         last_status: int | None = None
         last_problem = ""
         for attempt in range(1, self.retry.max_attempts + 1):
+            self._check_budget(endpoint, where)
             self.limiter.acquire()
             wait: float | None = None
             with self._slots:
                 self._count(calls=1)
                 try:
-                    response = self._http.get(path, params=dict(params or {}))
+                    response = self._within_deadline(path, params)
                 except httpx.TimeoutException:
-                    last_problem, last_status = f"timed out after {self._http.timeout.read}s", None
+                    last_problem, last_status = f"timed out after {self.timeout_s:g}s (deadline per request: connect and every read)", None
                     response = None
                 except httpx.TransportError as exc:
                     last_problem, last_status = f"connection failed ({type(exc).__name__})", None
@@ -250,6 +333,7 @@ class PoliteClient:
             else:
                 wait = min(wait, self.retry.max_retry_after_s)
                 self.limiter.penalise(wait)
+            self._check_budget(endpoint, where, wait)
             self._count(retries=1, seconds_waiting=wait)
             self._sleep(wait)
         cls = RateLimited if last_problem == "rate limit reached" else HttpError
@@ -284,11 +368,25 @@ class PoliteClient:
         return scrub(text, [str(v) for k, v in (params or {}).items() if k.lower() in names])
 
 
+def secret_spellings(secret: str) -> list[str]:
+    """Every way a server may echo ``secret``: as is, percent-encoded (every reserved character,
+    or all but ``/``; upper- and lower-case hex), plus-encoded, and with ``+`` read as a space.
+    Longest first, so a longer spelling is masked before a shorter one inside it."""
+    if not secret:
+        return []
+    forms = {secret, urllib.parse.quote_plus(secret), secret.replace("+", " ")}
+    for safe in ("", "/"):
+        forms.add(urllib.parse.quote(secret, safe=safe))
+    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), f) for f in list(forms)}
+    return sorted((f for f in forms if f), key=len, reverse=True)
+
+
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value replaced by ``***``."""
+    """``text`` with every secret value replaced by ``***``, in every spelling
+    (:func:`secret_spellings`)."""
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, MASK)
+        for form in secret_spellings(secret):
+            text = text.replace(form, MASK)
     return text
 
 

@@ -207,6 +207,12 @@ class FmpFetchConfig(BaseModel):
     holders_page_size: int = Field(
         default=100, ge=1, le=1000, description="Rows per 13F holder-analytics page (not above the vendor's cap)."
     )
+    fetch_budget_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Most seconds the run's whole fetch may take (requests, retries, Retry-After waits); past it the "
+        "run fails naming the request, and the responses already cached are kept.",
+    )
 
 
 _RAW_DOCS = {
@@ -266,6 +272,7 @@ def raw_fmp_sources(context: AssetExecutionContext, universe: pl.DataFrame, fmp:
             max_concurrency=config.max_concurrency,
             page_sizes={"insider_trades": config.insider_page_size, "institutional_ownership": config.holders_page_size},
             source=config.source,
+            budget_s=config.fetch_budget_s,
         )
     except ValueError as exc:
         raise Failure(description=str(exc)) from None

@@ -395,6 +395,7 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
     writes: int = 0
+    discarded: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -463,6 +464,17 @@ class ResponseCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         self._count("writes")
+
+    def delete(self, key: tuple[str, ...]) -> None:
+        """Forget ``key``'s entry (one that failed validation when read)."""
+        if self._store is not None:
+            try:
+                self._store.delete(f"{self.namespace}/{self._relative(key)}")
+            except FileNotFoundError:
+                pass
+        else:
+            Path(self.path(key)).unlink(missing_ok=True)
+        self._count("discarded")
 
     def entries(self) -> tuple[int, int]:
         """(number of entries, total bytes) held."""

@@ -84,6 +84,7 @@ SPLITS_SCHEMA = {**ds.DATASET_SCHEMA, "split": pl.String}
 SPLITS_DOCS = {**ds.COLUMN_DOCS, "split": "train, val or test (whole sample dates, in date order)."}
 
 COMPLETENESS_CHECK = "completeness"
+QUARANTINE_CHECK = "quarantine_share"
 LABEL_BALANCE_CHECK = "label_balance"
 MISSING_CHECK = "missing_features"
 TIME_ORDER_CHECK = "time_ordered"
@@ -207,6 +208,14 @@ class FmpFetchConfig(BaseModel):
     holders_page_size: int = Field(
         default=100, ge=1, le=1000, description="Rows per 13F holder-analytics page (not above the vendor's cap)."
     )
+    max_conflict_share: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="The quarantine_share check of each raw table fails (blocking the features) when more than this "
+        "fraction of a symbol's rows conflict (same day, filer and quarter, or ETF with different values; all "
+        "copies are held back).",
+    )
     fetch_budget_s: float = Field(
         default=3600.0,
         gt=0,
@@ -251,7 +260,16 @@ _RAW_DOCS = {
     partitions_def=smart_money_symbols,
     backfill_policy=PER_SYMBOL,
     can_subset=True,
-    check_specs=[qc.schema_spec(k) for k in RAW_KEYS.values()],
+    check_specs=[qc.schema_spec(k) for k in RAW_KEYS.values()]
+    + [
+        qc.spec(
+            k,
+            QUARANTINE_CHECK,
+            "Each symbol's share of conflicting records (same key, different values: all copies held back) is within "
+            "max_conflict_share; above it the features are blocked.",
+        )
+        for k in RAW_KEYS.values()
+    ],
     # One FMP account, one rate limit: runs fetching from it queue behind each other when the
     # instance limits the pool (dagster.yaml: concurrency: pools: ...).
     pool="fmp",
@@ -303,6 +321,9 @@ def raw_fmp_sources(context: AssetExecutionContext, universe: pl.DataFrame, fmp:
                 "cache_misses": misses,
                 "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else 0.0,
                 "http_calls": sum(r.http_calls for r in rep),
+                "cache_refetched": sum(r.cache_refetched for r in rep),
+                "duplicates_dropped": sum(r.duplicates_dropped for r in rep),
+                "conflicts_quarantined": sum(r.conflicts_quarantined for r in rep),
                 **cache_state,
             }
             if t == "hedge_fund_holdings":
@@ -322,7 +343,31 @@ def raw_fmp_sources(context: AssetExecutionContext, universe: pl.DataFrame, fmp:
         checks = []
         if AssetCheckKey(key, qc.SCHEMA_CHECK) in context.selected_asset_check_keys:
             checks.append(qc.schema_result(context, key, frames[t].schema))
+        if AssetCheckKey(key, QUARANTINE_CHECK) in context.selected_asset_check_keys:
+            checks.append(_conflict_result(key, {s: [reports[s][d] for d in rw.RAW_TABLES[t]] for s in symbols}, config.max_conflict_share))
         yield MaterializeResult(asset_key=key, value=frames[t], check_results=checks)
+
+
+def _conflict_result(key: AssetKey, reports: dict[str, list[fmp_source.FetchReport]], limit: float):
+    shares = {}
+    for symbol, rep in reports.items():
+        held = sum(r.conflicts_quarantined for r in rep)
+        rows = sum(r.rows for r in rep)
+        shares[symbol] = (held, held / rows if rows else 0.0)
+    over = {s: v for s, v in shares.items() if v[1] > limit}
+    worst = max(shares.items(), key=lambda kv: kv[1][1], default=(None, (0, 0.0)))
+    desc = (
+        f"{len(over)} symbol(s) with more than {limit:.1%} conflicting records; worst {worst[0]} at {worst[1][1]:.1%} "
+        f"({worst[1][0]} rows held back)"
+        if over
+        else f"Every symbol within the {limit:.1%} conflict limit (worst {worst[1][1]:.2%})."
+    )
+    meta = {
+        "limit": limit,
+        "conflicts_quarantined": sum(v[0] for v in shares.values()),
+        "symbols_over_limit": MetadataValue.json({s: {"rows": v[0], "share": round(v[1], 6)} for s, v in over.items()}),
+    }
+    return qc.result(key, QUARANTINE_CHECK, not over, desc, meta)
 
 
 # ---------------------------------------------------------------------------------------

@@ -198,6 +198,13 @@ class FetchReport:
     cache_misses: int = 0
     http_calls: int = 0
     rows: int = 0
+    # Cache entries that failed validation when read: discarded and fetched again.
+    cache_refetched: int = 0
+    # Rows equal in every field to one already kept: dropped.
+    duplicates_dropped: int = 0
+    # Rows sharing their key (a day, a filer and quarter, an ETF) but not their values: every
+    # copy is held back -- which one is right is unknown -- and counted for the blocking check.
+    conflicts_quarantined: int = 0
 
 
 @dataclasses.dataclass
@@ -322,9 +329,10 @@ class FmpClient:
                 entries = plan[(t, s)]
                 report = FetchReport(t, s, entries=len(entries))
                 for e in entries:
-                    body, hit, calls, when = results[e]
+                    body, hit, calls, when, refetched = results[e]
                     report.cache_hits += hit
                     report.cache_misses += not hit
+                    report.cache_refetched += refetched
                     report.http_calls += calls
                     bodies.append(body)
                     n = body.count(b"\n")
@@ -340,10 +348,14 @@ class FmpClient:
                 pl.Series("_symbol", owners, dtype=pl.String).gather(index),
                 pl.Series("_fetched_on", fetched_on, dtype=pl.Date).gather(index),
             )
+            frame, dropped, held = deduplicate(t, frame)
+            for s in symbols:
+                reports[s].duplicates_dropped = dropped.get(s, 0)
+                reports[s].conflicts_quarantined = held.get(s, 0)
             out[t] = Fetched(frame, reports)
         return out
 
-    def _run(self, entries: list[_Entry]) -> dict[_Entry, tuple[bytes, bool, int, dt.date]]:
+    def _run(self, entries: list[_Entry]) -> dict[_Entry, tuple[bytes, bool, int, dt.date, bool]]:
         if len(entries) <= 1 or self.max_workers == 1:
             return {e: self._entry(e) for e in entries}
         with ThreadPoolExecutor(max_workers=min(self.max_workers, len(entries)), thread_name_prefix="fmp") as pool:
@@ -358,21 +370,31 @@ class FmpClient:
                 raise first_error
             return out
 
-    def _entry(self, entry: _Entry) -> tuple[bytes, bool, int, dt.date]:
-        """(NDJSON rows, cache hit?, HTTP calls, day fetched) of one cache entry."""
+    def _entry(self, entry: _Entry) -> tuple[bytes, bool, int, dt.date, bool]:
+        """(NDJSON rows, cache hit?, HTTP calls, day fetched, refetched?) of one cache entry.
+
+        A cached entry is validated as a fresh response is; one that fails (written by an older
+        version, edited, or cached before a rule existed) is discarded and fetched again."""
         data = self.cache.get(entry.key)
+        refetched = False
         if data is not None:
-            header, body = split_entry(data, context=entry.context)
-            return body, True, 0, _fetched_date(header)
+            try:
+                header, body = split_entry(data, context=entry.context)
+                fetched_on = _fetched_date(header)
+                validate_entry(entry, body, fetched_on, context=entry.context, endpoint=f"the response cache ({self.cache.path(entry.key)})")
+                return body, True, 0, fetched_on, False
+            except BadPayload:
+                self.cache.delete(entry.key)
+                refetched = True
         rows, calls = self._download(entry)
         fetched_at = dt.datetime.now(dt.UTC)
         data = encode_entry(entry, rows, calls, fetched_at)
         header, body = split_entry(data, context=entry.context)
-        # Reading the bytes about to be cached the way a later run will: a payload that would
-        # not survive it is refused now, and never cached.
-        read_rows(entry.data_type, body, context=entry.context, endpoint=self._describe(entry), check=True)
+        # Reading the bytes about to be cached the way a later run will, with every plausibility
+        # rule: a payload that would not survive it is refused now, and never cached.
+        validate_entry(entry, body, fetched_at.date(), context=entry.context, endpoint=self._describe(entry))
         self.cache.put(entry.key, data)
-        return body, False, calls, fetched_at.date()
+        return body, False, calls, fetched_at.date(), refetched
 
     def _describe(self, entry: _Entry, params: Mapping[str, object] | None = None) -> str:
         path = _endpoint(entry.data_type).path
@@ -452,6 +474,17 @@ class FmpClient:
             if page >= MAX_PAGES:
                 raise BadPayload(f"{entry.context}: GET {described}: more than {MAX_PAGES} pages", endpoint=described)
         if endpoint.window_field:
+            # Pages run past the window on its old side by design; a record dated after today is
+            # a lie about its time, not a row to filter away.
+            today = dt.datetime.now(dt.UTC).date().isoformat()
+            future = [r for r in rows if r[endpoint.window_field][:10] > today]
+            if future:
+                raise BadPayload(
+                    f"{entry.context}: GET {self._describe(entry)}: field {endpoint.window_field!r}: {len(future)} record(s) "
+                    f"dated after the day they were fetched ({today}) (first: {future[0][endpoint.window_field][:10]}); "
+                    "nothing was cached",
+                    endpoint=self._describe(entry),
+                )
             lo, hi = entry.start.isoformat(), entry.end.isoformat()
             rows = [r for r in rows if lo <= r[endpoint.window_field][:10] <= hi]
         return rows, calls
@@ -585,6 +618,111 @@ def decode_entry(data_type: str, data: bytes, *, context: str) -> tuple[dict, pl
     """(header, typed vendor rows) of one cache entry."""
     header, body = split_entry(data, context=context)
     return header, read_rows(data_type, body, context=context)
+
+
+# Fields that must be above zero / at least zero where present, per data type.
+POSITIVE: dict[str, tuple[str, ...]] = {
+    "prices": ("open", "high", "low", "close"),
+    "splits": ("numerator", "denominator"),
+}
+NON_NEGATIVE: dict[str, tuple[str, ...]] = {
+    "prices": ("volume",),
+    "insider_trades": ("securitiesTransacted", "securitiesOwned", "price"),
+    "institutional_ownership": ("sharesNumber", "lastSharesNumber", "ownership", "lastOwnership", "marketValue"),
+    "etf_exposure": ("sharesNumber", "weightPercentage", "marketValue"),
+}
+# The day a record became known: it cannot lie after the day it was fetched.
+KNOWN_DATE: dict[str, str] = {
+    "insider_trades": "filingDate",
+    "institutional_ownership": "filingDate",
+    "senate_trades": "disclosureDate",
+    "house_trades": "disclosureDate",
+    "prices": "date",
+    "splits": "date",
+}
+# What identifies a record: two rows with the same key and different values conflict.
+# (Insider and congressional records carry no identifier: only exact copies are recognised.)
+RECORD_KEY: dict[str, tuple[str, ...]] = {
+    "prices": ("date",),
+    "splits": ("date",),
+    "institutional_ownership": ("date", "cik"),
+    "etf_exposure": ("symbol",),
+}
+
+
+def validate_entry(entry: _Entry, body: bytes, fetched_on: dt.date, *, context: str, endpoint: str) -> pl.DataFrame:
+    """The typed rows of one cache entry, or :class:`BadPayload` naming the endpoint (or cache
+    entry), the field and the problem: a date that does not parse, a price or ratio at or below
+    zero, a negative quantity, a record known after the day it was fetched, a price bar outside
+    the requested window, or no price bar at all."""
+    frame = read_rows(entry.data_type, body, context=context, endpoint=endpoint, check=True)
+
+    def bad(field: str, problem: str, rows: pl.DataFrame) -> BadPayload:
+        first = rows.row(0, named=True) if rows.height else {}
+        where = f" (first: {first.get('date') or first.get(KNOWN_DATE.get(entry.data_type, ''), '')!s})" if first else ""
+        return BadPayload(
+            f"{context}: {endpoint}: field {field!r}: {rows.height} record(s) {problem}{where}; nothing was cached",
+            endpoint=endpoint,
+        )
+
+    for f in POSITIVE.get(entry.data_type, ()):
+        hit = frame.filter(pl.col(f).is_not_null() & ~(pl.col(f) > 0))
+        if hit.height:
+            raise bad(f, "at or below zero (or not a number)", hit)
+    for f in NON_NEGATIVE.get(entry.data_type, ()):
+        hit = frame.filter(pl.col(f).is_not_null() & ~(pl.col(f) >= 0))
+        if hit.height:
+            raise bad(f, "below zero (or not a number)", hit)
+    known = KNOWN_DATE.get(entry.data_type)
+    if known and frame.height:
+        day = pl.col(known).str.slice(0, 10).str.to_date("%Y-%m-%d")
+        hit = frame.filter(day > fetched_on)
+        if hit.height:
+            raise bad(known, f"dated after the day they were fetched ({fetched_on})", hit)
+    if entry.data_type == "prices":
+        if frame.height == 0:
+            raise BadPayload(
+                f"{context}: {endpoint}: no price bar between {entry.start} and {entry.end} (an empty history); nothing was cached",
+                endpoint=endpoint,
+            )
+        day = pl.col("date").str.slice(0, 10).str.to_date("%Y-%m-%d")
+        hit = frame.filter((day < entry.start) | (day > entry.end))
+        if hit.height:
+            raise bad("date", f"outside the requested window {entry.start}..{entry.end}", hit)
+    return frame
+
+
+def deduplicate(data_type: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int], dict[str, int]]:
+    """(rows kept, exact copies dropped per symbol, conflicting rows quarantined per symbol).
+
+    Exact copies (every vendor field equal; pages that overlap, a record served twice) keep
+    one. Rows that share their :data:`RECORD_KEY` but differ are all held back: a day with two
+    closes has no close that can be trusted."""
+    vendor = [c for c in frame.columns if not c.startswith("_")]
+    per = ["_symbol", *vendor]
+    if frame.is_empty():
+        return frame, {}, {}
+    unique = frame.unique(subset=per, keep="first", maintain_order=True)
+    dropped = _count_by_symbol(frame) - _count_by_symbol(unique)
+    held: dict[str, int] = {}
+    key = RECORD_KEY.get(data_type)
+    if key:
+        k = ["_symbol", *key]
+        clash = pl.len().over(k) > 1
+        conflicting = unique.filter(clash)
+        if conflicting.height:
+            held = dict(conflicting.group_by("_symbol").len().iter_rows())
+            unique = unique.filter(~clash)
+    return unique, {s: n for s, n in dropped.items() if n}, held
+
+
+class _Counts(dict):
+    def __sub__(self, other: dict) -> dict:
+        return {k: v - other.get(k, 0) for k, v in self.items()}
+
+
+def _count_by_symbol(frame: pl.DataFrame) -> _Counts:
+    return _Counts(frame.group_by("_symbol").len().iter_rows())
 
 
 def _check_dates(frame: pl.DataFrame, endpoint: Endpoint) -> None:

@@ -33,6 +33,10 @@ class ScriptedServer:
     def __init__(self) -> None:
         self._scripts: dict[str, list[Reply]] = {}
         self.requests: list[tuple[str, dict[str, str], float]] = []
+        self.headers: list[dict[str, str]] = []  # each request's headers, in arrival order
+        # A path -> predicate on the request headers: a request failing it gets 403 (a server
+        # that refuses clients it does not like).
+        self.require_headers: dict[str, object] = {}
         self.default: Reply = Reply(404, b'{"error": "not scripted"}')
         self._lock = threading.Lock()
         handler = self._handler()
@@ -69,7 +73,9 @@ class ScriptedServer:
                 query = dict(urllib.parse.parse_qsl(parsed.query))
                 with outer._lock:
                     outer.requests.append((parsed.path, query, time.monotonic()))
-                reply = outer._next(parsed.path)
+                    outer.headers.append(dict(self.headers.items()))
+                gate = outer.require_headers.get(parsed.path)
+                reply = outer._next(parsed.path) if gate is None or gate(dict(self.headers.items())) else Reply(403, "<html>Forbidden</html>", content_type="text/html")
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
                 body = reply.body.encode() if isinstance(reply.body, str) else reply.body

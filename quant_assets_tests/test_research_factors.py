@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 
 from quant_assets.lib import calendar as cal
+from quant_assets.lib import http as http_lib
 from quant_assets.lib.research import factors
 from quant_assets.lib.sources import kenfrench as kf
 from quant_assets.simulate import kenfrench_zips
@@ -252,8 +253,16 @@ def test_changed_layouts_fail_naming_file_line_and_problem(data, message):
 class _Vendor(http.server.BaseHTTPRequestHandler):
     files: dict[str, tuple[int, str, bytes]] = {}
 
+    user_agents: list[str] = []
+
     def do_GET(self):  # noqa: N802 - http.server's name
-        status, ctype, body = self.files.get(self.path, (404, "text/html", b"<html>Not Found</html>"))
+        agent = self.headers.get("User-Agent", "")
+        self.user_agents.append(agent)
+        # As the library's server does (reported in 2026): no browser-like User-Agent, no file.
+        if not agent.startswith("Mozilla/5.0"):
+            status, ctype, body = 403, "text/html", b"<html>403 Forbidden</html>"
+        else:
+            status, ctype, body = self.files.get(self.path, (404, "text/html", b"<html>Not Found</html>"))
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -283,16 +292,57 @@ def test_download_over_http_from_a_loopback_server(vendor):
         f"/pages/faculty/ken.french/ftp/{kf.THREE_FACTOR.zip_name}": (200, "application/x-zip-compressed", zips[kf.THREE_FACTOR]),
         f"/pages/faculty/ken.french/ftp/{kf.FIVE_FACTOR.zip_name}": (200, "text/html", b"<html>Sorry, down for maintenance</html>"),
     }
-    with httpx.Client(timeout=5.0) as client:
+    with httpx.Client(timeout=5.0) as bare:  # a client without the browser-like User-Agent is refused
+        assert bare.get(f"{base}/{kf.THREE_FACTOR.zip_name}").status_code == 403
+    fast = dict(retry=http_lib.RetryPolicy(max_attempts=2, backoff_s=0.01))
+    with kf.download_client(base, timeout_s=5.0, **fast) as client:
         data = kf.fetch_zip(client, kf.THREE_FACTOR, base)
         assert data == zips[kf.THREE_FACTOR]
+        assert _Vendor.user_agents[-1] == kf.USER_AGENT
         expected_days = len(cal.trading_days(dt.date(2024, 1, 2), dt.date(2024, 2, 29)))
         assert kf.read_daily_factors(data, kf.url(kf.THREE_FACTOR, base), kf.THREE_FACTOR).height == expected_days
         with pytest.raises(kf.KenFrenchDownloadError, match=r"GET http://127\.0\.0\.1:\d+/.*5_Factors.* bytes of text/html, not a zip"):
             kf.fetch_zip(client, kf.FIVE_FACTOR, base)
-        with pytest.raises(kf.KenFrenchDownloadError, match=r"answered HTTP 404"):
+    with kf.download_client(base + "/missing", timeout_s=5.0, **fast) as client:
+        with pytest.raises(kf.KenFrenchDownloadError, match=r"failed with HTTP 404"):
             kf.fetch_zip(client, kf.THREE_FACTOR, base + "/missing")
     server.shutdown()
-    with httpx.Client(timeout=1.0) as client:
-        with pytest.raises(kf.KenFrenchDownloadError, match=r"GET http://127\.0\.0\.1:\d+/.* failed: ConnectError"):
-            kf.fetch_zip(client, kf.THREE_FACTOR, f"http://127.0.0.1:{server.server_address[1] + 1 if server.server_address[1] < 65535 else 1}/x")
+    gone = f"http://127.0.0.1:{server.server_address[1] + 1 if server.server_address[1] < 65535 else 1}/x"
+    with kf.download_client(gone, timeout_s=1.0, sleep=lambda s: None, **fast) as client:
+        with pytest.raises(kf.KenFrenchDownloadError, match=r"GET http://127\.0\.0\.1:\d+/.* failed after 2 attempts: connection failed \(ConnectError\)"):
+            kf.fetch_zip(client, kf.THREE_FACTOR, gone)
+
+
+def percent_rows(days, mkt, rf=0.017):
+    return [f"{d:%Y%m%d},{m:8.2f},{0.1:8.2f},{-0.1:8.2f},{rf:8.3f}" for d, m in zip(days, mkt)]
+
+
+DAYS = cal.trading_days(dt.date(2024, 1, 2), dt.date(2024, 3, 28))
+
+
+def test_a_file_in_fractions_instead_of_percent_is_refused():
+    rng = np.random.default_rng(0)
+    mkt = rng.normal(0.05, 1.0, len(DAYS))  # percent, as published
+    assert kf.read_daily_factors(real_layout(kf.THREE_FACTOR, percent_rows(DAYS, mkt)), "ok.zip", kf.THREE_FACTOR).height == len(DAYS)
+    as_fractions = real_layout(kf.THREE_FACTOR, [f"{d:%Y%m%d},{m / 100:.6f},0.001,-0.001,0.00017" for d, m in zip(DAYS, mkt)])
+    with pytest.raises(kf.KenFrenchFormatError, match=r"ff3\.zip: the daily Mkt-RF varies by 0\.0\d+ % .* fractions, not percent"):
+        kf.read_daily_factors(as_fractions, "ff3.zip", kf.THREE_FACTOR)
+
+
+def test_an_implausible_day_fails_naming_its_date():
+    rng = np.random.default_rng(1)
+    mkt = rng.normal(0.05, 1.0, len(DAYS))
+    mkt[17] = 2500.0
+    with pytest.raises(kf.KenFrenchFormatError, match=rf"mkt_rf of {DAYS[17]} is \+2,500\.00 %, beyond any day since 1926"):
+        kf.read_daily_factors(real_layout(kf.THREE_FACTOR, percent_rows(DAYS, mkt)), "ff3.zip", kf.THREE_FACTOR)
+    mkt[17] = 0.3
+    with pytest.raises(kf.KenFrenchFormatError, match=rf"RF of {DAYS[0]} is \+1\.700 % a day"):
+        kf.read_daily_factors(real_layout(kf.THREE_FACTOR, percent_rows(DAYS, mkt, rf=1.7)), "ff3.zip", kf.THREE_FACTOR)
+
+
+def test_missing_trading_days_are_found():
+    rng = np.random.default_rng(2)
+    skipped = DAYS[:20] + DAYS[21:]
+    table = kf.read_daily_factors(real_layout(kf.THREE_FACTOR, percent_rows(skipped, rng.normal(0, 1, len(skipped)))), "ff3.zip", kf.THREE_FACTOR)
+    assert kf.missing_sessions(table, DAYS[0], DAYS[-1]) == [DAYS[20]]
+    assert kf.missing_sessions(table, DAYS[21], DAYS[-1]) == []

@@ -231,6 +231,15 @@ def test_bad_inputs_fail_with_their_cause(graph, tmp_path):
         key.unlink()
         res = run(runner, "research_analysis_job", assets=only_fm, raise_on_error=False)
         assert "no Ken French file at" in failure_text(res) and "factor_source='http'" in failure_text(res)
+        # A file that skips a trading day inside the span it covers.
+        text = kenfrench.csv_text(original, "ff3", kenfrench.THREE_FACTOR)
+        gone = "20240306"
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr(kenfrench.THREE_FACTOR.csv_name, "\r\n".join(line for line in text.splitlines() if not line.startswith(gone)))
+        key.write_bytes(buf.getvalue())
+        res = run(runner, "research_analysis_job", assets=only_fm, raise_on_error=False)
+        assert not res.success and "has no row for 1 NYSE session(s) it covers, first 2024-03-06" in failure_text(res)
     finally:
         key.write_bytes(original)
     # A model asked to train on a source with no rows.

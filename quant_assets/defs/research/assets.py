@@ -5,7 +5,6 @@ IC, factor models, backtests and performance, built on the market group's tables
 import datetime as dt
 import math
 
-import httpx
 import polars as pl
 from dagster import (
     AllPartitionMapping,
@@ -973,7 +972,7 @@ class FactorModelConfig(BaseModel):
         description="'landing' (Ken French zips under kenfrench/ in the landing zone) or 'http' (download them).",
     )
     kenfrench_base_url: str = Field(default=kenfrench.BASE_URL, description="Where the Ken French zips are downloaded from.")
-    http_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of each download, seconds.")
+    http_timeout_s: float = Field(default=30.0, gt=0, description="Deadline of each download (connect and every read together), seconds.")
     min_obs: int = Field(default=60, ge=5, description="Regressions with fewer common days are skipped (and listed).")
 
 
@@ -994,7 +993,7 @@ def load_factor_tables(config: FactorModelConfig, landing: LandingZone, models: 
     needed = {kenfrench.MODEL_DATASET[m] for m in models}
     tables: dict[kenfrench.Dataset, pl.DataFrame] = {}
     sources: dict[str, str] = {}
-    client = httpx.Client(timeout=config.http_timeout_s) if config.factor_source == "http" else None
+    client = kenfrench.download_client(config.kenfrench_base_url, timeout_s=config.http_timeout_s) if config.factor_source == "http" else None
     try:
         for ds in sorted(needed, key=lambda d: d.name):
             if config.factor_source == "landing":
@@ -1063,6 +1062,16 @@ def factor_models(context: AssetExecutionContext, liquid_universe: pl.DataFrame,
     tickers = tickers + ([BENCHMARK] if not config.tickers else [])
     returns = pl.concat([returns, daily.filter(pl.col("ticker") == BENCHMARK).select("ticker", "date", "ret_1d")]) if not config.tickers else returns
     tables, sources = load_factor_tables(config, landing, models)
+    # Inside the span the files and the returns share, every NYSE session must have factors.
+    first_return = returns.filter(pl.col("ret_1d").is_not_null())["date"].min()
+    for name, t in tables.items():
+        gaps = kenfrench.missing_sessions(t, max(first_return, t["date"].min()), min(t["date"].max(), daily["date"].max()))
+        if gaps:
+            raise Failure(
+                description=f"the Ken French file of {name} ({sources[kenfrench.MODEL_DATASET[name].name]}) has no row for "
+                f"{len(gaps)} NYSE session(s) it covers, first {gaps[0]}: {', '.join(map(str, gaps[:5]))}",
+                metadata={"missing_sessions": MetadataValue.json([str(d) for d in gaps[:100]])},
+            )
     table, notes = factors.factor_models(returns, tables, tickers, models, min_obs=config.min_obs)
     compare = (
         table.pivot(on="model", index="ticker", values="r_squared").rename({m: f"r2_{m}" for m in models})

@@ -16,6 +16,13 @@ A free-text description block, a header line that starts with a comma, one row p
 values. The reader returns fractions (``0.10`` percent -> ``0.001``) and refuses anything that
 departs from this layout with a :class:`KenFrenchFormatError` naming the file, the line and what
 changed, so a vendor-side format change fails loudly instead of shifting columns.
+
+Values are checked for plausibility too (:func:`check_plausible`): the spread of the daily
+market excess return tells percent from fractions (a file in fractions would make every factor
+100 times too small), a day beyond what markets have done (the worst since 1926 is -17.4 % on
+19 October 1987) fails naming its date, and :func:`missing_sessions` finds the NYSE sessions a
+file skips. The download (:func:`fetch_zip`) sends a browser-like ``User-Agent``: the library's
+server refuses requests without one.
 """
 
 from __future__ import annotations
@@ -61,6 +68,15 @@ LANDING_PREFIX = "kenfrench"
 
 COLUMN_NAMES = {"Mkt-RF": "mkt_rf", "SMB": "smb", "HML": "hml", "RMW": "rmw", "CMA": "cma", "RF": "rf"}
 MISSING_SENTINELS = (-99.99, -999.0)
+# Plausibility, in fractions. The daily market excess return's standard deviation has stayed
+# between about 0.4 % and 3 % in every year since 1926; read as percent a file in fractions
+# shows about 0.01 %.
+MARKET_SD_RANGE = (0.002, 0.05)
+MIN_ROWS_FOR_UNITS = 20
+MAX_ABS_DAILY_FACTOR = 0.25  # any factor, one day
+RF_DAILY_RANGE = (-0.0005, 0.005)  # daily T-bill return: about -0.01 % to 0.5 % a day at most
+# Sent with every download: the library's server refuses clients that do not look like browsers.
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 quant-assets"
 _DATE = re.compile(r"^\d{8}$")
 
 
@@ -160,25 +176,81 @@ def parse_daily_factors(text: str, source: str, dataset: Dataset) -> pl.DataFram
 
 
 def read_daily_factors(data: bytes, source: str, dataset: Dataset) -> pl.DataFrame:
-    """Parse the bytes of a Ken French daily factor zip (as delivered)."""
-    return parse_daily_factors(csv_text(data, source, dataset), source, dataset)
+    """Parse the bytes of a Ken French daily factor zip (as delivered), checked for plausibility."""
+    return check_plausible(parse_daily_factors(csv_text(data, source, dataset), source, dataset), source)
+
+
+def check_plausible(table: pl.DataFrame, source: str) -> pl.DataFrame:
+    """``table`` (fractions), or :class:`KenFrenchFormatError` naming the file and, for a bad
+    day, the date: the market's daily spread out of :data:`MARKET_SD_RANGE` (a file in
+    fractions, or in basis points), a factor beyond +-25 % in one day, a risk-free rate out of
+    :data:`RF_DAILY_RANGE`."""
+    for col in table.columns:
+        if col in ("date", "rf"):
+            continue
+        bad = table.filter(pl.col(col).abs() > MAX_ABS_DAILY_FACTOR)
+        if bad.height:
+            day, value = bad.row(0)[0], bad[col][0]
+            raise KenFrenchFormatError(
+                source,
+                f"{col} of {day} is {value * 100:+,.2f} %, beyond any day since 1926 (limit +-{MAX_ABS_DAILY_FACTOR:.0%}); "
+                f"{bad.height} such day(s)",
+            )
+    if "rf" in table.columns:
+        lo, hi = RF_DAILY_RANGE
+        bad = table.filter((pl.col("rf") < lo) | (pl.col("rf") > hi))
+        if bad.height:
+            raise KenFrenchFormatError(
+                source, f"RF of {bad['date'][0]} is {bad['rf'][0] * 100:+.3f} % a day, outside {lo * 100:+.2f}..{hi * 100:+.1f} %"
+            )
+    mkt = table["mkt_rf"].drop_nulls()
+    if mkt.len() >= MIN_ROWS_FOR_UNITS:
+        sd = float(mkt.std())
+        lo, hi = MARKET_SD_RANGE
+        if sd < lo:
+            raise KenFrenchFormatError(
+                source,
+                f"the daily Mkt-RF varies by {sd * 100:.4f} % (standard deviation, read as percent), where markets move "
+                f"{lo * 100:.1f}-{hi * 100:.0f} % a day: the file looks like it is in fractions, not percent "
+                "(every factor would be 100x too small)",
+            )
+        if sd > hi:
+            raise KenFrenchFormatError(
+                source, f"the daily Mkt-RF varies by {sd * 100:.1f} % (standard deviation): not percent (basis points?)"
+            )
+    return table
+
+
+def missing_sessions(table: pl.DataFrame, start: dt.date, end: dt.date) -> list[dt.date]:
+    """NYSE sessions of ``[start, end]`` the factor table has no row for."""
+    from quant_assets.lib import calendar
+
+    have = set(table["date"].to_list())
+    return [d for d in calendar.trading_days(start, end) if d not in have]
+
+
+def download_client(base_url: str = BASE_URL, *, timeout_s: float = 30.0, **kwargs):
+    """A :class:`~quant_assets.lib.http.PoliteClient` for the library: one deadline per
+    download, retries on 429 / 5xx with ``Retry-After``, and the browser-like ``User-Agent``."""
+    from quant_assets.lib.http import PoliteClient, RetryPolicy
+
+    kwargs.setdefault("retry", RetryPolicy(max_attempts=3))
+    return PoliteClient(base_url, calls_per_minute=30, max_concurrency=2, timeout_s=timeout_s, headers={"User-Agent": USER_AGENT}, **kwargs)
 
 
 def fetch_zip(client, dataset: Dataset, base_url: str = BASE_URL) -> bytes:
-    """Download one data set's zip with ``client`` (an ``httpx.Client``; its timeouts apply).
+    """Download one data set's zip with ``client`` (from :func:`download_client`).
 
     Raises :class:`KenFrenchDownloadError` naming the URL and the status (or the transport
     error); an answer that is not a zip (an HTML error page served with 200) is refused too.
     """
-    import httpx
+    from quant_assets.lib.http import HttpError
 
     target = url(dataset, base_url)
     try:
-        response = client.get(target, follow_redirects=True)
-    except httpx.HTTPError as exc:
-        raise KenFrenchDownloadError(f"GET {target} failed: {type(exc).__name__}: {exc}") from None
-    if response.status_code != 200:
-        raise KenFrenchDownloadError(f"GET {target} answered HTTP {response.status_code} {response.reason_phrase}")
+        response = client.get(dataset.zip_name, context=f"Ken French {dataset.name}")
+    except HttpError as exc:
+        raise KenFrenchDownloadError(str(exc)) from None
     body = response.content
     if not body.startswith(b"PK"):
         kind = response.headers.get("content-type", "unknown content type")

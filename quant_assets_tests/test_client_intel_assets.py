@@ -201,3 +201,27 @@ def test_lake_tables_round_trip_as_written(materialized):
     positions = graph.lake.read_frame(partition_file(ci.KEYS["positions"], None))
     assert quality.positions_match_trades(positions, trades).passed
     assert trades.schema["executed_at"] == pl.Datetime("us")
+
+
+def test_a_single_client_book_loads_with_the_classifier_check_warning(graph):
+    """n_clients=1 is documented as valid: the segment classifier cannot be cross-validated on it,
+    which warns instead of keeping the world out of the warehouse."""
+    result = run(graph, {"n_clients": 1})
+    assert result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    classifier = evaluations[ci.CLASSIFIER_CHECK]
+    assert not classifier.passed and classifier.severity.value == "WARN"
+    assert "Not evaluated (warning only)" in classifier.description
+    assert ci.WAREHOUSE_KEY in {e.asset_key for e in result.get_asset_materialization_events()}
+    with Warehouse(graph.defs.resources["warehouse"].url) as wh:
+        assert wh.query("SELECT COUNT(*) AS n FROM clients")["n"][0] == 1
+
+
+def test_an_as_of_in_the_future_warns(graph):
+    result = run(graph, {"n_clients": 8, "as_of": "2031-06-30"})
+    assert result.success
+    check = {e.check_name: e for e in result.get_asset_check_evaluations()}[ci.AS_OF_CHECK]
+    assert not check.passed and check.severity.value == "WARN" and "2031-06-30" in check.description
+    assert "after today" in check.description
+    past = run(graph, {"n_clients": 8})
+    assert {e.check_name: e for e in past.get_asset_check_evaluations()}[ci.AS_OF_CHECK].passed

@@ -38,6 +38,7 @@ KEYS: dict[str, AssetKey] = {t: AssetKey([DOMAIN, t]) for t in TABLES}
 WAREHOUSE_KEY = AssetKey([DOMAIN, "warehouse_tables"])
 CODE_VERSION = "1"
 CLASSIFIER_CHECK = "segment_classifier"
+AS_OF_CHECK = "as_of_not_in_future"
 SCHEMA_CHECK = qc.SCHEMA_CHECK
 WAREHOUSE_CHECK = "rows_match_lake"
 
@@ -88,7 +89,10 @@ UPSTREAM: dict[str, set[str]] = {
 # Checks per table: (name, description, blocking).
 CHECKS: dict[str, list[tuple[str, str, bool]]] = {
     "market_bars": [("bars_complete", "One bar per instrument and calendar day of the history, OHLC consistent.", True)],
-    "clients": [("clients_valid", "n_clients clients with unique ids, segments following segment_mix, onboarded before the history.", True)],
+    "clients": [
+        ("clients_valid", "n_clients clients with unique ids, segments following segment_mix, onboarded before the history.", True),
+        (AS_OF_CHECK, "as_of is not after today (warns: a history that runs into the future is generated, but flagged).", False),
+    ],
     "trades": [
         ("trades_valid", "Trades of known clients, priced inside their day's [low, high], in whole lots; every client trades.", True),
         (
@@ -201,7 +205,7 @@ def _check_result(table: str, name: str, verdict: Verdict, blocking: bool):
         verdict.passed,
         verdict.description,
         meta,
-        severity=AssetCheckSeverity.ERROR if blocking else AssetCheckSeverity.WARN,
+        severity=AssetCheckSeverity.ERROR if blocking and not verdict.warn_only else AssetCheckSeverity.WARN,
     )
 
 
@@ -245,6 +249,10 @@ def client_intel_world(context: AssetExecutionContext):
     verdicts = verify(world)
     classifier = cross_validate(world["features"], world["clients"], spec.seed)
     verdicts["features"][CLASSIFIER_CHECK] = classifier_verdict(classifier)
+    future = S.as_of_warning(spec.as_of)
+    if future:
+        context.log.warning(f"client_intel: {future}")
+    verdicts["clients"][AS_OF_CHECK] = Verdict(not future, future or f"as_of {spec.as_of} is not after today.", {"as_of": str(spec.as_of)})
     context.log.info(
         f"client_intel world seed={spec.seed}: {spec.n_clients} clients, {spec.start}..{spec.as_of}, "
         f"{world['trades'].height:,} trades, built in {built:.2f}s"

@@ -146,6 +146,15 @@ def validate_segment_mix(mix: Mapping[str, float]) -> dict[str, float]:
     return {s: float(mix.get(s, 0.0)) / total for s in SEGMENTS}
 
 
+def as_of_warning(as_of: dt.date, today: dt.date | None = None) -> str | None:
+    """Why ``as_of`` deserves a warning (it lies in the future: the world is generated for days
+    that have not happened), or None."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    if as_of > today:
+        return f"as_of {as_of} is {(as_of - today).days} day(s) after today ({today}): the history runs into the future"
+    return None
+
+
 def parse_as_of(value: str | dt.date) -> dt.date:
     if isinstance(value, dt.date):
         return value

@@ -6,6 +6,7 @@ import datetime as dt
 import http.server
 import io
 import threading
+import time
 import zipfile
 
 import httpx
@@ -346,3 +347,25 @@ def test_missing_trading_days_are_found():
     table = kf.read_daily_factors(real_layout(kf.THREE_FACTOR, percent_rows(skipped, rng.normal(0, 1, len(skipped)))), "ff3.zip", kf.THREE_FACTOR)
     assert kf.missing_sessions(table, DAYS[0], DAYS[-1]) == [DAYS[20]]
     assert kf.missing_sessions(table, DAYS[21], DAYS[-1]) == []
+
+
+def test_over_http_a_file_in_fractions_fails_and_a_trickling_server_hits_the_deadline(scripted_http):
+    from quant_assets_tests.http_fake import Reply
+
+    rng = np.random.default_rng(3)
+    mkt = rng.normal(0.05, 1.0, len(DAYS))
+    fractions = real_layout(kf.THREE_FACTOR, [f"{d:%Y%m%d},{m / 100:.6f},0.001,-0.001,0.00017" for d, m in zip(DAYS, mkt)])
+    scripted_http.script(f"/ftp/{kf.THREE_FACTOR.zip_name}", [Reply(200, fractions, content_type="application/zip")])
+    scripted_http.script(f"/ftp/{kf.FIVE_FACTOR.zip_name}", [Reply(200, fractions, content_type="application/zip", trickle_s=0.2)])
+    base = scripted_http.url + "/ftp"
+    with kf.download_client(base, timeout_s=1.0, retry=http_lib.RetryPolicy(max_attempts=1)) as client:
+        data = kf.fetch_zip(client, kf.THREE_FACTOR, base)
+        with pytest.raises(kf.KenFrenchFormatError, match="fractions, not percent"):
+            kf.read_daily_factors(data, kf.url(kf.THREE_FACTOR, base), kf.THREE_FACTOR)
+    # A fresh client (the library is asked at most 30 times a minute: the first call is free).
+    with kf.download_client(base, timeout_s=1.0, retry=http_lib.RetryPolicy(max_attempts=1)) as client:
+        t0 = time.monotonic()
+        with pytest.raises(kf.KenFrenchDownloadError, match=r"timed out after 1s"):
+            kf.fetch_zip(client, kf.FIVE_FACTOR, base)
+        assert time.monotonic() - t0 < 1.0 + http_lib.DEADLINE_SLACK_S + 0.3
+    assert all(h.get("User-Agent") == kf.USER_AGENT for h in scripted_http.headers)

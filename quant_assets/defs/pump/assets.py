@@ -265,6 +265,21 @@ class AggTradesConfig(BaseModel):
         ge=0,
         description="Longest HTTP 418 ban (Retry-After) waited out before failing (source='rest').",
     )
+    max_rejected_fraction: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="The quarantine_share check fails (blocking downstream) when more than this fraction of a day "
+        "file's rows are quarantined (outside the file's UTC day, or conflicting copies of one trade id).",
+    )
+    min_rows_ratio: float = Field(
+        default=binance.MIN_ROWS_RATIO,
+        ge=0.0,
+        le=1.0,
+        description="A day file with fewer trades than this fraction of the median of the same symbol's other days "
+        "in the run fails (too_few_rows; 0 switches it off). Pump coins swing tenfold from day to day: the default "
+        "is low.",
+    )
 
 
 def _gather(context, config: AggTradesConfig, signals_df: pl.DataFrame, landing: LandingZone, http: HttpClientResource):
@@ -289,8 +304,8 @@ def _gather(context, config: AggTradesConfig, signals_df: pl.DataFrame, landing:
 
 
 def _gather_files(config: AggTradesConfig, market: str, signals_df: pl.DataFrame, files) -> ptr.Gathered:
-    def load(sym: str, day: dt.date) -> pl.DataFrame:
-        return binance.load_day(files, market, sym, day, require_checksum=config.require_checksum)
+    def load(sym: str, day: dt.date):
+        return binance.load_day_checked(files, market, sym, day, require_checksum=config.require_checksum)
 
     return ptr.gather(
         signals_df,
@@ -299,12 +314,13 @@ def _gather_files(config: AggTradesConfig, market: str, signals_df: pl.DataFrame
         skip_missing_days=config.skip_missing_days,
         describe_day=lambda sym, day: files.describe(binance.agg_trades_key(market, sym, day)),
         workers=config.workers,
+        min_rows_ratio=config.min_rows_ratio,
     )
 
 
 @asset(
     key=KEYS["agg_trades"],
-    **_kwargs("raw", {"polars", "parquet"}, "1", vendor="binance"),
+    **_kwargs("raw", {"polars", "parquet"}, "2", vendor="binance"),  # v2: per-row units, day bounds, conflicts held back
     partitions_def=utc_days,
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
     metadata=_meta(sch.AGG_TRADES_SCHEMA),
@@ -316,6 +332,12 @@ def _gather_files(config: AggTradesConfig, market: str, signals_df: pl.DataFrame
             "Every signal of the day has trades in its 24 h window; skipped signals are listed (a warning: they "
             "are left out of the research set, never filled in).",
             blocking=False,
+        ),
+        qc.spec(
+            KEYS["agg_trades"],
+            QUARANTINE_CHECK,
+            "Each day file's share of quarantined rows (outside its UTC day, conflicting copies of a trade id) is "
+            "within max_rejected_fraction.",
         ),
         qc.schema_spec(KEYS["agg_trades"]),
     ],
@@ -366,6 +388,9 @@ def agg_trades(
             **({"skipped_signals": MetadataValue.json({str(s): got.problems[s] for s in ids if s in got.problems})} if any(s in got.problems for s in ids) else {}),
             **({} if ids else md.no_data("no signal on this day")),
         }
+        files_of_day = [r for r in got.reports if r.day == d]
+        for name in ("rows_read", "quarantined/outside_day", "quarantined/conflicting_duplicate", "duplicates_dropped"):
+            meta[d.isoformat()][name] = sum(r.as_metadata()[name] for r in files_of_day)
     md.per_partition(context, meta)
     context.log.info(f"read {len(got.files_read)} day file(s); {got.count('ok')} signal(s) with trades")
     skipped = {str(s): got.problems[s] for s in got.problems}
@@ -388,9 +413,29 @@ def agg_trades(
                 },
                 severity=AssetCheckSeverity.WARN,
             ),
+            _trade_quarantine_result(got.reports, config.max_rejected_fraction),
             qc.schema_result(context, KEYS["agg_trades"], got.trades.schema),
         ],
     )
+
+
+def _trade_quarantine_result(reports: list[binance.DayReport], limit: float):
+    over = [r for r in reports if r.share > limit]
+    worst = max(reports, key=lambda r: r.share, default=None)
+    meta = {
+        "limit": limit,
+        "files": len(reports),
+        "rows_quarantined": sum(r.quarantined for r in reports),
+        "quarantined/outside_day": sum(r.outside_day for r in reports),
+        "quarantined/conflicting_duplicate": sum(r.conflicting_duplicate for r in reports),
+        "duplicates_dropped": sum(r.duplicates_dropped for r in reports),
+        "files_over_limit": MetadataValue.json([{"file": r.source, "share": round(r.share, 6), **r.as_metadata()} for r in over[:50]]),
+    }
+    if over:
+        desc = f"{len(over)} file(s) had more than {limit:.1%} of their rows quarantined; worst {worst.source} at {worst.share:.1%}"
+    else:
+        desc = f"Every file within the {limit:.1%} quarantine limit" + (f" (worst {worst.share:.2%})." if worst else ".")
+    return qc.result(KEYS["agg_trades"], QUARANTINE_CHECK, not over, desc, meta)
 
 
 # --------------------------------------------------------------------------- bars

@@ -14,7 +14,8 @@ Rows that break a rule are quarantined (left out and counted by rule), never sil
   ``bad_attribute``       rsi outside 0-100, or a non-finite attribute
   ``wrong_date``          the timestamp is not on the file's UTC day
   ``duplicate_signal``    a signal_id seen earlier (the first row is kept)
-A file whose header lacks a required column fails with ``bad_columns``.
+A file whose header lacks a required column fails with ``bad_columns``; one whose rows mostly
+lie on another UTC day fails with ``wrong_day``.
 """
 
 from __future__ import annotations
@@ -140,6 +141,14 @@ def normalise(raw: pl.DataFrame, source: str, day: dt.date | None) -> ParsedSign
     counts = {r: 0 for r in RULES}
     for r, n in bad_rows.group_by("_rule").len().iter_rows():
         counts[r] = int(n)
+    if day is not None and typed.height and counts["wrong_date"] * 2 > typed.height:
+        other = typed.filter(pl.col("_rule") == "wrong_date")["signal_ts"].dt.date().mode().sort()[0]
+        raise SignalFileError(
+            f"{source}: [wrong_day] {counts['wrong_date']} of {typed.height} signals are not on {day} (most on {other}): "
+            "the file holds another day's signals",
+            rule="wrong_day",
+            source=source,
+        )
     return ParsedSignals(rows.select(list(SIGNALS_SCHEMA)), rejected, counts)
 
 

@@ -60,6 +60,8 @@ class Gathered:
     status: dict[int, str]
     problems: dict[int, str]  # signal_id -> message for skipped signals
     files_read: list[str]
+    # What each day file (or the REST source) kept, dropped and held back.
+    reports: list[binance.DayReport] = dataclasses.field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.status.values() if s == status)
@@ -74,10 +76,13 @@ def gather(
     skip_missing_days: bool = False,
     describe_day: Callable[[str, dt.date], str] | None = None,
     workers: int = 4,
+    min_rows_ratio: float = binance.MIN_ROWS_RATIO,
 ) -> Gathered:
-    """Trades of every signal's span from whole day files (``load_day(symbol, day)``, which
-    raises :class:`binance.BinanceDataError` for a missing or bad file). Each symbol-day is
-    read once, ``workers`` at a time."""
+    """Trades of every signal's span from whole day files (``load_day(symbol, day)`` gives the
+    day's trades, or (trades, :class:`binance.DayReport`); it raises
+    :class:`binance.BinanceDataError` for a missing or bad file). Each symbol-day is read once,
+    ``workers`` at a time; a day much thinner than the symbol's other days read in the run fails
+    (:func:`binance.check_thin_days`)."""
     plan = []
     needed: dict[tuple[str, dt.date], None] = {}
     for sid, sym, ts in signals.select("signal_id", "symbol", "signal_ts").sort("signal_ts", "signal_id").iter_rows():
@@ -88,9 +93,12 @@ def gather(
         for day in days:
             needed[(sym, day)] = None
 
-    def load(key: tuple[str, dt.date]) -> pl.DataFrame | binance.BinanceDataError:
+    def load(key: tuple[str, dt.date]) -> tuple[pl.DataFrame, binance.DayReport | None] | binance.BinanceDataError:
         try:
-            return binance.clean_trades(load_day(*key))
+            got = load_day(*key)
+            if isinstance(got, tuple):
+                return got
+            return binance.clean_trades(got), None
         except binance.BinanceDataError as exc:
             if exc.rule != "missing_file":
                 raise
@@ -105,6 +113,13 @@ def gather(
     files = [
         describe_day(*k) if describe_day else f"{k[0]} {k[1]}" for k in keys if not isinstance(loaded[k], binance.BinanceDataError)
     ]
+    reports = [v[1] for v in loaded.values() if not isinstance(v, binance.BinanceDataError) and v[1] is not None]
+    for sym in {k[0] for k in keys}:
+        binance.check_thin_days(
+            [v[1] for k, v in loaded.items() if k[0] == sym and not isinstance(v, binance.BinanceDataError) and v[1] is not None],
+            min_rows_ratio,
+        )
+    loaded = {k: (v if isinstance(v, binance.BinanceDataError) else v[0]) for k, v in loaded.items()}
     frames: list[pl.DataFrame] = []
     status: dict[int, str] = {}
     problems: dict[int, str] = {}
@@ -129,7 +144,7 @@ def gather(
         status[sid] = "ok"
         frames.append(window.with_columns(pl.lit(sid, pl.Int64).alias("signal_id"), pl.lit(sym).alias("symbol")))
     out = pl.concat(frames).select(list(AGG_TRADES_SCHEMA)) if frames else pl.DataFrame(schema=AGG_TRADES_SCHEMA)
-    return Gathered(out, status, problems, files)
+    return Gathered(out, status, problems, files, reports)
 
 
 def _slice(parts: list[pl.DataFrame], lo: dt.datetime, hi: dt.datetime) -> pl.DataFrame:
@@ -161,4 +176,11 @@ def gather_rest(
         status[sid] = "ok"
         frames.append(window.with_columns(pl.lit(sid, pl.Int64).alias("signal_id"), pl.lit(sym).alias("symbol")))
     out = pl.concat(frames).select(list(AGG_TRADES_SCHEMA)) if frames else pl.DataFrame(schema=AGG_TRADES_SCHEMA)
-    return Gathered(out, status, problems, [f"{rest.client.base_url}{rest.path}"])
+    source = f"{rest.client.base_url}{rest.path}"
+    report = binance.DayReport(
+        source,
+        rows=rest.stats.trades,
+        conflicting_duplicate=rest.stats.conflicting_duplicate,
+        duplicates_dropped=rest.stats.duplicates_dropped,
+    )
+    return Gathered(out, status, problems, [source], [report])

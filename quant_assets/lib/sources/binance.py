@@ -9,8 +9,9 @@ Each zip holds one CSV, ``SYM-aggTrades-YYYY-MM-DD.csv``, with the columns ``agg
 price, quantity, first_trade_id, last_trade_id, transact_time, is_buyer_maker`` (spot adds
 ``is_best_match``). Futures files carry that header line, spot files have none; booleans are
 ``true``/``false`` (futures) or ``True``/``False`` (spot); ``transact_time`` is Unix
-milliseconds, except spot files from 2025-01-01 on, which use microseconds. The unit is told
-apart by magnitude, so either kind of file reads right whatever its date.
+milliseconds, except spot files from 2025-01-01 on, which use microseconds. The unit is decided
+per row, by magnitude (below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds), so a
+file mixing units reads every row right and drops none.
 ``is_buyer_maker = true`` means the buyer's order was resting: the aggressor sold.
 
 The ``.CHECKSUM`` file is ``<sha256 hex>  <zip name>``; a zip is only read after its SHA-256
@@ -23,8 +24,19 @@ Bad input (``BinanceDataError.rule`` names it; the message names the file):
   ``corrupt_zip``        not a readable zip (truncated) or a member fails its CRC
   ``bad_layout``         the zip does not hold exactly one CSV
   ``bad_columns``        a header that is not the aggTrades header, or the wrong number of fields
-  ``unparseable_value``  a field that is not a number / boolean where one is required (line given)
+  ``unknown_columns``    a column beyond the seven (futures) or the spot file's ``is_best_match``
+  ``unparseable_value``  a field that is not a number / boolean where one is required, a price or
+                         quantity at or below zero, a REST record without a field (line or record given)
   ``empty_file``         no trade rows
+  ``wrong_day``          most rows of a day file belong to another UTC day
+  ``truncated_day``      the last trade of a finished day is far before its end (a partial publication)
+  ``too_few_rows``       a day with fewer than ``min_rows_ratio`` of the median trades of the same
+                         symbol's other days read in the run
+
+Quarantined, counted in :class:`DayReport` and towards the ``quarantine_share`` check (never
+silently dropped): rows outside the file's UTC day (``outside_day``) and every copy of a
+repeated ``agg_trade_id`` whose fields differ (``conflicting_duplicate``); exact copies keep
+one (``duplicates_dropped``).
 
 REST (``/fapi/v1/aggTrades`` for USDT-M futures, ``/api/v3/aggTrades`` for spot): at most 1,000
 trades a call and at most one hour between ``startTime`` and ``endTime``. A window is read hour
@@ -78,8 +90,16 @@ SCHEMA: dict[str, pl.DataType] = {
     "transact_time": pl.Datetime("us", "UTC"),
     "is_buyer_maker": pl.Boolean(),
 }
-# Timestamps above this are microseconds (year 2286 in milliseconds).
+# Per-row units: below this a timestamp is milliseconds (year 5138), below NANOS_THRESHOLD
+# microseconds, else nanoseconds.
 MICROS_THRESHOLD = 10**14
+NANOS_THRESHOLD = 10**17
+DAY_US = 86_400_000_000
+# A finished day whose last trade is this far before its end (and 50 mean trade gaps) is cut short.
+MIN_END_GAP_S = 3_600
+END_GAP_TRADES = 50
+MIN_ROWS_RATIO = 0.05
+CSV_BOOLEANS = ("true", "false", "True", "False")
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,30}$")
 _CHECKSUM = re.compile(r"^\s*([0-9a-fA-F]{64})(?:\s+\*?(\S+))?\s*$")
 
@@ -174,9 +194,20 @@ def _csv_member(data: bytes, source: str) -> bytes:
             ) from None
 
 
+def timestamps_us(ms_us_or_ns: pl.Series) -> pl.Series:
+    """UTC timestamps (microseconds) from Unix integers whose unit is decided per row."""
+    v = ms_us_or_ns
+    us = pl.select(
+        pl.when(v < MICROS_THRESHOLD).then(v * 1000).when(v < NANOS_THRESHOLD).then(v).otherwise(v // 1000)
+    ).to_series()
+    return us.cast(pl.Datetime("us", "UTC")).alias("transact_time")
+
+
 def _bool_column(raw: pl.Series, name: str, source: str, line_offset: int) -> pl.Series:
-    low = raw.str.strip_chars().str.to_lowercase()
-    bad = ~low.is_in(["true", "false"]) | low.is_null()
+    # The vendor's documented spellings only: true/false (futures), True/False (spot).
+    text = raw.str.strip_chars()
+    low = text.str.to_lowercase()
+    bad = ~text.is_in(list(CSV_BOOLEANS)) | text.is_null()
     if bad.any():
         i = int(bad.arg_max())
         raise BinanceDataError(
@@ -188,18 +219,29 @@ def _bool_column(raw: pl.Series, name: str, source: str, line_offset: int) -> pl
     return (low == "true").alias(name)
 
 
-def parse_agg_trades_csv(text: bytes, source: str) -> pl.DataFrame:
-    """One aggTrades CSV (header or not, 7 or 8 columns) as the typed :data:`SCHEMA` frame."""
+def parse_agg_trades_csv(text: bytes, source: str, market: str | None = None) -> pl.DataFrame:
+    """One aggTrades CSV (header or not; 7 columns, or 8 with spot's ``is_best_match``) as the
+    typed :data:`SCHEMA` frame. ``market``: when given, a futures file with an eighth column
+    fails (``unknown_columns``); any column not the vendor's fails naming it."""
     if not text.strip():
         raise BinanceDataError(f"{source}: [empty_file] the CSV is empty", rule="empty_file", source=source)
     first = text.split(b"\n", 1)[0].strip().decode("utf-8", "replace")
     has_header = bool(first) and not first[0].isdigit()
     if has_header:
         cols = [c.strip() for c in first.split(",")]
-        if tuple(cols[: len(HEADER)]) != HEADER or len(cols) not in (len(HEADER), len(HEADER) + 1):
+        if tuple(cols[: len(HEADER)]) != HEADER:
             raise BinanceDataError(
                 f"{source}: [bad_columns] header {cols} is not the aggTrades header {list(HEADER)}",
                 rule="bad_columns",
+                source=source,
+                line=1,
+            )
+        extra = cols[len(HEADER) :]
+        if extra and (extra != [SPOT_EXTRA] or market == "futures"):
+            raise BinanceDataError(
+                f"{source}: [unknown_columns] column(s) {extra} beyond the aggTrades header"
+                + ("" if market == "futures" else f" (only spot files add {SPOT_EXTRA!r})"),
+                rule="unknown_columns",
                 source=source,
                 line=1,
             )
@@ -210,6 +252,13 @@ def parse_agg_trades_csv(text: bytes, source: str) -> pl.DataFrame:
             raise BinanceDataError(
                 f"{source}: [bad_columns] line 1 has {width} fields, expected {len(HEADER)} or {len(HEADER) + 1}",
                 rule="bad_columns",
+                source=source,
+                line=1,
+            )
+        if width == len(HEADER) + 1 and market == "futures":
+            raise BinanceDataError(
+                f"{source}: [unknown_columns] line 1 has an eighth field; futures files have the seven aggTrades columns",
+                rule="unknown_columns",
                 source=source,
                 line=1,
             )
@@ -241,9 +290,9 @@ def parse_agg_trades_csv(text: bytes, source: str) -> pl.DataFrame:
     for name in ("price", "quantity"):
         out[name] = _number(raw[name], pl.Float64, name, source, line_offset)
     out["is_buyer_maker"] = _bool_column(raw["is_buyer_maker"], "is_buyer_maker", source, line_offset)
-    ts = out["transact_time"]
-    micros = ts if int(ts.max()) >= MICROS_THRESHOLD else ts * 1000
-    out["transact_time"] = micros.cast(pl.Datetime("us", "UTC"))
+    if SPOT_EXTRA in raw.columns:
+        _bool_column(raw[SPOT_EXTRA], SPOT_EXTRA, source, line_offset)  # checked, not kept
+    out["transact_time"] = timestamps_us(out["transact_time"])
     return pl.DataFrame(out).select(list(SCHEMA))
 
 
@@ -271,17 +320,115 @@ def _number(raw: pl.Series, dtype, name: str, source: str, line_offset: int) -> 
     return parsed.alias(name)
 
 
-def read_agg_trades_zip(data: bytes, source: str, checksum: bytes | str | None) -> pl.DataFrame:
+def read_agg_trades_zip(data: bytes, source: str, checksum: bytes | str | None, market: str | None = None) -> pl.DataFrame:
     """Verify (when ``checksum`` is given) and read one daily aggTrades zip."""
     if checksum is not None:
         verify_checksum(data, parse_checksum(checksum, source + ".CHECKSUM"), source)
-    return parse_agg_trades_csv(_csv_member(data, source), source)
+    return parse_agg_trades_csv(_csv_member(data, source), source, market)
+
+
+@dataclasses.dataclass
+class DayReport:
+    """What reading one day file (or REST window) kept, dropped and held back."""
+
+    source: str
+    day: dt.date | None = None
+    rows: int = 0  # rows read
+    outside_day: int = 0  # quarantined: not on the file's UTC day
+    conflicting_duplicate: int = 0  # quarantined: a repeated agg_trade_id with other values
+    duplicates_dropped: int = 0  # exact copies beyond the first
+    last_trade: dt.datetime | None = None
+
+    @property
+    def quarantined(self) -> int:
+        return self.outside_day + self.conflicting_duplicate
+
+    @property
+    def share(self) -> float:
+        return self.quarantined / self.rows if self.rows else 0.0
+
+    def as_metadata(self) -> dict[str, int]:
+        return {
+            "rows_read": self.rows,
+            "quarantined/outside_day": self.outside_day,
+            "quarantined/conflicting_duplicate": self.conflicting_duplicate,
+            "duplicates_dropped": self.duplicates_dropped,
+        }
+
+
+def deduplicate(df: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
+    """(trades sorted by ``agg_trade_id``, exact copies dropped, conflicting rows held back).
+
+    Exact copies (every field equal) keep one; ids are issued in time order, so id order is
+    time order. Every copy of an id that comes with different values is held back: which one is
+    true is unknown."""
+    if df.is_empty():
+        return df, 0, 0
+    unique = df.unique(maintain_order=True)
+    dropped = df.height - unique.height
+    clash = unique["agg_trade_id"].is_duplicated()
+    conflicts = int(clash.sum())
+    return unique.filter(~clash).sort("agg_trade_id"), dropped, conflicts
 
 
 def clean_trades(df: pl.DataFrame) -> pl.DataFrame:
-    """De-duplicated by ``agg_trade_id`` (the first copy kept) and sorted by it; ids are
-    issued in time order, so this is time order too."""
-    return df.unique(subset="agg_trade_id", keep="first", maintain_order=True).sort("agg_trade_id")
+    """:func:`deduplicate`'s trades (exact copies dropped, conflicting ids held back), sorted."""
+    return deduplicate(df)[0]
+
+
+def validate_day(df: pl.DataFrame, day: dt.date, source: str, *, today: dt.date | None = None) -> tuple[pl.DataFrame, DayReport]:
+    """The trades of a day file that belong to it, and what was held back.
+
+    Rows outside ``day`` (UTC) are quarantined; a file whose rows mostly belong to another day
+    fails (``wrong_day``). Repeats: see :func:`deduplicate`. A finished day (before ``today``)
+    whose last trade lies more than an hour -- and more than 50 of its mean trade gaps -- before
+    midnight fails (``truncated_day``): a partial publication whose checksum matches the part."""
+    report = DayReport(source, day, rows=df.height)
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    end = start + dt.timedelta(days=1)
+    inside = df.filter((pl.col("transact_time") >= start) & (pl.col("transact_time") < end))
+    report.outside_day = df.height - inside.height
+    if df.height and report.outside_day * 2 > df.height:
+        days = df.filter((pl.col("transact_time") < start) | (pl.col("transact_time") >= end))["transact_time"].dt.date()
+        other = days.mode().sort()[0]
+        raise BinanceDataError(
+            f"{source}: [wrong_day] {report.outside_day:,} of {df.height:,} rows are not on {day} (most on {other}): "
+            "the file holds another day's trades",
+            rule="wrong_day",
+            source=source,
+        )
+    kept, report.duplicates_dropped, report.conflicting_duplicate = deduplicate(inside)
+    if kept.height:
+        report.last_trade = kept["transact_time"].max()
+        today = today or dt.datetime.now(dt.UTC).date()
+        if day < today:
+            gap = (end - report.last_trade).total_seconds()
+            allowed = max(MIN_END_GAP_S, END_GAP_TRADES * 86_400 / kept.height)
+            if gap > allowed:
+                raise BinanceDataError(
+                    f"{source}: [truncated_day] the last trade is at {report.last_trade:%H:%M:%S}Z, {gap / 3600:.1f} h before the "
+                    f"day's end ({kept.height:,} trades, so about one every {86_400 / kept.height:,.0f} s): a partial file",
+                    rule="truncated_day",
+                    source=source,
+                )
+    return kept, report
+
+
+def check_thin_days(reports: list[DayReport], min_rows_ratio: float = MIN_ROWS_RATIO) -> None:
+    """``too_few_rows`` when a day file holds fewer than ``min_rows_ratio`` of the median rows of
+    the other day files of the same symbol (``reports`` of one symbol; 0 switches it off)."""
+    if min_rows_ratio <= 0 or len(reports) < 2:
+        return
+    for r in reports:
+        others = sorted(o.rows for o in reports if o is not r)
+        median = others[len(others) // 2] if len(others) % 2 else (others[len(others) // 2 - 1] + others[len(others) // 2]) / 2
+        if r.rows < min_rows_ratio * median:
+            raise BinanceDataError(
+                f"{r.source}: [too_few_rows] {r.rows:,} trades, fewer than min_rows_ratio={min_rows_ratio:g} of the "
+                f"median {median:,.0f} of the symbol's other days read in this run (a partial publication?)",
+                rule="too_few_rows",
+                source=r.source,
+            )
 
 
 # --------------------------------------------------------------------------- where zips come from
@@ -337,7 +484,14 @@ class VisionDayFiles:
 
 
 def load_day(files: DayFiles, market: str, symbol: str, day: dt.date, *, require_checksum: bool = True) -> pl.DataFrame:
-    """One symbol-day of aggregate trades, checksum verified."""
+    """One symbol-day of aggregate trades, checksum verified, its rows inside the day."""
+    return load_day_checked(files, market, symbol, day, require_checksum=require_checksum)[0]
+
+
+def load_day_checked(
+    files: DayFiles, market: str, symbol: str, day: dt.date, *, require_checksum: bool = True
+) -> tuple[pl.DataFrame, DayReport]:
+    """One symbol-day of aggregate trades (checksum verified, :func:`validate_day`) and its report."""
     key = agg_trades_key(market, symbol, day)
     source = files.describe(key)
     data = files.get(key)
@@ -356,7 +510,7 @@ def load_day(files: DayFiles, market: str, symbol: str, day: dt.date, *, require
             rule="missing_checksum",
             source=source,
         )
-    return read_agg_trades_zip(data, source, checksum)
+    return validate_day(read_agg_trades_zip(data, source, checksum, market), day, source)
 
 
 # --------------------------------------------------------------------------- REST
@@ -439,30 +593,45 @@ def rest_transport(market: str, inner: httpx.BaseTransport | None = None, **kwar
     return WeightGuard(inner, weight=REST_WEIGHT[market], limit=REST_WEIGHT_LIMIT[market], **kwargs)
 
 
-def _rest_frame(rows: list[dict], source: str) -> pl.DataFrame:
+REST_FIELDS = {"a": "agg_trade_id", "p": "price", "q": "quantity", "f": "first_trade_id", "l": "last_trade_id", "T": "transact_time", "m": "is_buyer_maker"}
+
+
+def _rest_frame(rows: list, source: str) -> pl.DataFrame:
+    """Typed trades from REST aggTrades records, under the zip reader's rules: every field
+    present, ids and times integers, prices and quantities numbers above zero, ``m`` a JSON
+    boolean (a string such as ``"false"`` is refused, never read as true)."""
+
+    def bad(i: int, problem: str) -> BinanceDataError:
+        return BinanceDataError(f"{source}: [unparseable_value] record {i}: {problem}", rule="unparseable_value", source=source)
+
+    cols: dict[str, list] = {v: [] for v in REST_FIELDS.values()}
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise bad(i, f"a JSON {type(r).__name__}, not an object")
+        missing = [k for k in REST_FIELDS if k not in r or r[k] is None]
+        if missing:
+            raise bad(i, f"field(s) {missing} missing ({', '.join(REST_FIELDS[k] for k in missing)})")
+        for k in ("a", "f", "l", "T"):
+            v = r[k]
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise bad(i, f"field {k!r} ({REST_FIELDS[k]}) is {v!r}, not an integer")
+            cols[REST_FIELDS[k]].append(v)
+        for k in ("p", "q"):
+            v = r[k]
+            try:
+                x = float(v) if isinstance(v, (str, int, float)) and not isinstance(v, bool) else float("nan")
+            except ValueError:
+                x = float("nan")
+            if not x > 0 or x == float("inf"):
+                raise bad(i, f"field {k!r} ({REST_FIELDS[k]}) is {v!r}, expected a positive number")
+            cols[REST_FIELDS[k]].append(x)
+        if not isinstance(r["m"], bool):
+            raise bad(i, f"field 'm' (is_buyer_maker) is {r['m']!r}, expected a JSON boolean")
+        cols["is_buyer_maker"].append(r["m"])
     if not rows:
         return pl.DataFrame(schema=SCHEMA)
-    try:
-        df = pl.DataFrame(
-            {
-                "agg_trade_id": [int(r["a"]) for r in rows],
-                "price": [float(r["p"]) for r in rows],
-                "quantity": [float(r["q"]) for r in rows],
-                "first_trade_id": [int(r["f"]) for r in rows],
-                "last_trade_id": [int(r["l"]) for r in rows],
-                "transact_time": [int(r["T"]) for r in rows],
-                "is_buyer_maker": [bool(r["m"]) for r in rows],
-            }
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BinanceDataError(
-            f"{source}: [unparseable_value] an aggTrades record lacks or garbles a field ({type(exc).__name__}: {exc})",
-            rule="unparseable_value",
-            source=source,
-        ) from None
-    ts = df["transact_time"]
-    micros = ts if int(ts.max()) >= MICROS_THRESHOLD else ts * 1000
-    return df.with_columns(micros.cast(pl.Datetime("us", "UTC")).alias("transact_time")).select(list(SCHEMA))
+    df = pl.DataFrame(cols, schema={k: (pl.Int64 if k != "is_buyer_maker" and k not in ("price", "quantity") else SCHEMA[k]) for k in cols})
+    return df.with_columns(timestamps_us(df["transact_time"])).select(list(SCHEMA))
 
 
 @dataclasses.dataclass
@@ -470,6 +639,9 @@ class RestStats:
     calls: int = 0
     pages_by_id: int = 0
     trades: int = 0
+    cache_refetched: int = 0
+    duplicates_dropped: int = 0
+    conflicting_duplicate: int = 0
 
 
 class RestAggTrades:
@@ -496,7 +668,9 @@ class RestAggTrades:
         return payload
 
     def hour(self, symbol: str, start_ms: int, end_ms: int) -> pl.DataFrame:
-        """Trades with ``start_ms <= T < end_ms`` (a span of at most one hour)."""
+        """Trades with ``start_ms <= T < end_ms`` (a span of at most one hour). A finished hour
+        is cached only after its records validate; a cached hour that fails validation is
+        discarded and fetched again (``stats.cache_refetched``)."""
         if not 0 < end_ms - start_ms <= REST_MAX_SPAN_MS:
             raise ValueError(f"a REST window spans at most one hour, got {start_ms}..{end_ms}")
         complete = end_ms <= self._now() * 1000 - 60_000
@@ -504,23 +678,33 @@ class RestAggTrades:
         if complete and self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
-                return _rest_frame(json.loads(hit), f"cache {key}")
+                try:
+                    return _rest_frame(json.loads(hit), f"cache {key}")
+                except (BinanceDataError, ValueError):
+                    self.cache.delete(key)
+                    self.stats.cache_refetched += 1
         context = f"{symbol} {dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC):%Y-%m-%d %H:%M}Z"
         params: dict[str, Any] = {"symbol": symbol, "startTime": start_ms, "endTime": end_ms - 1, "limit": REST_PAGE}
+        source = self.client.describe(self.path, params)
         rows = self._get(params, context)
         collected = list(rows)
+        frame = _rest_frame(collected, source)
         while len(rows) >= REST_PAGE:
-            last = rows[-1]
-            if int(last["T"]) >= end_ms:
+            last = frame["transact_time"][-1]
+            if last >= dt.datetime.fromtimestamp(end_ms / 1000, dt.UTC):
                 break
-            rows = self._get({"symbol": symbol, "fromId": int(last["a"]) + 1, "limit": REST_PAGE}, context)
+            rows = self._get({"symbol": symbol, "fromId": int(frame["agg_trade_id"][-1]) + 1, "limit": REST_PAGE}, context)
             self.stats.pages_by_id += 1
             collected.extend(rows)
-        collected = [r for r in collected if start_ms <= int(r["T"]) < end_ms]
+            frame = pl.concat([frame, _rest_frame(rows, source)])
+        lo, hi = (dt.datetime.fromtimestamp(x / 1000, dt.UTC) for x in (start_ms, end_ms))
+        keep = ((frame["transact_time"] >= lo) & (frame["transact_time"] < hi)).to_list()
+        collected = [r for r, k in zip(collected, keep) if k]
+        frame = frame.filter(pl.Series(keep))
         if complete and self.cache is not None:
             self.cache.put(key, json.dumps(collected).encode())
         self.stats.trades += len(collected)
-        return _rest_frame(collected, self.client.describe(self.path, params))
+        return frame
 
     def window(self, symbol: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
         """Trades in ``[start, end)``, read hour by hour, de-duplicated and sorted by id."""
@@ -531,7 +715,10 @@ class RestAggTrades:
         frames = [f for f in frames if f.height]
         if not frames:
             return pl.DataFrame(schema=SCHEMA)
-        return clean_trades(pl.concat(frames))
+        kept, dropped, conflicts = deduplicate(pl.concat(frames))
+        self.stats.duplicates_dropped += dropped
+        self.stats.conflicting_duplicate += conflicts
+        return kept
 
 
 def days_covering(start: dt.datetime, end: dt.datetime) -> list[dt.date]:

@@ -13,7 +13,7 @@ from dagster_aws.s3 import S3Resource
 from quant_assets.defs.partitions import smart_money_symbols
 from quant_assets.defs.resources import FmpResource, HttpClientResource, Lake, LakeIOManager, partition_file
 from quant_assets.defs.smart_money import defs as smart_money_defs
-from quant_assets.defs.smart_money.assets import KEYS, RAW_KEYS
+from quant_assets.defs.smart_money.keys import KEYS, RAW_KEYS
 from quant_assets.defs.smart_money.automation import smart_money_backfill_sensor
 from quant_assets.lib.smart_money import dataset as ds
 from quant_assets.lib.smart_money.universe import FetchWindow, Schedule

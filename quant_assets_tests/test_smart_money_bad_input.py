@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from quant_assets.defs.resources import partition_file
-from quant_assets.defs.smart_money.assets import KEYS, QUARANTINE_CHECK, RAW_KEYS
+from quant_assets.defs.smart_money.keys import KEYS, QUARANTINE_CHECK, RAW_KEYS
 from quant_assets.simulate.fmp import FmpSimServer, FmpSimSpec, SimResponse, SimulatedFmp
 from quant_assets_tests.test_smart_money_assets import KEY, Graph, checks
 

@@ -14,11 +14,12 @@ from dagster import (
     sensor,
 )
 
-from quant_assets.defs.smart_money import assets as a
+from quant_assets.defs.smart_money import dataset, model, sources
+from quant_assets.defs.smart_money.keys import KEYS
 
 smart_money_universe_job = define_asset_job(
     "smart_money_universe_job",
-    selection=AssetSelection.assets(a.universe),
+    selection=AssetSelection.assets(sources.universe),
     description="Choose the universe (test, custom, top50/100/500) and the sample schedule; registers one "
     "smart_money_symbols partition per stock.",
 )
@@ -26,7 +27,7 @@ smart_money_universe_job = define_asset_job(
 # default (a process per step would cost more than the step).
 smart_money_symbols_job = define_asset_job(
     "smart_money_symbols_job",
-    selection=AssetSelection.assets(a.raw_fmp_sources, a.features),
+    selection=AssetSelection.assets(sources.raw_fmp_sources, dataset.features),
     config={"execution": {"config": {"in_process": {}}}},
     description="Raw FMP sources and features of the selected symbol(s). A backfill runs one symbol per run: "
     "each symbol is a checkpoint, and a relaunch of the missing partitions resumes where a killed backfill "
@@ -34,7 +35,7 @@ smart_money_symbols_job = define_asset_job(
 )
 smart_money_training_job = define_asset_job(
     "smart_money_training_job",
-    selection=AssetSelection.assets(a.dataset, a.splits, a.model, a.evaluation),
+    selection=AssetSelection.assets(dataset.dataset, model.splits, model.model, model.evaluation),
     description="Dataset CSV (blocking quality checks), time-ordered splits, the LightGBM model and its test "
     "evaluation, for the current universe.",
 )
@@ -42,7 +43,7 @@ smart_money_training_job = define_asset_job(
 
 def latest_universe(instance) -> tuple[int, list[str]] | None:
     """(storage id, symbols) of the latest smart_money/universe materialization."""
-    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=a.KEYS["universe"]), limit=1).records
+    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=KEYS["universe"]), limit=1).records
     if not records or records[0].asset_materialization is None:
         return None
     value = records[0].asset_materialization.metadata.get("symbol_list")
@@ -69,7 +70,7 @@ def smart_money_backfill_sensor(context: SensorEvaluationContext):
     if found is None:
         return SkipReason("smart_money/universe has not been materialized yet")
     universe_id, symbols = found
-    done = context.instance.get_materialized_partitions(a.KEYS["features"])
+    done = context.instance.get_materialized_partitions(KEYS["features"])
     missing = [s for s in symbols if s not in done]
     if missing:
         return SensorResult(
@@ -83,8 +84,8 @@ def smart_money_backfill_sensor(context: SensorEvaluationContext):
                 for s in missing
             ]
         )
-    features_id = _latest_storage_id(context.instance, a.KEYS["features"]) or 0
-    dataset_id = _latest_storage_id(context.instance, a.KEYS["dataset"]) or 0
+    features_id = _latest_storage_id(context.instance, KEYS["features"]) or 0
+    dataset_id = _latest_storage_id(context.instance, KEYS["dataset"]) or 0
     if dataset_id > max(features_id, universe_id):
         return SkipReason(f"all {len(symbols)} symbols done and the dataset is newer than their features")
     return SensorResult(

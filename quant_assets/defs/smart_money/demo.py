@@ -120,7 +120,7 @@ def _latest(instance, key):
 def report(instance, s: DemoSettings) -> list[str]:
     from dagster import AssetRecordsFilter
 
-    from quant_assets.defs.smart_money.assets import KEYS, RAW_KEYS
+    from quant_assets.defs.smart_money.keys import KEYS, RAW_KEYS
 
     def value(event, name, default=None):
         v = event.metadata.get(name) if event is not None else None

@@ -1,0 +1,286 @@
+"""Smart money, stage 3: time-ordered splits, the LightGBM model and its evaluation on the test
+split (``quant_assets.lib.smart_money.splits`` and ``.model``)."""
+
+
+import json
+
+import polars as pl
+from dagster import (
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetIn,
+    AssetRecordsFilter,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import BaseModel, Field
+
+from quant_assets.defs import checks as qc
+from quant_assets.defs import metadata as md
+from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.resources import Lake
+from quant_assets.defs.smart_money.keys import (
+    CHANCE_CHECK,
+    DOMAIN,
+    KEYS,
+    SPLITS_DOCS,
+    SPLITS_SCHEMA,
+    TIME_ORDER_CHECK,
+    _kwargs,
+)
+from quant_assets.lib.smart_money import dataset as ds
+from quant_assets.lib.smart_money import model as mdl
+from quant_assets.lib.smart_money import splits as sp
+
+# ---------------------------------------------------------------------------------------
+# Splits, model, evaluation
+# ---------------------------------------------------------------------------------------
+
+
+class SplitsConfig(BaseModel):
+    train_fraction: float = Field(default=0.70, gt=0, lt=1, description="Share of examples (earliest dates) for training.")
+    val_fraction: float = Field(default=0.15, gt=0, lt=1, description="Share of examples (next dates) for validation.")
+    test_fraction: float = Field(default=0.15, gt=0, lt=1, description="Share of examples (latest dates) for testing.")
+
+
+@asset(
+    key=KEYS["splits"],
+    **_kwargs("dataset", {"polars", "parquet", "csv"}),
+    ins={"dataset": AssetIn(key=KEYS["dataset"])},
+    metadata=md.table_definition_metadata(SPLITS_SCHEMA, SPLITS_DOCS),
+    check_specs=[
+        qc.spec(KEYS["splits"], TIME_ORDER_CHECK, "Every validation and test example is later than every training example "
+                "(and every test example later than every validation one)."),
+        qc.schema_spec(KEYS["splits"]),
+    ],
+    config_schema=config_schema(SplitsConfig),
+)
+def splits(context: AssetExecutionContext, dataset: pl.DataFrame, lake: Lake):
+    """Train / validation / test (70/15/15 by default) of the dataset, ordered by date: whole sample
+    dates per split, the earliest for training. One row per example with its ``split``; also
+    written as ``train.csv``, ``val.csv`` and ``test.csv`` (dataset columns) under
+    ``smart_money/splits/`` in the lake."""
+    config = parse(SplitsConfig, context)
+    try:
+        out, report = sp.time_split(dataset, config.train_fraction, config.val_fraction, config.test_fraction)
+    except sp.SplitError as exc:
+        raise Failure(description=str(exc)) from None
+    uris = {}
+    for name in sp.SPLITS:
+        key = f"{DOMAIN}/splits/{name}.csv"
+        lake.store().write_bytes(key, ds.to_csv(out.filter(pl.col("split") == name)))
+        uris[f"{name}_csv"] = MetadataValue.path(lake.describe(key))
+    tr, va, te = report.dates["train"], report.dates["val"], report.dates["test"]
+    ordered = tr[1] < va[0] and va[1] < te[0]
+    return MaterializeResult(
+        value=out,
+        metadata={
+            **{f"{s}_rows": report.rows[s] for s in sp.SPLITS},
+            **{f"{s}_dates": f"{a}..{b}" for s, (a, b) in report.dates.items()},
+            **{f"{s}_bullish_share": round(float(out.filter(pl.col("split") == s)["label"].mean()), 4) for s in sp.SPLITS},
+            "purged_rows": MetadataValue.json(report.purged),
+            **uris,
+        },
+        check_results=[
+            qc.result(
+                KEYS["splits"],
+                TIME_ORDER_CHECK,
+                ordered,
+                f"train {tr[0]}..{tr[1]} < val {va[0]}..{va[1]} < test {te[0]}..{te[1]}.",
+            ),
+            qc.schema_result(context, KEYS["splits"], out.schema),
+        ],
+    )
+
+
+class ModelConfig(BaseModel):
+    version: str = Field(default="1.0.0", description="Model version X.Y.Z: artifacts go to models/smart-money-flow/vX.Y.Z/.")
+    num_leaves: int = Field(default=15, ge=2, description="LightGBM num_leaves.")
+    learning_rate: float = Field(default=0.03, gt=0, description="LightGBM learning_rate.")
+    num_boost_round: int = Field(default=400, ge=1, description="Most boosting rounds.")
+    early_stopping_rounds: int = Field(default=40, ge=1, description="Stop when validation log-loss has not improved for this many rounds.")
+    min_data_in_leaf: int = Field(default=20, ge=1, description="LightGBM min_data_in_leaf.")
+    feature_fraction: float = Field(default=0.8, gt=0, le=1, description="LightGBM feature_fraction.")
+    bagging_fraction: float = Field(default=0.8, gt=0, le=1, description="LightGBM bagging_fraction.")
+    lambda_l2: float = Field(default=1.0, ge=0, description="LightGBM lambda_l2.")
+    seed: int = Field(default=7, description="Random seed (LightGBM runs deterministic, single-threaded).")
+    tune_threshold: bool = Field(default=True, description="Choose the decision threshold maximising F1 on validation (else 0.5).")
+
+    def params(self) -> mdl.TrainParams:
+        return mdl.TrainParams(
+            num_leaves=self.num_leaves,
+            learning_rate=self.learning_rate,
+            num_boost_round=self.num_boost_round,
+            early_stopping_rounds=self.early_stopping_rounds,
+            min_data_in_leaf=self.min_data_in_leaf,
+            feature_fraction=self.feature_fraction,
+            bagging_fraction=self.bagging_fraction,
+            lambda_l2=self.lambda_l2,
+            seed=self.seed,
+        )
+
+
+def _importance_table(importance: dict[str, dict[str, float]]) -> str:
+    lines = ["| feature | gain share | splits |", "|---|---|---|"]
+    lines += [f"| {f} | {v['gain_share']:.3f} | {v['splits']} |" for f, v in importance.items()]
+    return "\n".join(lines)
+
+
+def _round(v: float | None) -> float:
+    return round(v, 4) if v is not None else float("nan")
+
+
+def _baseline_table(metrics: dict, baselines: dict) -> str:
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    lines = ["| metric | model | constant (base rate) | shuffled labels | gap |", "|---|---|---|---|---|"]
+    for m in mdl.BASELINE_METRICS:
+        lines.append(
+            f"| {m} | {f(metrics.get(m))} | {f(baselines['constant'].get(m))} | {f(baselines['shuffled'].get(m))} | "
+            f"{f(baselines['gap'].get(m))} |"
+        )
+    return "\n".join(lines)
+
+
+def _confusion_table(cm: dict[str, int]) -> str:
+    return (
+        "| | predicted 0 | predicted 1 |\n|---|---|---|\n"
+        f"| actual 0 | {cm['tn']} | {cm['fp']} |\n| actual 1 | {cm['fn']} | {cm['tp']} |"
+    )
+
+
+@asset(
+    key=KEYS["model"],
+    **_kwargs("model", {"lightgbm", "python"}),
+    ins={"splits": AssetIn(key=KEYS["splits"])},
+    config_schema=config_schema(ModelConfig),
+)
+def model(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
+    """The LightGBM classifier of the 14-day label, trained on the training split with early stopping
+    on validation. Median imputation and z-score normalisation are fitted on the training split
+    only. Writes ``models/smart-money-flow/vX.Y.Z/model.txt``, ``normalizer.json`` and
+    ``metadata.json`` (features, parameters, data window, decision threshold, train and
+    validation metrics, feature importance) to the lake."""
+    config = parse(ModelConfig, context)
+    try:
+        folder = mdl.model_dir(config.version)
+    except ValueError as exc:
+        raise Failure(description=str(exc)) from None
+    parts = {s: splits.filter(pl.col("split") == s) for s in sp.SPLITS}
+    params = config.params()
+    trained = mdl.train(parts["train"], parts["val"], params, tune_threshold=config.tune_threshold)
+    window = {s: (parts[s]["date"].min(), parts[s]["date"].max()) for s in sp.SPLITS}
+    meta = mdl.metadata(trained, params, window, {s: parts[s].height for s in sp.SPLITS}, config.version)
+    meta["tune_threshold"] = config.tune_threshold
+    store = lake.store()
+    store.write_bytes(f"{folder}/model.txt", trained.booster.model_to_string(num_iteration=trained.best_iteration).encode())
+    store.write_bytes(f"{folder}/normalizer.json", trained.normalizer.to_json().encode())
+    store.write_bytes(f"{folder}/metadata.json", json.dumps(meta, indent=2, default=str).encode())
+    val = trained.val_metrics
+    return MaterializeResult(
+        metadata={
+            "version": config.version,
+            "model_dir": MetadataValue.path(lake.describe(folder)),
+            "model_txt": MetadataValue.path(lake.describe(f"{folder}/model.txt")),
+            "best_iteration": trained.best_iteration,
+            "decision_threshold": round(trained.threshold, 4),
+            "train_rows": parts["train"].height,
+            "val_rows": parts["val"].height,
+            "val_roc_auc": round(val["roc_auc"], 4) if val["roc_auc"] is not None else -1.0,
+            "val_f1": round(val["f1"], 4),
+            "val_accuracy": round(val["accuracy"], 4),
+            "feature_importance": MetadataValue.md(_importance_table(trained.importance)),
+            "parameters": MetadataValue.json(meta["parameters"]),
+            "data_window": MetadataValue.json(meta["data_window"]),
+            "metadata_json": MetadataValue.json(meta),
+        }
+    )
+
+
+@asset(
+    key=KEYS["evaluation"],
+    **_kwargs("analysis", {"lightgbm", "python"}, "2"),  # v2: precision at k and no-skill baselines
+    ins={"splits": AssetIn(key=KEYS["splits"])},
+    deps=[KEYS["model"]],
+    check_specs=[
+        qc.spec(KEYS["evaluation"], CHANCE_CHECK, "The model ranks test examples better than chance (ROC-AUC > 0.5).", blocking=False)
+    ],
+)
+def evaluation(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
+    """The latest ``smart_money/model`` on the test split (the latest dates, never seen in training
+    or model selection): accuracy, precision, recall, F1 at the model's decision threshold,
+    ROC-AUC, precision at k (the top 10 % of test rows by probability), the confusion matrix and
+    the feature importance -- beside two no-skill baselines on the same test rows (the base rate,
+    and the same training on labels shuffled within each date) and the model's gap to the better. Also written as ``evaluation.json``
+    next to the model."""
+    records = context.instance.fetch_materializations(AssetRecordsFilter(asset_key=KEYS["model"]), limit=1).records
+    event = records[0].asset_materialization if records else None
+    if event is None or "version" not in event.metadata:
+        raise Failure(description="smart_money/model has no materialization to evaluate; materialize it first")
+    version = str(event.metadata["version"].value)
+    folder = mdl.model_dir(version)
+    store = lake.store()
+    try:
+        booster = mdl.load_booster(store.read_bytes(f"{folder}/model.txt").decode())
+        normalizer = mdl.Normalizer.from_json(store.read_bytes(f"{folder}/normalizer.json").decode())
+        meta = json.loads(store.read_bytes(f"{folder}/metadata.json"))
+    except FileNotFoundError as exc:
+        raise Failure(description=f"model v{version} artifacts are incomplete in the lake: {exc}") from None
+    test = splits.filter(pl.col("split") == "test")
+    p = booster.predict(normalizer.transform(test))
+    metrics = mdl.classification_metrics(test["label"].to_numpy(), p, meta["decision_threshold"])
+    baselines = mdl.no_skill_baselines(
+        splits.filter(pl.col("split") == "train"),
+        splits.filter(pl.col("split") == "val"),
+        test,
+        metrics,
+        mdl.params_from_metadata(meta),
+        tune_threshold=bool(meta.get("tune_threshold", True)),
+        features=meta["features"],
+    )
+    report = {
+        "version": version,
+        "test_window": {"first_date": str(test["date"].min()), "last_date": str(test["date"].max()), "rows": test.height},
+        "metrics": metrics,
+        "no_skill_baselines": baselines,
+        "feature_importance": meta["feature_importance"],
+    }
+    store.write_bytes(f"{folder}/evaluation.json", json.dumps(report, indent=2).encode())
+    auc = metrics["roc_auc"]
+    return MaterializeResult(
+        metadata={
+            "version": version,
+            "test_rows": test.height,
+            "test_dates": f"{test['date'].min()}..{test['date'].max()}",
+            "accuracy": round(metrics["accuracy"], 4),
+            "precision": round(metrics["precision"], 4),
+            "recall": round(metrics["recall"], 4),
+            "f1": round(metrics["f1"], 4),
+            "roc_auc": round(auc, 4) if auc is not None else -1.0,
+            "precision_at_k": round(metrics["precision_at_k"], 4) if metrics["precision_at_k"] is not None else -1.0,
+            "k": metrics["k"],
+            "baselines": MetadataValue.md(_baseline_table(metrics, baselines)),
+            "gap_roc_auc": _round(baselines["gap"]["roc_auc"]),
+            "gap_precision_at_k": _round(baselines["gap"]["precision_at_k"]),
+            "no_skill_baselines": MetadataValue.json(baselines),
+            "decision_threshold": round(metrics["threshold"], 4),
+            "positive_rate": round(metrics["positive_rate"], 4),
+            "confusion_matrix": MetadataValue.md(_confusion_table(metrics["confusion_matrix"])),
+            "feature_importance": MetadataValue.md(_importance_table(meta["feature_importance"])),
+            "evaluation_json": MetadataValue.path(lake.describe(f"{folder}/evaluation.json")),
+            "metrics": MetadataValue.json(metrics),
+        },
+        check_results=[
+            qc.result(
+                KEYS["evaluation"],
+                CHANCE_CHECK,
+                auc is not None and auc > 0.5,
+                f"Test ROC-AUC {auc:.3f}." if auc is not None else "The test split holds one class only: no ROC-AUC.",
+                {"roc_auc": round(auc, 4) if auc is not None else -1.0},
+                severity=AssetCheckSeverity.WARN,
+            )
+        ],
+    )

@@ -16,38 +16,39 @@ from dagster import (
 )
 
 from quant_assets.defs.partitions import trading_day_request
-from quant_assets.defs.research import assets as a
+from quant_assets.defs.research import backtests, dataset, factors, features, labels, models, universe
+from quant_assets.defs.research.keys import MINUTE_DAYS_PER_RUN
 from quant_assets.lib import calendar as cal
 
-MINUTE_ASSETS = [a.macd_day_features, a.minute_features_plus_macd, a.macd_event_labels, a.training_dataset]
+MINUTE_ASSETS = [features.macd_day_features, features.minute_features_plus_macd, labels.macd_event_labels, dataset.training_dataset]
 ANALYSIS_ASSETS = [
-    a.lgbm_classifier,
-    a.lgbm_regressor,
-    a.linear_model,
-    a.logistic_model,
-    a.factor_evaluation,
-    a.factor_models,
-    a.backtests_asset,
-    a.performance_report,
-    a.liquid_universe,
+    models.lgbm_classifier,
+    models.lgbm_regressor,
+    models.linear_model,
+    models.logistic_model,
+    factors.factor_evaluation,
+    factors.factor_models,
+    backtests.backtests_asset,
+    backtests.performance_report,
+    universe.liquid_universe,
 ]
 
 research_technical_job = define_asset_job(
     "research_technical_job",
-    selection=AssetSelection.assets(a.technical_features),
+    selection=AssetSelection.assets(features.technical_features),
     description="research/technical_features for the selected trading day(s); reads the earlier history from the "
     "lake, so one day and a backfill give the same numbers. A range runs as one run.",
 )
 research_range_labels_job = define_asset_job(
     "research_range_labels_job",
-    selection=AssetSelection.assets(a.range_expansion_labels),
+    selection=AssetSelection.assets(labels.range_expansion_labels),
     description="research/range_expansion_labels for the selected day(s); each label needs the next session's bars.",
 )
 research_minute_job = define_asset_job(
     "research_minute_job",
     selection=AssetSelection.assets(*MINUTE_ASSETS),
     description="MACD day features, their join with the minute features, MACD event labels and the training dataset "
-    f"for the selected day(s); a range runs {a.MINUTE_DAYS_PER_RUN} days per run to bound memory.",
+    f"for the selected day(s); a range runs {MINUTE_DAYS_PER_RUN} days per run to bound memory.",
 )
 research_analysis_job = define_asset_job(
     "research_analysis_job",

@@ -1,0 +1,242 @@
+"""Research, backtests: vectorbt strategy backtests and the performance report over the dated
+liquid universe, delisting exits realised (``quant_assets.lib.research.backtests``,
+``.performance``)."""
+
+
+import polars as pl
+from dagster import (
+    AssetCheckSeverity,
+    AssetDep,
+    AssetExecutionContext,
+    AssetIn,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import BaseModel, Field
+
+from quant_assets.defs import checks as qc
+from quant_assets.defs import metadata as md
+from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.market.assets import KEYS as MARKET_KEYS
+from quant_assets.defs.partitions import trading_days
+from quant_assets.defs.research import lakeio
+from quant_assets.defs.research.common import (
+    all_daily,
+    dated_returns,
+    key_table,
+    require_bars,
+    schema_check,
+    table_meta,
+)
+from quant_assets.defs.research.keys import (
+    ALL_DAYS,
+    BENCHMARK,
+    DOMAIN,
+    KEYS,
+    TRADES_CHECK,
+)
+from quant_assets.defs.resources import Lake
+from quant_assets.lib.research import (
+    backtests,
+    charts,
+    performance,
+    universe,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Backtests and performance
+
+
+class BacktestConfig(BaseModel):
+    tickers: list[str] = Field(default=[], description="Tickers to backtest on all their bars; empty = the members of research/liquid_universe.")
+    n_liquid: int = Field(
+        default=10, ge=1, description="When tickers is empty: the first n_liquid members of each rebalance date, each traded only while a member."
+    )
+    strategies: list[str] = Field(default=["macd", "rsi"], description="Strategies to run: 'macd' and/or 'rsi'.")
+    rsi_period: int = Field(default=14, ge=2, description="RSI lookback of the rsi strategy.")
+    oversold: float = Field(default=30.0, description="RSI crossing below this enters.")
+    overbought: float = Field(default=70.0, description="RSI crossing above this exits.")
+    fees: float = Field(default=0.001, ge=0, description="Fees per fill, fraction of traded value (0.001 = 10 bp).")
+    slippage: float = Field(default=0.0005, ge=0, description="Slippage per fill, fraction of price, against the trade.")
+    init_cash: float = Field(default=10_000.0, gt=0, description="Starting cash per ticker and strategy, USD.")
+    min_bars: int = Field(default=60, ge=35, description="Tickers with fewer bars are skipped (and listed).")
+    delisting_return: float = Field(
+        default=universe.DELISTING_RETURN,
+        ge=-1.0,
+        le=10.0,
+        description="A held name that stops trading is sold at its last close x (1 + this); 0 = at the last close, -0.3 = a typical performance delisting.",
+    )
+
+
+@asset(
+    key=KEYS["backtests"],
+    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"vectorbt", "polars"}, code_version="2"),
+    deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)],
+    ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
+    metadata=table_meta(backtests.BACKTEST_SCHEMA, backtests.BACKTEST_DOCS, partitioned=False),
+    check_specs=[
+        qc.spec(KEYS["backtests"], TRADES_CHECK, "Every strategy traded at least once on some ticker (warns).", blocking=False),
+        schema_check(KEYS["backtests"]),
+    ],
+    config_schema=config_schema(BacktestConfig),
+)
+def backtests_asset(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lake: Lake):
+    """vectorbt backtests of the MACD zero-cross and RSI mean-reversion strategies, one row per
+    (ticker, strategy), long only, all-in.
+
+    Signals from each ticker's own daily bars (TA-Lib-exact MACD / RSI); a signal on bar t's close
+    fills at bar t+1's open with ``fees`` and ``slippage``. Stats use 252 days a year. Equity
+    curves (USD) are stored beside the table (``research/backtests/equity_curves.parquet``).
+
+    Names: ``tickers`` on all their bars, or the dated ``research/liquid_universe``: each of its
+    first ``n_liquid`` members is simulated from its first member session, enters only while a
+    member and is sold at the open of the first session it is not. A held name that stops
+    trading is sold on the next session at its last close x (1 + ``delisting_return``).
+    """
+    config = parse(BacktestConfig, context)
+    daily = all_daily(lake, ["ticker", "date", "open", "close", "volume"])
+    if config.tickers:
+        tickers, membership = list(config.tickers), None
+        require_bars(daily, tickers)
+    else:
+        tickers, membership = universe.selection(liquid_universe, config.n_liquid, daily["date"].unique().to_list())
+        if not tickers:
+            raise Failure(description="research/liquid_universe has no member: materialize it over enough history (window, min_history)")
+    params = backtests.BacktestParams(
+        rsi_period=config.rsi_period,
+        oversold=config.oversold,
+        overbought=config.overbought,
+        fees=config.fees,
+        slippage=config.slippage,
+        init_cash=config.init_cash,
+    )
+    try:
+        stats, equity, notes = backtests.run_backtests(
+            daily, tickers, config.strategies, params, min_bars=config.min_bars, membership=membership, delisting_return=config.delisting_return
+        )
+    except ValueError as exc:
+        raise Failure(description=f"research/backtests: {exc}") from None
+    curve_key = "research/backtests/equity_curves.parquet"
+    lake.write_frame(curve_key, equity)
+    meta = {
+        "stats": key_table(stats, 60),
+        "equity_curves_file": MetadataValue.path(lake.describe(curve_key)),
+        "tickers": MetadataValue.json(tickers),
+        "universe": "tickers (config)" if config.tickers else f"research/liquid_universe, first {config.n_liquid} of each rebalance date",
+        "delisted": MetadataValue.json(sorted(set(stats.filter(pl.col("delisted"))["ticker"].to_list()))),
+        "skipped": MetadataValue.json(notes),
+    }
+    if equity.height:
+        norm = equity.with_columns((pl.col("equity") / config.init_cash).alias("growth"))
+        avg = norm.group_by("date", "strategy").agg(pl.col("growth").mean()).sort("date")
+        series = {
+            f"{s} (mean of {stats.filter(pl.col('strategy') == s).height})": (g["date"].to_list(), g["growth"].to_list())
+            for s in config.strategies
+            if (g := avg.filter(pl.col("strategy") == s)).height
+        }
+        spans = stats.select("ticker", "start", "end").unique()
+        bh = daily.join(spans, on="ticker").filter(pl.col("date").is_between(pl.col("start"), pl.col("end"))).sort("date")
+        first = bh.group_by("ticker").agg(pl.col("open").first().alias("o0"))
+        bh = bh.join(first, on="ticker").with_columns((pl.col("close") / pl.col("o0")).alias("growth"))
+        bhm = bh.group_by("date").agg(pl.col("growth").mean()).sort("date")
+        series["buy and hold (mean)"] = (bhm["date"].to_list(), bhm["growth"].to_list())
+        title = "Equity per 1 USD invested, mean over tickers"
+        meta["chart (inline)"] = MetadataValue.md(
+            title + "\n\n" + charts.text_lines({k: v for k, (_, v) in series.items()}, fmt="{:.3f}")
+        )
+        png = charts.line_chart(series, title=title, ylabel="growth of 1 USD")
+        meta.update(lakeio.write_chart(lake, "research/charts/backtests_equity.png", png, "chart"))
+    traded = stats.group_by("strategy").agg(pl.col("n_trades").sum()) if stats.height else pl.DataFrame({"strategy": [], "n_trades": []})
+    idle = [s for s in config.strategies if not traded.filter((pl.col("strategy") == s) & (pl.col("n_trades") > 0)).height]
+    return MaterializeResult(
+        value=stats,
+        metadata=meta,
+        check_results=[
+            qc.result(
+                KEYS["backtests"],
+                TRADES_CHECK,
+                not idle,
+                f"No trade at all for {idle}." if idle else "Every strategy traded.",
+                {"idle_strategies": MetadataValue.json(idle)},
+                severity=AssetCheckSeverity.WARN,
+            ),
+            qc.schema_result(context, KEYS["backtests"], stats.schema),
+        ],
+    )
+
+
+
+
+class PerformanceConfig(BaseModel):
+    tickers: list[str] = Field(default=[], description="Names to report over their whole history; empty = the members of research/liquid_universe.")
+    n_liquid: int = Field(
+        default=20, ge=0, description="When tickers is empty: the first n_liquid members of each rebalance date, each reported over the sessions it was held."
+    )
+    benchmark: str = Field(default=BENCHMARK, description="Benchmark ticker for alpha, beta and the information ratio.")
+    delisting_return: float = Field(
+        default=universe.DELISTING_RETURN,
+        ge=-1.0,
+        le=10.0,
+        description="A held name that stops trading is sold at its last close x (1 + this); 0 = at the last close, -0.3 = a typical performance delisting.",
+    )
+
+
+@asset(
+    key=KEYS["performance_report"],
+    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars", "numpy"}, code_version="2"),
+    deps=[
+        AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS),
+        AssetDep(MARKET_KEYS["daily_filtered"], partition_mapping=ALL_DAYS),
+    ],
+    ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
+    metadata=table_meta(performance.PERFORMANCE_SCHEMA, performance.COLUMN_DOCS, partitioned=False),
+    check_specs=[schema_check(KEYS["performance_report"])],
+    config_schema=config_schema(PerformanceConfig),
+)
+def performance_report(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lake: Lake):
+    """Risk and return of each name against the benchmark, and of the equal-weight portfolio of
+    ``market/daily_filtered`` (row ``name = 'portfolio'``).
+
+    Daily simple returns ``ret_1d`` of ``market/daily_bars`` on the dates where both the name and
+    the benchmark have one. The portfolio holds, over day D's return, the names in the filtered
+    universe on the previous session (membership known before D); a held name that stops trading
+    is sold at its last close x (1 + ``delisting_return``), never dropped. Names: ``tickers``
+    over their whole history, or the first ``n_liquid`` members of each rebalance date of
+    ``research/liquid_universe``, each over the sessions it was held. Every figure is empyrical's
+    function of the same name (252 days a year, zero risk-free rate, historical VaR / CVaR at 5 %);
+    undefined figures (no variance, no drawdown) are null.
+    """
+    config = parse(PerformanceConfig, context)
+    daily = all_daily(lake, ["ticker", "date", "close", "volume", "ret_1d"])
+    bench = daily.filter(pl.col("ticker") == config.benchmark)
+    if bench.drop_nulls("ret_1d").is_empty():
+        raise Failure(description=f"benchmark {config.benchmark} has no daily returns in market/daily_bars")
+    returns, names = dated_returns(daily, liquid_universe.filter(pl.col("ticker") != config.benchmark), config.tickers, config.n_liquid, config.delisting_return)
+    filtered, _ = lakeio.read_partitions(lake, MARKET_KEYS["daily_filtered"], trading_days.get_partition_keys(), ["ticker", "date"])
+    series = {t: returns.filter(pl.col("ticker") == t) for t in names}
+    portfolio = performance.equal_weight_portfolio(daily, filtered, delisting_return=config.delisting_return)
+    series["portfolio"] = portfolio
+    table, aligned = performance.performance_table(series, bench)
+    meta = {
+        "report": key_table(table, 40),
+        "benchmark": config.benchmark,
+        "portfolio_days": int(portfolio.height),
+        "portfolio_mean_names": float(portfolio["names"].mean()) if portfolio.height else 0.0,
+        "portfolio_exits": int(portfolio["exits"].sum()) if portfolio.height else 0,
+        "names_from": "tickers (config)" if config.tickers else f"research/liquid_universe, first {config.n_liquid} of each rebalance date",
+        "delisting_return": config.delisting_return,
+    }
+    lines = {}
+    pa = aligned["portfolio"]
+    if pa.height:
+        lines["portfolio"] = (pa["date"].to_list(), ((pa["r"] + 1).cum_prod() - 1).to_list())
+        lines[config.benchmark] = (pa["date"].to_list(), ((pa["b"] + 1).cum_prod() - 1).to_list())
+        title = "Cumulative return: equal-weight filtered universe vs benchmark"
+        meta["chart (inline)"] = MetadataValue.md(
+            title + "\n\n" + charts.text_lines({k: v for k, (_, v) in lines.items()}, fmt="{:+.1%}")
+        )
+        png = charts.line_chart(lines, title=title, ylabel="cumulative return", zero_line=True)
+        meta.update(lakeio.write_chart(lake, "research/charts/performance_report.png", png, "chart"))
+    return MaterializeResult(value=table, metadata=meta, check_results=[qc.schema_result(context, KEYS["performance_report"], table.schema)])

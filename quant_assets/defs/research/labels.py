@@ -1,0 +1,194 @@
+"""Research, labels: MACD zero-cross event labels (barrier outcomes) and next-session range
+expansion labels (``quant_assets.lib.research.labels``, ``.macd``)."""
+
+
+import polars as pl
+from dagster import (
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    asset,
+)
+from pydantic import BaseModel, Field
+
+from quant_assets.defs import checks as qc
+from quant_assets.defs import metadata as md
+from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.market.assets import KEYS as MARKET_KEYS
+from quant_assets.defs.partitions import partition_dates, trading_days
+from quant_assets.defs.research.common import (
+    conform,
+    day_window,
+    rounded,
+    schema_check,
+    table_meta,
+)
+from quant_assets.defs.research.keys import (
+    BALANCE_BAND,
+    BALANCE_CHECK,
+    DOMAIN,
+    HOLIDAY,
+    KEYS,
+    MINUTE_DAYS_PER_RUN,
+    NEXT_WINDOW,
+)
+from quant_assets.lib import calendar as cal
+from quant_assets.lib import market
+from quant_assets.lib.research import (
+    labels,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+
+
+class EventLabelConfig(BaseModel):
+    target_move: float = Field(default=0.008, gt=0, lt=1, description="Barrier distance from the entry close, fraction (0.008 = 80 bp).")
+    time_window: int = Field(default=30, ge=1, description="Forward bars (not clock minutes) scanned for a barrier, within the day.")
+    mode: str = Field(default="all", description="Bars used: 'all' sessions or 'rth' only (MACD and forward window alike).")
+    long_only: bool = Field(default=False, description="Keep only cross-up (long) events.")
+    short_only: bool = Field(default=False, description="Keep only cross-down (short) events.")
+
+
+def _balance_result(key: AssetKey, label: pl.Series) -> object:
+    bal = labels.label_balance(label)
+    share = bal["positive_share"]
+    ok = bal["labelled"] > 0 and BALANCE_BAND[0] <= share <= BALANCE_BAND[1]
+    desc = (
+        f"{bal['positive']:,} positive of {bal['labelled']:,} labelled ({share:.1%})"
+        if bal["labelled"]
+        else "No labelled rows."
+    )
+    if not ok and bal["labelled"]:
+        desc += f": outside {BALANCE_BAND[0]:.0%}-{BALANCE_BAND[1]:.0%}, a classifier would learn little"
+    return qc.result(key, BALANCE_CHECK, ok, desc, rounded(dict(bal)), severity=AssetCheckSeverity.WARN)
+
+
+@asset(
+    key=KEYS["macd_event_labels"],
+    **md.asset_kwargs(DOMAIN, layer="labels", kinds={"polars", "numba", "parquet"}, code_version="1"),
+    partitions_def=trading_days,
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
+    metadata=table_meta(labels.EVENTS_SCHEMA, labels.EVENT_DOCS),
+    ins={"minute_aggs": AssetIn(key=MARKET_KEYS["minute_aggs"])},
+    check_specs=[
+        qc.spec(KEYS["macd_event_labels"], BALANCE_CHECK, "Positive-label share between 1% and 99% (warns).", blocking=False),
+        schema_check(KEYS["macd_event_labels"]),
+    ],
+    config_schema=config_schema(EventLabelConfig),
+)
+def macd_event_labels(context: AssetExecutionContext, minute_aggs: pl.DataFrame):
+    """One event per 1-minute MACD histogram zero cross of each ticker-day (up = long, down =
+    short) with a barrier label.
+
+    Barrier rule: entry at the event bar's close P; target P x (1 +/- target_move) in the event's
+    direction, stop the same distance against it. The next ``time_window`` bars of the same
+    ticker, day and mode are scanned with their highs and lows; the first bar touching a barrier
+    decides. A bar touching both is a tie of unknown order inside the minute: outcome ``both``,
+    label 0. No touch: ``timeout``, label 0. An event on the day's last bar has no forward bars:
+    label null. ``ret_fwd`` is the signed trade return at the outcome (fraction).
+    """
+    config = parse(EventLabelConfig, context)
+    targets = partition_dates(context.partition_keys)
+    minute = conform(minute_aggs, market.MINUTE_AGGS_SCHEMA)
+    try:
+        out = labels.macd_events(
+            minute,
+            mode=config.mode,
+            target_move=config.target_move,
+            time_window=config.time_window,
+            long_only=config.long_only,
+            short_only=config.short_only,
+        )
+    except ValueError as exc:
+        raise Failure(description=f"research/macd_event_labels: {exc}") from None
+    stats = (
+        {d: (n, p) for d, n, p in out.group_by("date").agg(pl.len(), pl.col("label").fill_null(0).sum()).iter_rows()}
+        if out.height
+        else {}
+    )
+    md.per_partition(
+        context,
+        {
+            d.isoformat(): {
+                "events": int(stats.get(d, (0, 0))[0]),
+                "positive_labels": int(stats.get(d, (0, 0))[1]),
+                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
+            }
+            for d in targets
+        },
+    )
+    return MaterializeResult(
+        value=out,
+        check_results=[
+            _balance_result(KEYS["macd_event_labels"], out["label"]),
+            qc.schema_result(context, KEYS["macd_event_labels"], out.schema),
+        ],
+    )
+
+
+class RangeLabelConfig(BaseModel):
+    threshold: float = Field(default=0.08, gt=0, description="Next-day (high - low) / close at or above this is label 1 (0.08 = 8 %).")
+
+
+@asset(
+    key=KEYS["range_expansion_labels"],
+    **md.asset_kwargs(DOMAIN, layer="labels", kinds={"polars", "parquet"}, code_version="1"),
+    partitions_def=trading_days,
+    backfill_policy=BackfillPolicy.single_run(),
+    metadata=table_meta(labels.RANGE_LABEL_SCHEMA, labels.RANGE_LABEL_DOCS),
+    ins={"daily_bars": AssetIn(key=MARKET_KEYS["daily_bars"], partition_mapping=day_window(0, NEXT_WINDOW))},
+    check_specs=[
+        qc.spec(KEYS["range_expansion_labels"], BALANCE_CHECK, "Positive-label share between 1% and 99% (warns).", blocking=False),
+        schema_check(KEYS["range_expansion_labels"]),
+    ],
+    config_schema=config_schema(RangeLabelConfig),
+)
+def range_expansion_labels(context: AssetExecutionContext, daily_bars: pl.DataFrame):
+    """Next-day range expansion: one row per ticker with a bar on day D; label 1 when the
+    ticker's next-session range (high - low) / close is at least ``threshold``.
+
+    Source: ``market/daily_bars`` of D and the following sessions. The label looks one session
+    ahead by definition; it is null while the next session is not yet materialized (re-run the
+    partition once it is; the daily schedule does) or when the ticker has no bar that session.
+    """
+    config = parse(RangeLabelConfig, context)
+    targets = partition_dates(context.partition_keys)
+    daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
+    out = labels.range_expansion_labels(daily, targets, config.threshold)
+    stats = (
+        {
+            d: (n, k, p)
+            for d, n, k, p in out.group_by("date")
+            .agg(pl.len(), pl.col("label").is_not_null().sum().alias("known"), pl.col("label").fill_null(0).sum().alias("pos"))
+            .iter_rows()
+        }
+        if out.height
+        else {}
+    )
+    md.per_partition(
+        context,
+        {
+            d.isoformat(): {
+                "tickers": int(stats.get(d, (0, 0, 0))[0]),
+                "labelled": int(stats.get(d, (0, 0, 0))[1]),
+                "positive": int(stats.get(d, (0, 0, 0))[2]),
+                "next_session": labels.next_session(d).isoformat(),
+                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
+            }
+            for d in targets
+        },
+    )
+    return MaterializeResult(
+        value=out,
+        check_results=[
+            _balance_result(KEYS["range_expansion_labels"], out["label"]),
+            qc.schema_result(context, KEYS["range_expansion_labels"], out.schema),
+        ],
+    )
+
+

@@ -1,0 +1,242 @@
+"""Research, models: LightGBM, linear and logistic models with walk-forward CV, nested tuning
+and no-skill baselines (``quant_assets.lib.research.modeling``)."""
+
+
+import polars as pl
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import BaseModel, Field
+
+from quant_assets.defs import checks as qc
+from quant_assets.defs import metadata as md
+from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.partitions import trading_days
+from quant_assets.defs.research import lakeio
+from quant_assets.defs.research.common import (
+    key_table,
+)
+from quant_assets.defs.research.keys import (
+    ALL_DAYS,
+    DOMAIN,
+    KEYS,
+    PURGE_CHECK,
+)
+from quant_assets.defs.resources import Lake
+from quant_assets.lib.research import (
+    charts,
+    modeling,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+class ModelConfig(BaseModel):
+    data_source: str = Field(
+        default="technical_features",
+        description="'technical_features' (target: next-session return) or 'training_dataset' (MACD events: label / ret_fwd).",
+    )
+    features: list[str] = Field(
+        default=[],
+        description="Feature columns; empty = the source's default set (scale-free technical columns, or every event feature).",
+    )
+    n_splits: int = Field(default=5, ge=1, description="Walk-forward folds.")
+    gap_days: int = Field(default=5, ge=0, description="Distinct dates purged between each training set and its test block.")
+
+
+class LgbmConfig(ModelConfig):
+    n_estimators: int = Field(default=200, ge=1, description="Boosting rounds.")
+    learning_rate: float = Field(default=0.05, gt=0, description="Shrinkage per round.")
+    num_leaves: int = Field(default=31, ge=2, description="Leaves per tree.")
+    min_child_samples: int = Field(default=50, ge=1, description="Minimum rows in a leaf.")
+    n_jobs: int = Field(
+        default=1,
+        ge=1,
+        description="LightGBM threads. More help only on an idle machine: its threads spin while waiting, so on a busy "
+        "one (or beside other steps) one thread is faster.",
+    )
+
+    def params(self) -> modeling.LgbmParams:
+        return modeling.LgbmParams(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            n_jobs=self.n_jobs,
+        )
+
+
+class LinearConfig(ModelConfig):
+    regularization: str = Field(default="none", description="'none' (OLS), 'ridge', 'lasso' or 'elasticnet'.")
+    alpha: float = Field(default=1.0, gt=0, description="Penalty strength (ignored for OLS).")
+    tune_alpha: bool = Field(
+        default=False,
+        description="Pick alpha from a log grid by walk-forward RMSE, nested: inside each fold's training window "
+        "(the fold's reported figures stay out of sample for alpha).",
+    )
+    l1_ratio: float = Field(default=0.5, ge=0, le=1, description="ElasticNet mix of L1 (1) and L2 (0).")
+
+
+class LogisticConfig(ModelConfig):
+    regularization: str = Field(default="l2", description="'l2', 'l1' or 'none'.")
+    alpha: float = Field(default=1.0, gt=0, description="Penalty strength (C = 1 / alpha).")
+    tune_alpha: bool = Field(
+        default=False,
+        description="Pick alpha from a log grid by walk-forward log loss, nested: inside each fold's training window.",
+    )
+
+
+def _model_source(lake: Lake, source: str) -> pl.DataFrame:
+    if source not in modeling.SOURCES:
+        raise Failure(description=f"data_source must be one of {list(modeling.SOURCES)}, got {source!r}")
+    key = KEYS[source]
+    frame, _ = lakeio.read_partitions(lake, key, trading_days.get_partition_keys())
+    return frame
+
+
+def _model_metadata(lake: Lake, name: str, result: modeling.ModelResult, chart_values: tuple[list, list, str]) -> dict:
+    base = f"research/models/{name}"
+    meta = {
+        "metrics (mean over folds)": MetadataValue.json(modeling.json_ready(result.mean_metrics)),
+        **{f"cv/{k}": float(v) for k, v in result.mean_metrics.items() if v is not None},
+        "folds": key_table(result.folds, 20),
+        "dropped_features": MetadataValue.json(result.results["data"]["dropped_features"]),
+        "training_rows": int(result.results["data"]["rows"]),
+        **(
+            {"alpha_by_fold": MetadataValue.json(result.results["alpha_by_fold"]), "tuning": result.results["tuning"]}
+            if result.results.get("alpha_by_fold")
+            else {}
+        ),
+        "results_json": MetadataValue.path(lakeio.write_json(lake, f"{base}/results.json", modeling.json_ready(result.results))),
+    }
+    table_key = f"{base}/{'importance' if result.model_text else 'coefficients'}.parquet"
+    lake.write_frame(table_key, result.table)
+    meta["importance" if result.model_text else "coefficients"] = key_table(result.table, 40)
+    meta["table_file"] = MetadataValue.path(lake.describe(table_key))
+    if result.model_text is not None:
+        lake.store().write_bytes(f"{base}/model.txt", result.model_text.encode())
+        meta["model_file (LightGBM text format)"] = MetadataValue.path(lake.describe(f"{base}/model.txt"))
+    labels_, values, title = chart_values
+    if labels_:
+        meta["chart (inline)"] = MetadataValue.md(f"{title}\n\n" + charts.text_bars(labels_[:15], values[:15]))
+        png = charts.bar_chart(labels_, values, title=title, xlabel=title.split(":")[0])
+        meta.update(lakeio.write_chart(lake, f"research/charts/{name}.png", png, "chart"))
+    return meta
+
+
+def _purge_result(key: AssetKey, result: modeling.ModelResult, gap_days: int):
+    bad = result.purge_violations
+    n = result.folds.height
+    return qc.result(
+        key,
+        PURGE_CHECK,
+        not bad,
+        f"Folds {bad} train within {gap_days} dates of their test block." if bad else f"All {n} folds purge {gap_days} dates before testing.",
+        {"folds": n, "gap_days": gap_days},
+    )
+
+
+def _train(key: AssetKey, lake: Lake, config: ModelConfig, kind: str, fit):
+    frame = _model_source(lake, config.data_source)
+    try:
+        data = modeling.model_data(config.data_source, frame, kind=kind, features=config.features)
+        result = fit(data)
+    except modeling.ModelingError as exc:
+        raise Failure(description=f"{key.to_user_string()}: {exc}") from None
+    return result
+
+
+def _model_asset(name: str):
+    return dict(
+        key=KEYS[name],
+        **md.asset_kwargs(DOMAIN, layer="model", kinds={"lightgbm" if name.startswith("lgbm") else "scikitlearn", "polars"}, code_version="2"),
+        deps=[
+            AssetDep(KEYS["technical_features"], partition_mapping=ALL_DAYS),
+            AssetDep(KEYS["training_dataset"], partition_mapping=ALL_DAYS),
+        ],
+        metadata=md.table_definition_metadata(
+            {"fold": pl.Int32(), "train_start": pl.Date(), "train_end": pl.Date(), "test_start": pl.Date(), "test_end": pl.Date(), "n_train": pl.Int64(), "n_test": pl.Int64()},
+            modeling.FOLD_DOCS,
+        ),
+        check_specs=[qc.spec(KEYS[name], PURGE_CHECK, "Every fold's training dates end gap_days dates before its test block.")],
+    )
+
+
+@asset(**_model_asset("lgbm_classifier"), config_schema=config_schema(LgbmConfig))
+def lgbm_classifier(context: AssetExecutionContext, lake: Lake):
+    """LightGBM classifier of direction: next-session return > 0 (technical features) or the event
+    label (training dataset). Walk-forward CV with a purge gap; accuracy, ROC-AUC, F1 per fold and
+    on average; gain importance. The final model (fitted on all rows) is stored in LightGBM's own
+    text format with a results JSON under ``research/models/lgbm_classifier/`` in the lake."""
+    config = parse(LgbmConfig, context)
+    result = _train(
+        KEYS["lgbm_classifier"], lake, config, "classifier",
+        lambda d: modeling.train_lgbm(d, "classifier", config.params(), config.n_splits, config.gap_days),
+    )
+    imp = result.table.head(20)
+    meta = _model_metadata(lake, "lgbm_classifier", result, (imp["feature"].to_list(), imp["gain_share"].to_list(), "gain share: feature importance"))
+    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["lgbm_classifier"], result, config.gap_days)])
+
+
+@asset(**_model_asset("lgbm_regressor"), config_schema=config_schema(LgbmConfig))
+def lgbm_regressor(context: AssetExecutionContext, lake: Lake):
+    """LightGBM regressor of the return: next-session return (technical features) or the event's
+    ``ret_fwd`` (training dataset). Walk-forward CV with a purge gap; RMSE, R^2, direction accuracy
+    and rank IC per fold and on average; gain importance; LightGBM text model + results JSON under
+    ``research/models/lgbm_regressor/``."""
+    config = parse(LgbmConfig, context)
+    result = _train(
+        KEYS["lgbm_regressor"], lake, config, "regressor",
+        lambda d: modeling.train_lgbm(d, "regressor", config.params(), config.n_splits, config.gap_days),
+    )
+    imp = result.table.head(20)
+    meta = _model_metadata(lake, "lgbm_regressor", result, (imp["feature"].to_list(), imp["gain_share"].to_list(), "gain share: feature importance"))
+    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["lgbm_regressor"], result, config.gap_days)])
+
+
+@asset(**_model_asset("linear_model"), config_schema=config_schema(LinearConfig))
+def linear_model(context: AssetExecutionContext, lake: Lake):
+    """Linear regression of the return (OLS, Ridge, Lasso or ElasticNet; ``regularization``) on
+    z-scored features, rows with every feature present. Walk-forward RMSE / R^2 / direction
+    accuracy; coefficients with standard errors, t-stats and p-values (OLS exact, Ridge sandwich,
+    Lasso / ElasticNet post-selection OLS); ``tune_alpha`` picks alpha by walk-forward RMSE.
+    Coefficients and results JSON under ``research/models/linear_model/``."""
+    config = parse(LinearConfig, context)
+    result = _train(
+        KEYS["linear_model"], lake, config, "regressor",
+        lambda d: modeling.train_linear(
+            d, regularization=config.regularization, alpha=config.alpha, tune_alpha=config.tune_alpha,
+            l1_ratio=config.l1_ratio, n_splits=config.n_splits, gap_days=config.gap_days,
+        ),
+    )
+    coef = result.table.with_columns(pl.col("coef").abs().alias("_abs")).sort("_abs", descending=True).head(20)
+    meta = _model_metadata(lake, "linear_model", result, (coef["feature"].to_list(), coef["coef"].to_list(), "coefficient per 1 std: linear model"))
+    meta["alpha"] = float(result.results["alpha"]) if result.results["alpha"] is not None else 0.0
+    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["linear_model"], result, config.gap_days)])
+
+
+@asset(**_model_asset("logistic_model"), config_schema=config_schema(LogisticConfig))
+def logistic_model(context: AssetExecutionContext, lake: Lake):
+    """Logistic regression of direction (next-session return > 0, or the event label) on z-scored
+    features, rows with every feature present. Walk-forward accuracy / ROC-AUC / F1; log-odds
+    coefficients per standard deviation and odds ratios. Results JSON under
+    ``research/models/logistic_model/``."""
+    config = parse(LogisticConfig, context)
+    result = _train(
+        KEYS["logistic_model"], lake, config, "classifier",
+        lambda d: modeling.train_logistic(
+            d, regularization=config.regularization, alpha=config.alpha, tune_alpha=config.tune_alpha,
+            n_splits=config.n_splits, gap_days=config.gap_days,
+        ),
+    )
+    coef = result.table.with_columns(pl.col("coef").abs().alias("_abs")).sort("_abs", descending=True).head(20)
+    meta = _model_metadata(lake, "logistic_model", result, (coef["feature"].to_list(), coef["coef"].to_list(), "log-odds per 1 std: logistic model"))
+    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["logistic_model"], result, config.gap_days)])
+
+

@@ -1,0 +1,112 @@
+"""Research, universe: the most liquid names as of each rebalance date, from what was known then
+(``quant_assets.lib.research.universe``)."""
+
+
+import polars as pl
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import BaseModel, Field
+
+from quant_assets.defs import checks as qc
+from quant_assets.defs import metadata as md
+from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.market.assets import KEYS as MARKET_KEYS
+from quant_assets.defs.research.common import (
+    all_daily,
+    key_table,
+    schema_check,
+    table_meta,
+)
+from quant_assets.defs.research.keys import (
+    ALL_DAYS,
+    BENCHMARK,
+    DOMAIN,
+    KEYS,
+    UNIVERSE_CHECK,
+)
+from quant_assets.defs.resources import Lake
+from quant_assets.lib.research import (
+    universe,
+)
+
+
+class LiquidUniverseConfig(BaseModel):
+    count: int = Field(default=universe.UniverseSpec.count, ge=1, description="Members on each rebalance date.")
+    window: int = Field(
+        default=universe.UniverseSpec.window, ge=1, description="Trailing sessions (ending on the rebalance date) the ranking uses."
+    )
+    rebalance: str = Field(default=universe.UniverseSpec.rebalance, description="'daily', 'weekly' or 'monthly' (first session of each).")
+    min_history: int = Field(
+        default=universe.UniverseSpec.min_history, ge=1, description="Bars a candidate needs within the window (and one on the rebalance date)."
+    )
+    exclude: list[str] = Field(default=[BENCHMARK], description="Tickers never admitted (the benchmark).")
+
+    def spec(self) -> universe.UniverseSpec:
+        return universe.UniverseSpec(count=self.count, window=self.window, rebalance=self.rebalance, min_history=self.min_history)
+
+
+
+@asset(
+    key=KEYS["liquid_universe"],
+    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars"}, code_version="1"),
+    deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)],
+    metadata=table_meta(universe.UNIVERSE_SCHEMA, universe.UNIVERSE_DOCS, partitioned=False),
+    check_specs=[
+        qc.spec(
+            KEYS["liquid_universe"],
+            UNIVERSE_CHECK,
+            "Every rebalance date with window sessions of history before it has members.",
+        ),
+        schema_check(KEYS["liquid_universe"]),
+    ],
+    config_schema=config_schema(LiquidUniverseConfig),
+)
+def liquid_universe(context: AssetExecutionContext, lake: Lake):
+    """The most liquid names as of each rebalance date, from what was known then: candidates have
+    a bar on the rebalance date and at least ``min_history`` bars in the ``window`` sessions
+    ending on it, ranked by median daily dollar volume (close x volume) over those bars; the
+    first ``count`` are members from the next session until the next rebalance. A name that
+    lists late joins once it has the history; one that delists stays a member until the next
+    rebalance after its last bar. One row per (rebalance date, member)."""
+    config = parse(LiquidUniverseConfig, context)
+    try:
+        spec = config.spec()
+    except ValueError as exc:
+        raise Failure(description=f"research/liquid_universe: {exc}") from None
+    daily = all_daily(lake, ["ticker", "date", "close", "volume"])
+    members = universe.liquid_universe(daily, spec, exclude=config.exclude)
+    sessions = sorted(set(daily["date"].to_list()))
+    due = [d for d in universe.rebalance_dates(sessions, spec.rebalance) if sessions.index(d) >= spec.window - 1]
+    empty = sorted(set(due) - set(members["rebalance_date"].to_list()))
+    per_date = members.group_by("rebalance_date").len().sort("rebalance_date")
+    meta = {
+        "rebalance_dates": per_date.height,
+        "distinct_members": int(members["ticker"].n_unique()),
+        "members_per_date": key_table(per_date.rename({"len": "members"}), 40),
+        "latest_members": MetadataValue.json(
+            members.filter(pl.col("rebalance_date") == members["rebalance_date"].max())["ticker"].to_list() if members.height else []
+        ),
+        "preview": key_table(members.sort("rebalance_date", "rank", descending=[True, False]), 20),
+    }
+    return MaterializeResult(
+        value=members,
+        metadata=meta,
+        check_results=[
+            qc.result(
+                KEYS["liquid_universe"],
+                UNIVERSE_CHECK,
+                not empty,
+                f"No member on {len(empty)} rebalance date(s): {[str(d) for d in empty[:10]]}" if empty else f"{len(due)} rebalance date(s), each with members.",
+                {"empty_rebalance_dates": MetadataValue.json([str(d) for d in empty])},
+            ),
+            qc.schema_result(context, KEYS["liquid_universe"], members.schema),
+        ],
+    )
+
+

@@ -400,7 +400,8 @@ def test_strategy_grid_config_is_validated(graph):
 
 
 def test_default_grid_matches_the_documented_size():
-    from quant_assets.defs.pump.assets import OptimizationConfig, StrategyMatrixConfig
+    from quant_assets.defs.pump.research import StrategyMatrixConfig
+    from quant_assets.defs.pump.strategy import OptimizationConfig
 
     assert opt.strategy_grid(StrategyMatrixConfig().grid()).height == 5_400
     assert OptimizationConfig().grid().size == 194_040

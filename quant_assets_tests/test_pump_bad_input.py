@@ -10,7 +10,6 @@ import json
 import zipfile
 
 import numpy as np
-import polars as pl
 import pytest
 
 from quant_assets.lib.http import PoliteClient, ResponseCache, RetryPolicy
@@ -91,7 +90,7 @@ def test_repeats_exact_copies_dropped_conflicting_ids_held_back_and_counted(tmp_
     df, report = binance.load_day_checked(land(tmp_path, csv_text(rows, "futures", True)), "futures", "WIFUSDT", DAY)
     assert report.duplicates_dropped == 1 and report.conflicting_duplicate == 2
     assert df.height == 499 and rows[20][0] not in df["agg_trade_id"].to_list()  # neither copy of id 1020 is trusted
-    from quant_assets.defs.pump.assets import _trade_quarantine_result
+    from quant_assets.defs.pump.ingest import _trade_quarantine_result
 
     result = _trade_quarantine_result([report], 0.001)
     assert not result.passed and result.metadata["quarantined/conflicting_duplicate"].value == 2

@@ -175,3 +175,21 @@ def test_empty_inputs():
     pnl, ex = opt.evaluate_strategies(np.array([1.0, 2.0]), [0, 0, 2], st)
     assert np.isnan(pnl[:, 0]).all() and (ex[:, 0] == -1).all()
     assert ex[:, 1].tolist() == [1, -1]
+
+
+def test_matrix_arrays_round_trip_the_long_strategy_matrix_in_research_order():
+    strategies = opt.strategy_grid(opt.GridSpec(sl_levels=(0.02, 0.05), profiles=tuple(opt.PROFILES)[:1], timeouts_s=(600,), entry_delays_s=(0,), fee=0.0))
+    research = pl.DataFrame({"signal_id": [30, 10, 20]})
+    rng = np.random.default_rng(0)
+    pnl = rng.normal(0, 0.1, (strategies.height, 3))
+    exit_s = rng.integers(1, 600, (strategies.height, 3))
+    long = pl.concat(
+        strategies.with_columns(pl.lit(sid).alias("signal_id"), pl.Series("pnl", pnl[:, j]), pl.Series("exit_s", exit_s[:, j]))
+        for j, sid in enumerate(research["signal_id"])
+    ).sample(fraction=1.0, shuffle=True, seed=1)
+    got_strategies, got_pnl, got_exit = opt.matrix_arrays(long, research)
+    assert got_strategies["strategy_id"].to_list() == sorted(strategies["strategy_id"].to_list())
+    np.testing.assert_array_equal(got_pnl, pnl)
+    np.testing.assert_array_equal(got_exit, exit_s)
+    with pytest.raises(ValueError, match="covers 2 of 3|of .* \\(strategy, signal\\) cells"):
+        opt.matrix_arrays(long.head(long.height - 1), research)

@@ -138,7 +138,8 @@ def test_out_of_sample_record_equals_the_bar_by_bar_replay():
 def test_docs_explain_every_selection_figure_and_knob():
     from pathlib import Path
 
-    from quant_assets.defs.pump.assets import CompositeConfig, OptimizationConfig, PortfolioConfig
+    from quant_assets.defs.pump.backtests import PortfolioConfig
+    from quant_assets.defs.pump.strategy import CompositeConfig, OptimizationConfig
     from quant_assets.lib.pump.schemas import OOS_FIGURES_SCHEMA, OVERFITTING_FIGURES_SCHEMA
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "pump.md").read_text()

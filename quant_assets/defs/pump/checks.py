@@ -5,7 +5,7 @@ import datetime as dt
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from quant_assets.defs.partitions import utc_days
-from quant_assets.defs.pump import assets as a
+from quant_assets.defs.pump import ingest
 from quant_assets.defs.resources import LandingZone
 from quant_assets.lib.pump.signals import PREFIX
 
@@ -24,14 +24,14 @@ def signal_file_days(keys) -> set[str]:
 
 
 @asset_check(
-    asset=a.signals,
+    asset=ingest.signals,
     name="check_missing",
     description="Signal files without a materialized day, or materialized days whose signal file vanished.",
 )
 def signals_check_missing(context: AssetCheckExecutionContext, landing: LandingZone) -> AssetCheckResult:
     files = signal_file_days(obj.key for obj in landing.store().list(PREFIX + "/"))
     keys = set(utc_days.get_partition_keys())
-    materialized = set(context.instance.get_materialized_partitions(a.signals.key))
+    materialized = set(context.instance.get_materialized_partitions(ingest.signals.key))
     unmaterialized = sorted(d for d in files if d in keys and d not in materialized)
     vanished = sorted(d for d in materialized if d in keys and d not in files)
     return AssetCheckResult(

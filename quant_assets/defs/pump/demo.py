@@ -83,7 +83,7 @@ def _latest(instance, name: str) -> dict:
 def report(instance, s: DemoSettings) -> list[str]:
     from dagster_aws.s3 import S3Resource
 
-    from quant_assets.defs.pump.assets import COMPOSITE_JSON
+    from quant_assets.defs.pump.keys import COMPOSITE_JSON
     from quant_assets.defs.resources import Lake
     from quant_assets.lib import settings
     from quant_assets.lib.pump import composite as pcomp

@@ -13,20 +13,30 @@ from dagster import (
 )
 
 from quant_assets.defs.partitions import utc_days
-from quant_assets.defs.pump import assets as a
+from quant_assets.defs.pump import backtests, bars, ingest, research, strategy
 from quant_assets.defs.pump.checks import pump_checks
+
+DAILY_ASSETS = [ingest.signals, ingest.agg_trades, bars.delta_bars_1s, bars.minute_candles]
+RESEARCH_ASSETS = [
+    research.signal_analysis,
+    research.strategy_matrix,
+    strategy.optimization_results,
+    strategy.composite_strategy,
+    backtests.backtest_trades,
+    backtests.portfolio_backtest,
+]
 
 # One job per backfill policy: the signal-day assets run a week of days per run, the research
 # assets once over the research window.
 pump_daily_job = define_asset_job(
     "pump_daily_job",
-    selection=AssetSelection.assets(*a.DAILY_ASSETS) - AssetSelection.checks(*pump_checks),
+    selection=AssetSelection.assets(*DAILY_ASSETS) - AssetSelection.checks(*pump_checks),
     description="Signals, Binance aggregate trades, 1-second delta bars and minute candles for the selected "
     "signal day(s) (UTC).",
 )
 pump_research_job = define_asset_job(
     "pump_research_job",
-    selection=AssetSelection.assets(*a.RESEARCH_ASSETS),
+    selection=AssetSelection.assets(*RESEARCH_ASSETS),
     description="The research set, the two-phase optimizer (strategy matrix, filter grid), composite_strategy.json, "
     "the detailed backtest (backtest_trades.csv) and the portfolio backtest.",
 )

@@ -34,6 +34,8 @@ from llvmlite import ir as llvm_ir
 from numba.core import types
 from numba.extending import intrinsic
 
+from quant_assets.lib.pump.schemas import STRATEGY_SCHEMA
+
 # Trailing profiles: (activation, callback) as fractions.
 PROFILES: dict[str, tuple[float, float]] = {
     "SCALPING": (0.004, 0.002),
@@ -565,3 +567,22 @@ __all__ = [
     "simulate_one",
     "strategy_grid",
 ]
+
+
+def matrix_arrays(matrix: pl.DataFrame, research: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Strategies and the (strategies, signals) PnL / exit arrays back from the long strategy
+    matrix (strategy_id, signal_id, pnl, exit_s and the strategy columns), in the research
+    table's signal order; ValueError when the matrix does not cover every cell."""
+    strategies = matrix.select(list(STRATEGY_SCHEMA)).unique(subset="strategy_id").sort("strategy_id")
+    pos = pl.DataFrame({"signal_id": research["signal_id"]}).with_row_index("_j")
+    m = matrix.select("strategy_id", "signal_id", "pnl", "exit_s").join(pos, on="signal_id", how="inner")
+    n_st, n_sig = strategies.height, research.height
+    if m.height != n_st * n_sig:
+        raise ValueError(
+            f"pump/strategy_matrix covers {m.height:,} of {n_st * n_sig:,} (strategy, signal) cells of the current "
+            "research set; re-materialize pump/strategy_matrix after pump/signal_analysis"
+        )
+    m = m.sort("strategy_id", "_j")
+    pnl = m["pnl"].fill_null(np.nan).to_numpy().reshape(n_st, n_sig)
+    ex = m["exit_s"].to_numpy().reshape(n_st, n_sig)
+    return strategies.with_columns(pl.col("strategy_id").cast(pl.Int32)), pnl, ex

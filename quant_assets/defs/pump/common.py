@@ -1,0 +1,66 @@
+"""Helpers the pump stage modules share: column metadata, asset kwargs, reading one stored
+partition, splitting a range output by day, failures with metadata."""
+
+import datetime as dt
+import io
+
+import numpy as np
+import polars as pl
+from dagster import (
+    AssetKey,
+    Failure,
+)
+
+from quant_assets.defs import metadata as md
+from quant_assets.defs.pump.keys import DOMAIN, KEYS, WINDOW_S
+from quant_assets.defs.resources import Lake, partition_file
+from quant_assets.lib.pump import optimizer as opt
+from quant_assets.lib.pump import schemas as sch
+
+
+def table_meta(schema: dict, **extra) -> dict:
+    return md.table_definition_metadata(schema, sch.COLUMN_DOCS, **extra)
+
+
+def pump_kwargs(layer: str, kinds: set[str], version: str, **tags) -> dict:
+    return md.asset_kwargs(DOMAIN, layer=layer, kinds=kinds, code_version=version, tags=tags or None)
+
+
+def read_lake_partition(lake: Lake, key: AssetKey, partition: str, columns: list[str] | None = None) -> pl.DataFrame | None:
+    """One stored partition (only ``columns``), or None when it was never materialized."""
+    path = partition_file(key, partition)
+    store = lake.store()
+    local = store.local_path(path)
+    if local is not None:
+        return pl.read_parquet(local, columns=columns) if local.is_file() else None
+    if not store.exists(path):
+        return None
+    return pl.read_parquet(io.BytesIO(store.read_bytes(path)), columns=columns)
+
+
+def by_day(frame: pl.DataFrame, days: list[dt.date], column: str = "signal_ts") -> dict[str, pl.DataFrame]:
+    """A range output split into one frame per partition (every partition gets one)."""
+    day_col = pl.col(column).dt.date()
+    return {d.isoformat(): frame.filter(day_col == d) for d in days}
+
+
+def fail(description: str, **metadata) -> Failure:
+    return Failure(description=description, metadata={k: str(v) for k, v in metadata.items()})
+
+
+def research_closes(lake: Lake, research: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The 1-second closes of the research set's signals, in the research table's order (CSR)."""
+    frames = []
+    ids = research["signal_id"].implode()
+    for d in sorted(set(research["signal_date"].to_list())):
+        b = read_lake_partition(lake, KEYS["delta_bars_1s"], d.isoformat(), ["signal_id", "second_ts", "close_price"])
+        if b is None:
+            raise fail(f"pump/delta_bars_1s {d} is no longer in the lake; re-materialize it")
+        frames.append(b.filter(pl.col("signal_id").is_in(ids)))
+    bars = pl.concat(frames) if frames else sch.empty(sch.DELTA_BARS_SCHEMA)
+    closes, offsets = opt.paths_from_frame(bars, research["signal_id"].to_list())
+    short = np.flatnonzero(np.diff(offsets) != WINDOW_S)
+    if short.size:
+        sid = research["signal_id"][int(short[0])]
+        raise fail(f"signal {sid} has {int(np.diff(offsets)[short[0]])} bars instead of {WINDOW_S}; re-materialize its day")
+    return closes, offsets

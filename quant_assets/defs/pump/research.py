@@ -1,0 +1,270 @@
+"""Pump, research: the research set (selected signals with their 24 h outcome) and phase 1, the
+strategy matrix of every exit strategy on every signal (``quant_assets.lib.pump.analysis``,
+``.optimizer``)."""
+
+import datetime as dt
+import time
+
+import numpy as np
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import BaseModel, Field
+
+from quant_assets.defs import checks as qc
+from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.pump.common import (
+    fail,
+    pump_kwargs,
+    read_lake_partition,
+    research_closes,
+    table_meta,
+)
+from quant_assets.defs.pump.keys import (
+    KEYS,
+    REFERENCE_CHECK,
+    RESEARCH_CHECK,
+)
+from quant_assets.defs.resources import Lake
+from quant_assets.lib.pump import analysis as pan
+from quant_assets.lib.pump import optimizer as opt
+from quant_assets.lib.pump import schemas as sch
+from quant_assets.lib.pump import signals as psig
+
+# --------------------------------------------------------------------------- research set
+
+
+class SignalAnalysisConfig(BaseModel):
+    days: int = Field(default=30, ge=1, description="Research window: the last `days` UTC days ending at end_date.")
+    min_score: int = Field(default=100, ge=100, le=900, description="Lowest total_score kept (inclusive).")
+    max_score: int = Field(default=900, ge=100, le=900, description="Highest total_score kept (inclusive).")
+    dedup: bool = Field(
+        default=True,
+        description="Drop a signal when the same symbol had a kept signal less than dedup_hours before it.",
+    )
+    dedup_hours: float = Field(default=24.0, gt=0, description="Window of the dedup rule, hours.")
+    end_date: str = Field(
+        default="",
+        description="Last UTC day of the window (YYYY-MM-DD); empty = the latest day with signals materialized.",
+    )
+
+
+def _materialized_days(context, key: AssetKey) -> list[dt.date]:
+    return sorted(dt.date.fromisoformat(k) for k in context.instance.get_materialized_partitions(key))
+
+
+@asset(
+    key=KEYS["signal_analysis"],
+    **pump_kwargs("analysis", {"polars", "parquet"}, "1"),
+    metadata=table_meta(sch.SIGNAL_ANALYSIS_SCHEMA),
+    deps=[KEYS["signals"], KEYS["delta_bars_1s"]],
+    check_specs=[
+        qc.spec(KEYS["signal_analysis"], RESEARCH_CHECK, "The research set holds at least one signal with bars."),
+        qc.schema_spec(KEYS["signal_analysis"]),
+    ],
+    config_schema=config_schema(SignalAnalysisConfig),
+)
+def signal_analysis(context: AssetExecutionContext, lake: Lake):
+    """The research set: one row per selected signal of the last ``days`` UTC days, with its
+    24 h outcome from the 1-second bars -- ``max_growth_pct`` / ``max_drawdown_pct`` (highest /
+    lowest price vs the first close, percent), ``time_to_peak_seconds`` and ``candles_data``
+    (24 h of UTC-aligned 5-minute candles as JSON).
+
+    Selection: ``min_score <= total_score <= max_score``; with ``dedup``, the first signal of a
+    symbol within ``dedup_hours`` wins. Signals skipped upstream (no trades, no price) are
+    counted, not guessed.
+    """
+    config = parse(SignalAnalysisConfig, context)
+    signal_days = _materialized_days(context, KEYS["signals"])
+    if not signal_days:
+        raise fail("pump/signals has no materialized day: run pump_daily_job for the signal days first")
+    end = dt.date.fromisoformat(config.end_date) if config.end_date else signal_days[-1]
+    first = end - dt.timedelta(days=config.days - 1)
+    window = [d for d in signal_days if first <= d <= end]
+    if not window:
+        raise fail(f"no pump/signals day materialized between {first} and {end}")
+    # A day whose signals are in but whose bars are not would silently drop out of the research.
+    bar_days = set(_materialized_days(context, KEYS["delta_bars_1s"]))
+    gaps = [d for d in window if d not in bar_days]
+    if gaps:
+        raise fail(
+            f"pump/signals is materialized but pump/delta_bars_1s is not for {', '.join(map(str, gaps[:10]))}"
+            f"{' ...' if len(gaps) > 10 else ''}: run pump_daily_job for those days, or narrow the window (days, end_date)"
+        )
+    sig_frames, bar_frames = [], []
+    for d in window:
+        s = read_lake_partition(lake, KEYS["signals"], d.isoformat())
+        if s is None:
+            raise fail(f"pump/signals {d} is not in the lake although its bars are; re-materialize that day")
+        sig_frames.append(s)
+        b = read_lake_partition(lake, KEYS["delta_bars_1s"], d.isoformat(), ["signal_id", "second_ts", "open_price", "high_price", "low_price", "close_price", "volume"])
+        if b is not None and b.height:
+            bar_frames.append(b)
+    all_signals = sch.conform(pl.concat(sig_frames), sch.SIGNALS_SCHEMA)
+    chosen = psig.select_research_set(
+        all_signals, min_score=config.min_score, max_score=config.max_score, dedup=config.dedup, dedup_hours=config.dedup_hours
+    )
+    bars = pl.concat(bar_frames) if bar_frames else sch.empty(sch.DELTA_BARS_SCHEMA)
+    ids = chosen.signals["signal_id"].implode()
+    bars = bars.filter(pl.col("signal_id").is_in(ids))
+    result = pan.build_signal_analysis(chosen.signals, bars)
+    table = result.table
+    by_range = dict(table.group_by("score_range").len().sort("score_range").iter_rows()) if table.height else {}
+    run_meta = (
+        {
+            "window_first_day": first.isoformat(),
+            "window_last_day": end.isoformat(),
+            "days_with_data": len(window),
+            "signals_in_window": all_signals.height,
+            "excluded/outside_score": chosen.outside_score,
+            "excluded/dedup": chosen.duplicates,
+            "excluded/no_bars": len(result.without_bars),
+            "signals_by_score_range": MetadataValue.json(by_range),
+            "median_max_growth_pct": float(table["max_growth_pct"].median()) if table.height else 0.0,
+        }
+    )
+    return MaterializeResult(
+        metadata=run_meta,
+        value=table,
+        check_results=[
+            qc.result(
+                KEYS["signal_analysis"],
+                RESEARCH_CHECK,
+                table.height > 0,
+                f"{table.height} signal(s) in the research set." if table.height else "The research set is empty.",
+                {"signals": table.height},
+            ),
+            qc.schema_result(context, KEYS["signal_analysis"], table.schema),
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- phase 1
+
+
+class StrategyMatrixConfig(BaseModel):
+    sl_levels: list[float] = Field(
+        default=list(opt.DEFAULT_SL_LEVELS), description="Stop-loss levels below the entry, fractions (0.05 = 5 %)."
+    )
+    profiles: list[str] = Field(
+        default=list(opt.PROFILES),
+        description="Trailing profiles: SCALPING 0.4/0.2, BALANCED 4/2, MODERATE 7/3, CONSERVATIVE 10/4 "
+        "(activation/callback, %).",
+    )
+    timeouts_s: list[int] = Field(default=list(opt.DEFAULT_TIMEOUTS_S), description="Longest holds, seconds after entry.")
+    entry_delays_s: list[int] = Field(
+        default=list(opt.DEFAULT_ENTRY_DELAYS_S), description="Entry delays, seconds after the signal's first second."
+    )
+    fee: float = Field(default=opt.DEFAULT_FEE, description="Round-trip fee deducted from each trade, fraction.")
+    reference_sample: int = Field(
+        default=2000, ge=0, description="(strategy, signal) cells re-walked bar by bar by the matches_bar_by_bar check."
+    )
+
+    def grid(self) -> opt.GridSpec:
+        return opt.GridSpec(
+            sl_levels=tuple(self.sl_levels),
+            profiles=tuple(self.profiles),
+            timeouts_s=tuple(self.timeouts_s),
+            entry_delays_s=tuple(self.entry_delays_s),
+            fee=self.fee,
+        )
+
+
+@asset(
+    key=KEYS["strategy_matrix"],
+    **pump_kwargs("analysis", {"numba", "parquet"}, "1"),
+    metadata=table_meta(sch.STRATEGY_MATRIX_SCHEMA),
+    ins={"signal_analysis": AssetIn(key=KEYS["signal_analysis"])},
+    deps=[KEYS["delta_bars_1s"]],
+    check_specs=[
+        qc.spec(
+            KEYS["strategy_matrix"],
+            REFERENCE_CHECK,
+            "A random sample of (strategy, signal) cells equals a bar-by-bar walk of the exit rule exactly.",
+        ),
+        qc.schema_spec(KEYS["strategy_matrix"]),
+    ],
+    config_schema=config_schema(StrategyMatrixConfig),
+)
+def strategy_matrix(context: AssetExecutionContext, signal_analysis: pl.DataFrame, lake: Lake):
+    """Phase 1 of the optimizer: PnL (fraction, after the round-trip fee) and seconds to exit of
+    every exit strategy of the grid on every signal of the research set -- one row per
+    (strategy, signal), strategy-major.
+
+    The rule: enter ``entry_delay_s`` after the signal's first second at that close; exit at the
+    first close at or below ``entry * (1 - sl)``, or -- once the running high reached
+    ``entry * (1 + activation)`` -- at or below ``high * (1 - callback)``; else at the close
+    ``timeout_s`` after entry (or the window's last). Default grid: 15 stop levels x 4 trailing
+    profiles x 9 timeouts x 10 entry delays = 5,400 strategies.
+    """
+    config = parse(StrategyMatrixConfig, context)
+    research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
+    try:
+        strategies = opt.strategy_grid(config.grid())
+    except opt.StrategyError as exc:
+        raise fail(f"strategy grid: {exc}") from None
+    closes, offsets = research_closes(lake, research)
+    t0 = time.perf_counter()
+    pnl, exit_s = opt.evaluate_strategies(closes, offsets, strategies)
+    seconds = time.perf_counter() - t0
+    sims = pnl.size
+    check = _reference_result(closes, offsets, strategies, pnl, exit_s, config.reference_sample)
+    n_st, n_sig = pnl.shape
+    frame = (
+        strategies.select(pl.all().repeat_by(n_sig).explode())
+        .with_columns(
+            pl.Series("signal_id", np.tile(research["signal_id"].to_numpy(), n_st), dtype=pl.Int64),
+            pl.Series("pnl", np.ascontiguousarray(pnl).ravel()).fill_nan(None),
+            pl.Series("exit_s", np.ascontiguousarray(exit_s).ravel()).cast(pl.Int64),
+        )
+        .select(list(sch.STRATEGY_MATRIX_SCHEMA))
+    )
+    run_meta = (
+        {
+            "strategies": n_st,
+            "signals": n_sig,
+            "simulations": sims,
+            "seconds": round(seconds, 3),
+            "simulations_per_second": round(sims / seconds) if seconds > 0 else 0,
+            "strategy_grid": MetadataValue.md(
+                f"{len(config.sl_levels)} stop levels x {len(config.profiles)} profiles x {len(config.timeouts_s)} "
+                f"timeouts x {len(config.entry_delays_s)} entry delays = {n_st:,} strategies"
+            ),
+        }
+    )
+    return MaterializeResult(metadata=run_meta, value=frame, check_results=[check, qc.schema_result(context, KEYS["strategy_matrix"], frame.schema)])
+
+
+def _reference_result(closes, offsets, strategies, pnl, exit_s, sample: int):
+    n_st, n_sig = pnl.shape
+    if sample == 0 or pnl.size == 0:
+        return qc.result(KEYS["strategy_matrix"], REFERENCE_CHECK, True, "No cell sampled.", {"cells": 0})
+    rng = np.random.default_rng(n_st * 7919 + n_sig)
+    cells = rng.integers(0, pnl.size, min(sample, pnl.size))
+    rows = strategies.to_dicts()
+    bad = []
+    for cell in cells:
+        k, j = divmod(int(cell), n_sig)
+        s = rows[k]
+        ref = opt.simulate_one(
+            closes[offsets[j] : offsets[j + 1]], s["entry_delay_s"], s["sl"], s["activation"], s["callback"], s["timeout_s"], s["fee"]
+        )
+        same = (ref[0] == pnl[k, j] or (np.isnan(ref[0]) and np.isnan(pnl[k, j]))) and ref[1] == exit_s[k, j]
+        if not same:
+            bad.append({"strategy_id": k, "signal": j, "fast": [float(pnl[k, j]), int(exit_s[k, j])], "walk": [float(ref[0]), int(ref[1])]})
+    return qc.result(
+        KEYS["strategy_matrix"],
+        REFERENCE_CHECK,
+        not bad,
+        f"{len(bad)} of {len(cells)} sampled cells differ from the bar-by-bar walk" if bad else f"{len(cells)} sampled cells equal the bar-by-bar walk.",
+        {"cells": len(cells), "mismatches": MetadataValue.json(bad[:20])},
+    )
+
+
+

@@ -1,0 +1,294 @@
+"""Pump, strategy: phase 2 (filters per score range, walk-forward folds) and the composite
+strategy with its out-of-sample record and overfitting measures (``quant_assets.lib.pump.filters``,
+``.walkforward``, ``.composite``, ``.overfitting``)."""
+
+import dataclasses
+import time
+
+import polars as pl
+from dagster import (
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetIn,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import BaseModel, Field
+
+from quant_assets.defs import checks as qc
+from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.pump.common import (
+    fail,
+    pump_kwargs,
+    table_meta,
+)
+from quant_assets.defs.pump.keys import (
+    CHAMPION_CHECK,
+    COMPOSITE_JSON,
+    KEYS,
+    OVERFITTING_CHECK,
+    PROFITABLE_CHECK,
+    WINDOW_S,
+)
+from quant_assets.defs.resources import Lake
+from quant_assets.lib.pump import composite as pcomp
+from quant_assets.lib.pump import filters as pfil
+from quant_assets.lib.pump import optimizer as opt
+from quant_assets.lib.pump import overfitting as pof
+from quant_assets.lib.pump import schemas as sch
+from quant_assets.lib.pump import signals as psig
+from quant_assets.lib.pump import walkforward as wf
+
+# --------------------------------------------------------------------------- phase 2
+
+
+class OptimizationConfig(BaseModel):
+    score_bands: list[int] = Field(
+        default=list(pfil.DEFAULT_BANDS), description="Lower bounds of the score ranges (each 100 wide; 800-900 includes 900)."
+    )
+    rsi_cuts: list[float] = Field(
+        default=list(pfil.DEFAULT_RSI_CUTS), description="RSI cut points; every pair (and the open ends) is a range."
+    )
+    volume_zscore_cuts: list[float] = Field(default=list(pfil.DEFAULT_VOLUME_CUTS), description="Volume z-score cut points.")
+    oi_change_cuts: list[float] = Field(default=list(pfil.DEFAULT_OI_CUTS), description="Open-interest change (%) cut points.")
+    min_trades: int = Field(default=3, ge=1, description="Fewest trades for a configuration to be kept.")
+    max_strategies_per_filter: int = Field(
+        default=5, ge=1, description="Most profitable strategies kept per distinct filtered signal set."
+    )
+    max_results_per_range: int = Field(
+        default=5000, ge=0, description="Rows kept per score range, best total PnL first (0 = every kept candidate)."
+    )
+    selection: str = Field(
+        default=wf.WalkForwardSpec.selection,
+        description="'walk_forward': rank on a selection window, report on the later evaluation window it never saw, "
+        "stepping forward; 'in_sample': rank on every research signal (figures labelled in sample).",
+    )
+    train_days: int = Field(default=wf.WalkForwardSpec.train_days, ge=1, description="Walk-forward selection window, UTC days.")
+    test_days: int = Field(default=wf.WalkForwardSpec.test_days, ge=1, description="Walk-forward evaluation window, UTC days.")
+    step_days: int = Field(default=wf.WalkForwardSpec.step_days, ge=1, description="Days between consecutive folds' starts.")
+
+    def walk_forward(self) -> wf.WalkForwardSpec:
+        return wf.WalkForwardSpec(self.selection, self.train_days, self.test_days, self.step_days)
+
+    def grid(self) -> pfil.FilterGrid:
+        return pfil.FilterGrid(
+            bands=tuple(self.score_bands),
+            rsi_cuts=tuple(self.rsi_cuts),
+            volume_cuts=tuple(self.volume_zscore_cuts),
+            oi_cuts=tuple(self.oi_change_cuts),
+        )
+
+
+@asset(
+    key=KEYS["optimization_results"],
+    **pump_kwargs("analysis", {"numba", "parquet"}, "2"),
+    metadata=table_meta(sch.OPTIMIZATION_RESULTS_SCHEMA),
+    ins={"strategy_matrix": AssetIn(key=KEYS["strategy_matrix"]), "signal_analysis": AssetIn(key=KEYS["signal_analysis"])},
+    check_specs=[
+        qc.spec(
+            KEYS["optimization_results"],
+            PROFITABLE_CHECK,
+            "At least one (filter, strategy) configuration is profitable with min_trades trades.",
+            blocking=False,
+        ),
+        qc.schema_spec(KEYS["optimization_results"]),
+    ],
+    config_schema=config_schema(OptimizationConfig),
+)
+def optimization_results(
+    context: AssetExecutionContext, strategy_matrix: pl.DataFrame, signal_analysis: pl.DataFrame
+):
+    """Phase 2 of the optimizer: the profitable (filter, strategy) configurations, best total PnL
+    first within each score range.
+
+    A filter is a score range and ranges of RSI, volume z-score and open-interest change (every
+    pair of cut points; default 8 x 55 x 21 x 21 = 194,040 filters). For each filter and
+    strategy the passing signals are walked in time order, a trade taken only when no earlier
+    accepted trade is still open; figures: trades, total PnL (sum of returns, fraction), win
+    rate, profit factor, max drawdown of the cumulative return. Kept: up to
+    ``max_strategies_per_filter`` per distinct signal set and ``max_results_per_range`` per range,
+    each with at least ``min_trades`` trades and total PnL > 0.
+    """
+    config = parse(OptimizationConfig, context)
+    research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
+    strategies, pnl, ex = _matrix_arrays(strategy_matrix, research)
+    try:
+        grid = config.grid()
+        spec = config.walk_forward()
+        folds = wf.make_folds(research["signal_date"].min(), research["signal_date"].max(), spec)
+    except ValueError as exc:
+        raise fail(f"optimization_results: {exc}") from None
+    t0 = time.perf_counter()
+    sel = wf.select_per_fold(
+        research,
+        pnl,
+        ex,
+        strategies,
+        grid,
+        folds,
+        spec.selection,
+        horizon_s=WINDOW_S,
+        min_trades=config.min_trades,
+        per_filter=config.max_strategies_per_filter,
+        max_per_range=config.max_results_per_range,
+    )
+    seconds = time.perf_counter() - t0
+    results = sel.results
+    run_meta = (
+        {
+            "selection": spec.selection,
+            "folds": len(folds),
+            "walk_forward": MetadataValue.json(dataclasses.asdict(spec)),
+            "by_fold": MetadataValue.json(sel.stats),
+            "filters": grid.size,
+            "filters_per_range": grid.per_band,
+            "strategies": strategies.height,
+            "configurations_per_fold": grid.size * strategies.height,
+            "evaluated_configurations": sel.evaluated_pairs,
+            "profitable_configurations": sel.profitable_pairs,
+            "kept_rows": results.height,
+            "figures": f"{spec.selection}: each row's figures are in sample for its fold's selection window",
+            "seconds": round(seconds, 3),
+        }
+    )
+    return MaterializeResult(
+        metadata=run_meta,
+        value=results,
+        check_results=[
+            qc.result(
+                KEYS["optimization_results"],
+                PROFITABLE_CHECK,
+                results.height > 0,
+                f"{sel.profitable_pairs:,} profitable configuration(s) over {len(folds)} fold(s); {results.height:,} kept."
+                if results.height
+                else "No configuration is profitable with enough trades.",
+                {"profitable_configurations": sel.profitable_pairs},
+                severity=AssetCheckSeverity.WARN,
+            ),
+            qc.schema_result(context, KEYS["optimization_results"], results.schema),
+        ],
+    )
+
+
+class CompositeConfig(BaseModel):
+    min_trades: int = Field(default=5, ge=1, description="Fewest trades for a score range's champion.")
+    spa_reps: int = Field(
+        default=200,
+        ge=0,
+        description="Bootstrap replications of Hansen's SPA test per fold (0 skips it; on the default grids and 300 "
+        "signals each 100 cost about 9 s a fold).",
+    )
+
+
+@asset(
+    key=KEYS["composite_strategy"],
+    **pump_kwargs("analysis", {"json", "parquet"}, "2"),
+    metadata=table_meta(sch.COMPOSITE_SCHEMA, file=f"lake: {COMPOSITE_JSON}"),
+    ins={
+        "optimization_results": AssetIn(key=KEYS["optimization_results"]),
+        "signal_analysis": AssetIn(key=KEYS["signal_analysis"]),
+        "strategy_matrix": AssetIn(key=KEYS["strategy_matrix"]),
+    },
+    check_specs=[
+        qc.spec(
+            KEYS["composite_strategy"],
+            CHAMPION_CHECK,
+            "Every score range has a champion with at least min_trades trades (a warning: a range without one trades nothing).",
+            blocking=False,
+        ),
+        qc.spec(
+            KEYS["composite_strategy"],
+            OVERFITTING_CHECK,
+            "Warns when a champion's probability of backtest overfitting is above 0.5 or its deflated Sharpe ratio below "
+            "0.95: its in-sample figures are indistinguishable from the luck of choosing among many configurations.",
+            blocking=False,
+        ),
+        qc.schema_spec(KEYS["composite_strategy"]),
+    ],
+    config_schema=config_schema(CompositeConfig),
+)
+def composite_strategy(
+    context: AssetExecutionContext,
+    optimization_results: pl.DataFrame,
+    signal_analysis: pl.DataFrame,
+    strategy_matrix: pl.DataFrame,
+    lake: Lake,
+):
+    """The champion rules per score range (100-200 ... 800-900), written to
+    ``composite_strategy.json`` in the lake: per walk-forward fold, each range's best
+    configuration (filter bounds, exit strategy) with at least ``min_trades`` trades on the
+    fold's selection window, its in-sample figures there, and its out-of-sample figures on the
+    fold's evaluation window. The deployed rule of a range is its latest fold's champion. One
+    row per (fold, range) here.
+    """
+    config = parse(CompositeConfig, context)
+    results = sch.conform(optimization_results, sch.OPTIMIZATION_RESULTS_SCHEMA)
+    research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
+    strategies, pnl, ex = _matrix_arrays(strategy_matrix, research)
+    ranges = sorted(set(results["score_range"].to_list()) | {psig.score_band(lo) for lo in pfil.DEFAULT_BANDS}, key=lambda r: int(r.split("-")[0]))
+    folds_frame = results.select(list(sch.FOLD_SCHEMA)).unique(subset="fold").sort("fold") if results.height else None
+    champions = pcomp.choose_champions(results, ranges, config.min_trades, folds_frame)
+    selection = champions["selection"][0] if champions.height else "in_sample"
+    oos = None
+    folds = wf.folds_from_frame(champions) if champions.height else []
+    if selection == "walk_forward":
+        oos = wf.out_of_sample(research, pnl, ex, champions, folds)
+        champions = pcomp.with_out_of_sample(champions, oos.by_fold)
+    t0 = time.perf_counter()
+    measured = pof.measure(research, pnl, ex, results, champions, folds, horizon_s=WINDOW_S, spa_reps=config.spa_reps)
+    champions = pcomp.with_overfitting(champions, measured)
+    overfit_seconds = time.perf_counter() - t0
+    overfit = pof.warnings(measured)
+    doc = pcomp.composite_document(
+        champions,
+        min_trades=config.min_trades,
+        research=research,
+        walk_forward={"selection": selection, "folds": int(champions["fold"].n_unique()) if champions.height else 0},
+        out_of_sample=oos.by_range if oos is not None else None,
+    )
+    lake.store().write_bytes(COMPOSITE_JSON, pcomp.to_json(doc))
+    deployed = pcomp.champions_from_document(doc)
+    missing = deployed.filter(~pl.col("has_champion"))["score_range"].to_list()
+    run_meta = (
+        {
+            "selection": selection,
+            "composite_strategy.json": MetadataValue.json(doc),
+            "file": MetadataValue.path(lake.describe(COMPOSITE_JSON)),
+            "champions": int(deployed["has_champion"].sum()),
+            "out_of_sample_signals": oos.signals_evaluated if oos is not None else 0,
+            "overfitting": MetadataValue.md(pof.markdown(measured)),
+            "overfitting_seconds": round(overfit_seconds, 3),
+            "summary": MetadataValue.md("\n".join(f"- {line}" for line in pcomp.summary_lines(deployed))),
+        }
+    )
+    return MaterializeResult(
+        metadata=run_meta,
+        value=champions,
+        check_results=[
+            qc.result(
+                KEYS["composite_strategy"],
+                CHAMPION_CHECK,
+                not missing,
+                f"No champion for {missing}" if missing else "Every score range has a champion.",
+                {"ranges_without_champion": MetadataValue.json(missing)},
+                severity=AssetCheckSeverity.WARN,
+            ),
+            qc.result(
+                KEYS["composite_strategy"],
+                OVERFITTING_CHECK,
+                not overfit,
+                "; ".join(overfit[:8]) if overfit else "Every champion has PBO <= 0.5 and DSR >= 0.95.",
+                {"flagged": MetadataValue.json(overfit)},
+                severity=AssetCheckSeverity.WARN,
+            ),
+            qc.schema_result(context, KEYS["composite_strategy"], champions.schema),
+        ],
+    )
+
+
+def _matrix_arrays(matrix: pl.DataFrame, research: pl.DataFrame):
+    try:
+        return opt.matrix_arrays(matrix, research)
+    except ValueError as exc:
+        raise fail(str(exc)) from None

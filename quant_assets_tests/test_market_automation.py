@@ -330,17 +330,18 @@ def test_backfills_run_at_most_a_year_of_sessions_per_run():
     """A run's memory is bounded by a year of the universe: the day-file assets take at most
     DAYS_PER_RUN sessions per run, the weekly bars WEEKS_PER_RUN weeks; the demo (and the
     scaling benchmark) launch a range in the slices a backfill would."""
-    from quant_assets.defs.market import assets as ma
+    from quant_assets.defs.market import ingest, tables, warehouse
+    from quant_assets.defs.market.keys import DAYS_PER_RUN
     from quant_assets.launch import backfill_specs
 
     sizes = {name: a.backfill_policy.max_partitions_per_run for name, a in (
-        ("day_aggs", ma.day_aggs), ("daily_bars", ma.daily_bars), ("daily_filtered", ma.daily_filtered),
-        ("warehouse_daily_bars", ma.warehouse_daily_bars), ("weekly_bars", ma.weekly_bars),
+        ("day_aggs", ingest.day_aggs), ("daily_bars", tables.daily_bars), ("daily_filtered", tables.daily_filtered),
+        ("warehouse_daily_bars", warehouse.warehouse_daily_bars), ("weekly_bars", tables.weekly_bars),
     )}
     assert sizes == {"day_aggs": 250, "daily_bars": 250, "daily_filtered": 250, "warehouse_daily_bars": 250, "weekly_bars": 52}
 
     keys = [f"k{i:03d}" for i in range(492)]
-    specs = backfill_specs("trading-day assets", "market_trading_day_job", keys, ma.DAYS_PER_RUN)
+    specs = backfill_specs("trading-day assets", "market_trading_day_job", keys, DAYS_PER_RUN)
     assert [(s.label, s.first, s.last) for s in specs] == [
         ("trading-day assets 1/2", "k000", "k249"),
         ("trading-day assets 2/2", "k250", "k491"),

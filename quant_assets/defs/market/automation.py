@@ -18,7 +18,8 @@ from dagster import (
 from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 
-from quant_assets.defs.market import assets as a
+from quant_assets.defs.market import ingest, tables, warehouse
+from quant_assets.defs.market.keys import MINUTE_DAYS_PER_RUN
 from quant_assets.defs.market import landing as lz
 from quant_assets.defs.market.checks import market_checks, market_freshness_checks
 from quant_assets.defs.partitions import trading_day_request
@@ -28,8 +29,8 @@ from quant_assets.lib import settings
 from quant_assets.lib.landing import LandingPlan, parse_listing, plan
 from quant_assets.lib.sources import polygon
 
-DAY_FILE_ASSETS = [a.day_aggs, a.daily_bars, a.daily_filtered, a.warehouse_daily_bars]
-MINUTE_FILE_ASSETS = [a.minute_aggs, a.minute_features]
+DAY_FILE_ASSETS = [ingest.day_aggs, tables.daily_bars, tables.daily_filtered, warehouse.warehouse_daily_bars]
+MINUTE_FILE_ASSETS = [ingest.minute_aggs, tables.minute_features]
 
 # One job per backfill policy: the day-file assets run a whole range in one run, the minute
 # assets a few days per run.
@@ -43,11 +44,11 @@ market_minute_job = define_asset_job(
     "market_minute_job",
     selection=AssetSelection.assets(*MINUTE_FILE_ASSETS) - AssetSelection.checks(*market_checks, *market_freshness_checks),
     description="The assets fed by the Polygon minute file (minute_aggs, minute_features) for the selected "
-    f"trading day(s); a range runs {a.MINUTE_DAYS_PER_RUN} days per run to bound memory.",
+    f"trading day(s); a range runs {MINUTE_DAYS_PER_RUN} days per run to bound memory.",
 )
 market_weekly_job = define_asset_job(
     "market_weekly_job",
-    selection=AssetSelection.assets(a.weekly_bars) - AssetSelection.checks(*market_freshness_checks),
+    selection=AssetSelection.assets(tables.weekly_bars) - AssetSelection.checks(*market_freshness_checks),
     description="Weekly bars for the selected week(s) (key: the Monday), from market/daily_bars.",
 )
 market_completeness_job = define_asset_job(
@@ -115,7 +116,7 @@ def landing_requests(plan: LandingPlan, asset_graph, materialized) -> list[RunRe
 @sensor(
     # Everything a re-published file can reach, in every domain: a backfill request must stay
     # inside the sensor's selection.
-    asset_selection=AssetSelection.assets(a.day_aggs, a.minute_aggs).downstream(),
+    asset_selection=AssetSelection.assets(ingest.day_aggs, ingest.minute_aggs).downstream(),
     minimum_interval_seconds=settings.landing_sensor_interval_s(),
     default_status=DefaultSensorStatus.STOPPED,
     description="Watches the landing zone and runs every distinct publication of a Polygon flat file once, "

@@ -4,7 +4,8 @@ import datetime as dt
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from quant_assets.defs.market import assets as a
+from quant_assets.defs.market import ingest, tables, warehouse
+from quant_assets.defs.market.keys import PUBLICATION_DEADLINE_CRON, WEEKLY_DEADLINE_CRON
 from quant_assets.defs.market import landing as lz
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.resources import LandingZone
@@ -62,7 +63,7 @@ def _check_missing(context: AssetCheckExecutionContext, landing: LandingZone, ki
 
 
 @asset_check(
-    asset=a.day_aggs,
+    asset=ingest.day_aggs,
     name="check_missing",
     description="Day files without a built partition, partitions built from bytes the vendor has since "
     "re-published (stale), and partitions whose file vanished.",
@@ -72,7 +73,7 @@ def day_aggs_check_missing(context: AssetCheckExecutionContext, landing: Landing
 
 
 @asset_check(
-    asset=a.minute_aggs,
+    asset=ingest.minute_aggs,
     name="check_missing",
     description="Minute files without a built partition, stale partitions (file re-published since) and "
     "partitions whose file vanished.",
@@ -135,6 +136,6 @@ def _freshness_check(assets_def, cron: str, weekly: bool):
 
 # The previous session's partition of every daily asset is due by the publication deadline.
 market_freshness_checks = [
-    _freshness_check(ad, a.PUBLICATION_DEADLINE_CRON, weekly=False)
-    for ad in (a.day_aggs, a.minute_aggs, a.daily_bars, a.daily_filtered, a.minute_features, a.warehouse_daily_bars)
-] + [_freshness_check(a.weekly_bars, a.WEEKLY_DEADLINE_CRON, weekly=True)]
+    _freshness_check(ad, PUBLICATION_DEADLINE_CRON, weekly=False)
+    for ad in (ingest.day_aggs, ingest.minute_aggs, tables.daily_bars, tables.daily_filtered, tables.minute_features, warehouse.warehouse_daily_bars)
+] + [_freshness_check(tables.weekly_bars, WEEKLY_DEADLINE_CRON, weekly=True)]

@@ -33,7 +33,7 @@ def runs(s: DemoSettings) -> list[RunSpec]:
         market_trading_day_job,
         market_weekly_job,
     )
-    from quant_assets.defs.market.assets import DAYS_PER_RUN, WEEKS_PER_RUN
+    from quant_assets.defs.market.keys import DAYS_PER_RUN, WEEKS_PER_RUN
     from quant_assets.defs.partitions import trading_days, trading_weeks
 
     days = trading_days.get_partition_keys()

@@ -13,7 +13,7 @@ from dagster import (
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.market.assets import KEYS as MARKET_KEYS
+from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import partition_dates, trading_days
 from quant_assets.defs.research.common import (
     conform,

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, parse
-from quant_assets.defs.market.assets import KEYS as MARKET_KEYS
+from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.research import lakeio
 from quant_assets.defs.research.common import (

@@ -1,0 +1,301 @@
+"""Market, tables: daily bars with returns, weekly bars, the filtered universe and minute
+features (``quant_assets.lib.market``)."""
+
+import datetime as dt
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import BaseModel, Field
+
+from quant_assets.defs import checks as qc
+from quant_assets.defs import metadata as md
+from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.market.common import (
+    conform,
+    day_window,
+    require_sessions,
+    table_meta,
+)
+from quant_assets.defs.market.keys import (
+    DAY_AGGS_LOOKBACK,
+    DAYS_PER_RUN,
+    DOMAIN,
+    FILTER_LOOKBACK,
+    HOLIDAY,
+    KEYS,
+    MINUTE_DAYS_PER_RUN,
+    PUBLICATION_FRESHNESS,
+    RETURNS_CHECK,
+    SPIKE_LOOKBACK,
+    UNIVERSE_CHECK,
+    WEEKLY_FRESHNESS,
+    WEEKS_PER_RUN,
+)
+from quant_assets.defs.partitions import (
+    history_start,
+    partition_dates,
+    trading_days,
+    trading_weeks,
+)
+from quant_assets.lib import calendar as cal
+from quant_assets.lib import market
+
+
+def _universe_result(asset_key: AssetKey, out: pl.DataFrame, targets: list[dt.date], expected_from: dt.date | None):
+    """Every NYSE session at or after ``expected_from`` must have at least one row."""
+    have = set(out["date"].unique().to_list()) if out.height else set()
+    due = [d for d in targets if cal.is_trading_day(d) and expected_from is not None and d >= expected_from]
+    empty = [d.isoformat() for d in due if d not in have]
+    desc = (
+        f"No rows on trading session(s) {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}."
+        if empty
+        else f"Every one of {len(due)} trading session(s) has rows."
+    )
+    return qc.result(
+        asset_key, UNIVERSE_CHECK, not empty, desc, {"sessions_checked": len(due), "empty_sessions": MetadataValue.json(empty[:100])}
+    )
+
+
+@asset(
+    key=KEYS["daily_bars"],
+    **md.asset_kwargs(DOMAIN, layer="curated", kinds={"polars", "parquet"}, code_version="2"),
+    partitions_def=trading_days,
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
+    metadata=table_meta(market.DAILY_BARS_SCHEMA),
+    ins={"day_aggs": AssetIn(key=KEYS["day_aggs"], partition_mapping=day_window(-DAY_AGGS_LOOKBACK))},
+    freshness_policy=PUBLICATION_FRESHNESS,
+    check_specs=[
+        qc.spec(KEYS["daily_bars"], UNIVERSE_CHECK, "Every trading session has at least one tradable ticker."),
+        qc.spec(
+            KEYS["daily_bars"],
+            RETURNS_CHECK,
+            "Every ticker that traded in the previous session has ret_1d and log_ret_1d.",
+        ),
+        qc.schema_spec(KEYS["daily_bars"]),
+    ],
+)
+def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame):
+    """The research daily table: one row per tradable ticker and trading day, with 1-day returns.
+
+    Non-tradable tickers (warrants, units, rights, preferreds, test issues; see
+    ``market.classify_tickers``) are removed, with a count per rule per partition. ``prev_close``
+    is the ticker's close in the previous NYSE session, read from the earlier ``day_aggs``
+    partitions, so one new day is computed without touching the history. Prices USD
+    unadjusted; returns as fractions.
+    """
+    targets = partition_dates(context.partition_keys)
+    day_aggs = conform(day_aggs, market.DAY_AGGS_SCHEMA)
+    try:
+        out, removed = market.build_daily_bars(day_aggs, targets, history_start())
+    except market.MissingHistoryError as exc:
+        raise Failure(description=str(exc)) from None
+    stats = market.daily_bar_stats(out, targets)
+    meta = {}
+    for d in targets:
+        s = stats.get(d, {})
+        meta[d.isoformat()] = {
+            "tickers": s.get("tickers", 0),
+            "returns_null": s.get("returns_null", 0),
+            "removed_non_tradable": sum(removed.get(d, {}).values()),
+            **{f"removed/{rule}": n for rule, n in removed.get(d, {}).items() if n},
+            **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
+        }
+    md.per_partition(context, meta)
+    missing = market.returns_missing(out)
+    returns_desc = (
+        f"{missing.height} ticker-day(s) traded in the previous session but have no return, e.g. "
+        + ", ".join(f"{t} {d}" for t, d in missing.head(5).iter_rows())
+        if missing.height
+        else "Every ticker that traded in the previous session has its return."
+    )
+    return MaterializeResult(
+        value=out,
+        check_results=[
+            _universe_result(KEYS["daily_bars"], out, targets, history_start()),
+            qc.result(KEYS["daily_bars"], RETURNS_CHECK, missing.height == 0, returns_desc, {"missing": missing.height}),
+            qc.schema_result(context, KEYS["daily_bars"], out.schema),
+        ],
+    )
+
+
+@asset(
+    key=KEYS["weekly_bars"],
+    **md.asset_kwargs(DOMAIN, layer="curated", kinds={"polars", "parquet"}, code_version="2"),
+    partitions_def=trading_weeks,
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=WEEKS_PER_RUN),
+    metadata=table_meta(market.WEEKLY_BARS_SCHEMA, "week_start"),
+    ins={"daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=day_window(0))},
+    freshness_policy=WEEKLY_FRESHNESS,
+    check_specs=[qc.schema_spec(KEYS["weekly_bars"])],
+)
+def weekly_bars(context: AssetExecutionContext, daily_bars: pl.DataFrame):
+    """Weekly bars: one row per ticker and week ending Friday (partition key: the Monday).
+
+    First open, max high, min low, last close (USD unadjusted), summed share volume and trades,
+    and the number of sessions the ticker traded (``trading_days``), from ``market/daily_bars``.
+    """
+    daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
+    weeks = partition_dates(context.partition_keys)
+    out = market.build_weekly_bars(daily).filter(pl.col("week_start").is_in(weeks))
+    counts = dict(out.group_by("week_start").agg(pl.col("ticker").n_unique()).iter_rows()) if out.height else {}
+    sessions = market.sessions_per_week(daily)
+    md.per_partition(
+        context,
+        {w.isoformat(): {"tickers": int(counts.get(w, 0)), "sessions": int(sessions.get(w, 0))} for w in weeks},
+    )
+    return MaterializeResult(value=out, check_results=[qc.schema_result(context, KEYS["weekly_bars"], out.schema)])
+
+
+class DailyFilteredConfig(BaseModel):
+    price_min: float = Field(default=1.0, description="Lowest close on the day, USD (inclusive).")
+    price_max: float = Field(default=9.99, description="Highest close on the day, USD (inclusive).")
+    min_avg_volume: float = Field(
+        default=750_000,
+        description="Minimum mean daily share volume over the trailing `min_days` sessions ending on the day.",
+    )
+    min_days: int = Field(
+        default=60,
+        ge=1,
+        le=FILTER_LOOKBACK - 10,
+        description="Window length in NYSE sessions; the ticker must have a bar in every one of them.",
+    )
+
+
+@asset(
+    key=KEYS["daily_filtered"],
+    **md.asset_kwargs(DOMAIN, layer="curated", kinds={"polars", "parquet"}, code_version="2"),
+    partitions_def=trading_days,
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
+    metadata=table_meta({**market.DAILY_BARS_SCHEMA, **market.DAILY_FILTERED_EXTRA}),
+    ins={"daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=day_window(-FILTER_LOOKBACK))},
+    freshness_policy=PUBLICATION_FRESHNESS,
+    check_specs=[
+        qc.spec(
+            KEYS["daily_filtered"],
+            UNIVERSE_CHECK,
+            "Every trading session with min_days sessions of history before it has at least one name.",
+        ),
+        qc.schema_spec(KEYS["daily_filtered"]),
+    ],
+    config_schema=config_schema(DailyFilteredConfig),
+)
+def daily_filtered(context: AssetExecutionContext, daily_bars: pl.DataFrame):
+    """The swing-trading universe (the old ``daily_filtered_1_9.99``): one row per ticker in the
+    universe and trading day, with its daily bar.
+
+    A ticker is in on day D when it closes within [price_min, price_max] USD, traded in each of
+    the last ``min_days`` NYSE sessions ending on D, and averaged at least ``min_avg_volume``
+    shares a day over them (``avg_volume``, the arithmetic mean of daily share volume over that
+    window). Only data up to D is used, so nobody qualifies before ``min_days`` sessions of
+    history exist.
+    """
+    config = parse(DailyFilteredConfig, context)
+    targets = partition_dates(context.partition_keys)
+    daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
+    require_sessions(daily, min(targets), max(targets), config.min_days, "market/daily_bars")
+    out = market.build_daily_filtered(
+        daily,
+        targets,
+        price_min=config.price_min,
+        price_max=config.price_max,
+        min_avg_volume=config.min_avg_volume,
+        min_days=config.min_days,
+    )
+    per_day = dict(out.group_by("date").len().iter_rows()) if out.height else {}
+    first_full = market.first_full_window(history_start(), config.min_days)
+    md.per_partition(
+        context,
+        {
+            d.isoformat(): {
+                "tickers": int(per_day.get(d, 0)),
+                "full_history": bool(first_full is not None and d >= first_full),
+                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
+            }
+            for d in targets
+        },
+    )
+    return MaterializeResult(
+        value=out,
+        check_results=[
+            _universe_result(KEYS["daily_filtered"], out, targets, first_full),
+            qc.schema_result(context, KEYS["daily_filtered"], out.schema),
+        ],
+    )
+
+
+class MinuteFeaturesConfig(BaseModel):
+    vol_spike_lookback: int = Field(
+        default=20,
+        ge=1,
+        le=SPIKE_LOOKBACK - 15,
+        description="Sessions before the day whose mean daily volume is the spike ratio's baseline.",
+    )
+
+
+@asset(
+    key=KEYS["minute_features"],
+    **md.asset_kwargs(DOMAIN, layer="features", kinds={"polars", "parquet"}, code_version="2"),
+    partitions_def=trading_days,
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
+    metadata=table_meta(market.MINUTE_FEATURES_SCHEMA),
+    ins={
+        "minute_aggs": AssetIn(key=KEYS["minute_aggs"]),
+        "daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=day_window(-SPIKE_LOOKBACK, -1)),
+    },
+    freshness_policy=PUBLICATION_FRESHNESS,
+    check_specs=[qc.schema_spec(KEYS["minute_features"])],
+    config_schema=config_schema(MinuteFeaturesConfig),
+)
+def minute_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame, daily_bars: pl.DataFrame):
+    """Per tradable ticker and day, from minute bars: realized volatility, intraday range, volume
+    by session, VWAP, and ``volume_spike_ratio`` = the day's volume over the mean daily volume of
+    the previous ``vol_spike_lookback`` sessions (from ``market/daily_bars``, strictly before the
+    day).
+
+    Units: range and volatility as fractions per day (not annualised), volume in shares, VWAP in
+    USD. Tradable tickers only (the same rules as ``market/daily_bars``).
+    """
+    config = parse(MinuteFeaturesConfig, context)
+    targets = partition_dates(context.partition_keys)
+    minute = conform(minute_aggs, market.MINUTE_AGGS_SCHEMA)
+    daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
+    first_prev = cal.previous_trading_day(min(targets))
+    require_sessions(daily, first_prev, first_prev, config.vol_spike_lookback, "market/daily_bars")
+    if minute.height:
+        reasons = market.classify_tickers(minute["ticker"].unique())
+        keep = reasons.filter(pl.col("reason").is_null())["ticker"]
+        minute = minute.filter(pl.col("ticker").is_in(keep.implode()))
+    feats = market.add_volume_spike(market.minute_day_features(minute), daily, config.vol_spike_lookback)
+    per_day = (
+        {
+            d: (n, s)
+            for d, n, s in feats.group_by("date")
+            .agg(pl.len(), pl.col("volume_spike_ratio").is_not_null().sum())
+            .iter_rows()
+        }
+        if feats.height
+        else {}
+    )
+    md.per_partition(
+        context,
+        {
+            d.isoformat(): {
+                "tickers": int(per_day.get(d, (0, 0))[0]),
+                "with_spike_ratio": int(per_day.get(d, (0, 0))[1]),
+                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
+            }
+            for d in targets
+        },
+    )
+    return MaterializeResult(value=feats, check_results=[qc.schema_result(context, KEYS["minute_features"], feats.schema)])
+
+

@@ -1,0 +1,88 @@
+"""Market, warehouse: the daily bars loaded into the SQL warehouse, row counts checked."""
+
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from quant_assets.defs import checks as qc
+from quant_assets.defs import metadata as md
+from quant_assets.defs.market.common import (
+    conform,
+)
+from quant_assets.defs.market.keys import (
+    DAYS_PER_RUN,
+    DOMAIN,
+    KEYS,
+    PUBLICATION_FRESHNESS,
+    WAREHOUSE_CHECK,
+)
+from quant_assets.defs.partitions import partition_dates, trading_days
+from quant_assets.defs.resources import WarehouseResource
+from quant_assets.lib import market
+
+
+@asset(
+    key=KEYS["warehouse_daily_bars"],
+    **md.asset_kwargs(DOMAIN, layer="warehouse", kinds={"sql", "duckdb", "postgres"}, code_version="2"),
+    partitions_def=trading_days,
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
+    ins={"daily_bars": AssetIn(key=KEYS["daily_bars"])},
+    metadata={
+        **md.table_definition_metadata(market.DAILY_BARS_SCHEMA, market.COLUMN_DOCS),
+        md.TABLE_NAME: "market_daily_bars",
+    },
+    freshness_policy=PUBLICATION_FRESHNESS,
+    check_specs=[
+        qc.spec(
+            KEYS["warehouse_daily_bars"],
+            WAREHOUSE_CHECK,
+            "The warehouse holds exactly the lake's rows for every loaded date.",
+        )
+    ],
+    # DuckDB allows one writing process per file: warehouse loads queue behind each other.
+    pool="warehouse",
+)
+def warehouse_daily_bars(context: AssetExecutionContext, daily_bars: pl.DataFrame, warehouse: WarehouseResource):
+    """``market/daily_bars`` loaded into the warehouse table ``market_daily_bars`` (DDL in ``sql/``):
+    one row per tradable ticker and trading day.
+
+    Idempotent over the run's window: the rows of exactly those dates are deleted and re-inserted
+    in one transaction.
+    """
+    targets = partition_dates(context.partition_keys)
+    daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
+    with warehouse.connect() as wh:
+        wh.replace_range("market_daily_bars", daily, "date", min(targets), max(targets))
+        counts = wh.count_by("market_daily_bars", "date", min(targets), max(targets))
+        dialect = wh.dialect
+    lake_counts = dict(daily.group_by("date").len().iter_rows()) if daily.height else {}
+    md.per_partition(
+        context,
+        {
+            d.isoformat(): {md.ROW_COUNT: int(counts.get(d, 0)), md.TABLE_NAME: "market_daily_bars", "dialect": dialect}
+            for d in targets
+        },
+    )
+    mismatched = [d.isoformat() for d in targets if counts.get(d, 0) != lake_counts.get(d, 0)]
+    return MaterializeResult(
+        check_results=[
+            qc.result(
+                KEYS["warehouse_daily_bars"],
+                WAREHOUSE_CHECK,
+                not mismatched,
+                f"Row counts differ from the lake on {mismatched[:10]}"
+                if mismatched
+                else f"{sum(counts.values()):,} rows over {len(targets)} date(s), equal to the lake.",
+                {"dates_mismatched": MetadataValue.json(mismatched[:100])},
+            )
+        ]
+    )
+
+

@@ -63,7 +63,7 @@ def _assert_settings(instance: DagsterInstance, config: Path) -> None:
     assert instance.run_monitoring_enabled is True
     assert isinstance(instance.compute_log_manager, LocalComputeLogManager)
     # A dead run worker is detected and its concurrency slots are freed in bounded time.
-    from quant_assets.run_launcher import MonitoredRunLauncher
+    from quant_assets.execution.run_launcher import MonitoredRunLauncher
 
     assert isinstance(instance.run_launcher, MonitoredRunLauncher)
     assert instance.run_launcher.supports_check_run_worker_health

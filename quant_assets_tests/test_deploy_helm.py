@@ -14,7 +14,7 @@ import pytest
 import yaml
 from dagster import validate_run_config
 
-from quant_assets.defs.executors import executor_choices
+from quant_assets.execution.executors import executor_choices
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

@@ -13,8 +13,8 @@ import pytest
 from dagster import validate_run_config
 from dagster._core.errors import DagsterInvalidConfigError
 
-from quant_assets import preflight
-from quant_assets.defs import executors
+from quant_assets.execution import preflight
+from quant_assets.execution import executors
 from quant_assets.lib import settings
 from quant_assets_tests.fixtures import GraphRunner
 from quant_assets_tests.servers import _free_port

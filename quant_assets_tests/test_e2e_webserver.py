@@ -131,7 +131,7 @@ def _materializations(stack, asset: str, partition: str) -> int:
 def _run_worker_pid(stack, run_id: str, timeout_s: float = 120) -> int:
     from dagster import DagsterInstance
 
-    from quant_assets.run_launcher import worker_of
+    from quant_assets.execution.run_launcher import worker_of
 
     # The instance configuration places its storage under $DAGSTER_HOME: point it at the stack's.
     with pytest.MonkeyPatch.context() as mp:

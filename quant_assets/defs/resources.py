@@ -48,6 +48,14 @@ def _cached_store(url: str, s3: S3Resource | None) -> Store:
         return store
 
 
+_S3_SETTINGS = ("region_name", "endpoint_url", "profile_name", "use_ssl", "verify", "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+
+
+def s3_settings(s3: Any) -> dict[str, Any]:
+    """The S3 client settings of a resource, for the distributed preflight to connect with."""
+    return {n: getattr(s3, n, None) for n in _S3_SETTINGS}
+
+
 class LandingZone(ConfigurableResource):
     """Where vendor drops arrive: a local folder or ``s3://bucket/prefix``, in the vendors' own layout."""
 
@@ -60,6 +68,10 @@ class LandingZone(ConfigurableResource):
     def describe(self, key: str) -> str:
         """A human-readable location for messages (never includes credentials)."""
         return f"{self.url.rstrip('/')}/{key}"
+
+    def shared_locations(self) -> dict[str, Any]:
+        """Where this resource keeps data, for the distributed preflight (nothing is connected)."""
+        return {"landing": self.url, "s3": s3_settings(self.s3)}
 
 
 class Lake(ConfigurableResource):
@@ -102,6 +114,10 @@ class Lake(ConfigurableResource):
 
     def delete(self, key: str) -> None:
         self.store().delete(key)
+
+    def shared_locations(self) -> dict[str, Any]:
+        """Where this resource keeps data, for the distributed preflight (nothing is connected)."""
+        return {"lake": self.url, "s3": s3_settings(self.s3)}
 
 
 def asset_prefix(asset_key) -> str:
@@ -199,6 +215,9 @@ class LakeIOManager(ConfigurableIOManager):
             return pl.DataFrame()
         return pl.concat(frames, how="vertical_relaxed")
 
+    def shared_locations(self) -> dict[str, Any]:
+        return self.lake.shared_locations()
+
 
 def _record_partition(context: OutputContext, partition_key: str, meta: dict) -> bool:
     """Put ``meta`` on one partition's materialization; False where the context cannot (a context
@@ -228,6 +247,12 @@ class WarehouseResource(ConfigurableResource):
             yield wh
         finally:
             wh.close()
+
+    def shared_locations(self) -> dict[str, Any]:
+        """The warehouse URL (``warehouse`` masked for messages; ``warehouse_url`` to connect)."""
+        from quant_assets.lib.warehouse import mask_url
+
+        return {"warehouse_url": self.url, "warehouse": mask_url(self.url)}
 
 
 class HttpClientResource(ConfigurableResource):
@@ -276,6 +301,9 @@ class HttpClientResource(ConfigurableResource):
         if url.startswith("s3://"):
             return ResponseCache(url, namespace, store=_cached_store(url, self.s3))
         return ResponseCache(url, namespace)
+
+    def shared_locations(self) -> dict[str, Any]:
+        return {"http_cache": self.cache_url()}
 
 
 def _env_or_default(name: str, default: str):
@@ -386,3 +414,6 @@ class FmpResource(ConfigurableResource):
             max_workers=max_concurrency,
             page_sizes=page_sizes,
         )
+
+    def shared_locations(self) -> dict[str, Any]:
+        return self.http.shared_locations()

@@ -12,7 +12,7 @@ It only judges workers on its own host; for a run started elsewhere it answers "
 leaves the verdict to ``max_runtime_seconds``. Configure it in ``dagster.yaml``::
 
     run_launcher:
-      module: quant_assets.run_launcher
+      module: quant_assets.execution.run_launcher
       class: MonitoredRunLauncher
 """
 

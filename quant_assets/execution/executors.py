@@ -29,7 +29,7 @@ is downstream of it, op retry policies and ``retries`` apply, concurrency pools 
 ``warehouse`` pool) hold across workers, and a step whose worker died is failed with the reason
 (Dask re-runs a task whose worker died, but a step that had started is never run twice in one
 run: re-execute the run from failure, by hand or with Dagster's run retries). Before any step
-runs, :mod:`quant_assets.preflight` checks every shared service from the orchestrating process
+runs, :mod:`quant_assets.execution.preflight` checks every shared service from the orchestrating process
 and, on Dask, from every worker.
 """
 
@@ -66,7 +66,7 @@ from dagster._core.executor.step_delegating import (
     StepHandlerContext,
 )
 
-from quant_assets import preflight
+from quant_assets.execution import preflight
 from quant_assets.lib import settings
 
 # dagster-dask's tag: a step asks Dask for worker resources, e.g. '{"memory_gb": 16}'.

@@ -20,7 +20,7 @@ Run the launch-time checks by hand (the Dagster instance from ``$DAGSTER_HOME/da
 without opening it, the locations from the environment, and the Dask scheduler and its workers
 when ``QUANT_EXECUTOR=dask``)::
 
-    .venv/bin/python -m quant_assets.preflight [--executor dask] [--scheduler tcp://host:8786]
+    .venv/bin/python -m quant_assets.execution.preflight [--executor dask] [--scheduler tcp://host:8786]
 """
 
 from __future__ import annotations
@@ -112,18 +112,11 @@ class Locations:
         return {"lake": self.lake, "landing": self.landing, "warehouse": self.warehouse, "http_cache": self.http_cache}
 
 
-def _s3_settings(s3: Any) -> dict[str, Any]:
-    names = ("region_name", "endpoint_url", "profile_name", "use_ssl", "verify", "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
-    return {n: getattr(s3, n, None) for n in names}
-
-
 def resolve_locations(job_def, run_config: Mapping[str, Any] | None = None, instance=None) -> Locations:
     """Build the run's shared resources exactly as its steps will (environment variables and run
-    config resolved) and read their locations. Nothing is connected."""
+    config resolved) and read their locations (each resource's ``shared_locations()``). Nothing
+    is connected."""
     from dagster import build_resources
-
-    from quant_assets.defs.resources import FmpResource, HttpClientResource, Lake, LakeIOManager, LandingZone, WarehouseResource
-    from quant_assets.lib.warehouse import mask_url
 
     required = set(job_def.get_required_resource_defs())
     keys = [k for k in SHARED_RESOURCES if k in required and k in job_def.resource_defs]
@@ -133,21 +126,12 @@ def resolve_locations(job_def, run_config: Mapping[str, Any] | None = None, inst
     with build_resources({k: job_def.resource_defs[k] for k in keys}, instance=instance, resource_config=resource_config) as res:
         for key in keys:
             obj = getattr(res, key)
-            if isinstance(obj, LakeIOManager):
-                obj = obj.lake
-            if isinstance(obj, FmpResource):
-                obj = obj.http
-            if isinstance(obj, Lake):
-                found.setdefault("lake", obj.url)
-                found.setdefault("s3", _s3_settings(obj.s3))
-            elif isinstance(obj, LandingZone):
-                found["landing"] = obj.url
-                found.setdefault("s3", _s3_settings(obj.s3))
-            elif isinstance(obj, HttpClientResource):
-                found["http_cache"] = obj.cache_url()
-            elif isinstance(obj, WarehouseResource):
-                found["warehouse_url"] = obj.url
-                found["warehouse"] = mask_url(obj.url)
+            locations = obj.shared_locations() if hasattr(obj, "shared_locations") else {}
+            for name, value in locations.items():
+                if name in ("lake", "s3"):
+                    found.setdefault(name, value)
+                else:
+                    found[name] = value
     return Locations(**found)
 
 
@@ -504,7 +488,7 @@ def check_workers(client, job_origin, asset_selection, run_config, instance_ref,
 def main(argv: Sequence[str] | None = None) -> int:
     from quant_assets.lib import settings
 
-    parser = argparse.ArgumentParser(prog="python -m quant_assets.preflight", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m quant_assets.execution.preflight", description=__doc__.split("\n\n")[0])
     parser.add_argument("--executor", choices=settings.EXECUTORS, default=None, help="default: QUANT_EXECUTOR")
     parser.add_argument("--scheduler", default=None, help="Dask scheduler address (default: QUANT_DASK_SCHEDULER)")
     parser.add_argument("--job", default="market_trading_day_job", help="the job whose resources are checked")

@@ -28,7 +28,7 @@ ANALYSIS_ASSETS = [
     models.logistic_model,
     factors.factor_evaluation,
     factors.factor_models,
-    backtests.backtests_asset,
+    backtests.backtests,
     backtests.performance_report,
     universe.liquid_universe,
 ]

@@ -39,11 +39,11 @@ from quant_assets.defs.research.keys import (
 )
 from quant_assets.defs.resources import Lake
 from quant_assets.lib.research import (
-    backtests,
     charts,
     performance,
     universe,
 )
+from quant_assets.lib.research.backtests import BACKTEST_DOCS, BACKTEST_SCHEMA, BacktestParams, run_backtests
 
 # ---------------------------------------------------------------------------------------------
 # Backtests and performance
@@ -75,14 +75,14 @@ class BacktestConfig(BaseModel):
     **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"vectorbt", "polars"}, code_version="2"),
     deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)],
     ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
-    metadata=table_meta(backtests.BACKTEST_SCHEMA, backtests.BACKTEST_DOCS, partitioned=False),
+    metadata=table_meta(BACKTEST_SCHEMA, BACKTEST_DOCS, partitioned=False),
     check_specs=[
         qc.spec(KEYS["backtests"], TRADES_CHECK, "Every strategy traded at least once on some ticker (warns).", blocking=False),
         schema_check(KEYS["backtests"]),
     ],
     config_schema=config_schema(BacktestConfig),
 )
-def backtests_asset(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lake: Lake):
+def backtests(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lake: Lake):
     """vectorbt backtests of the MACD zero-cross and RSI mean-reversion strategies, one row per
     (ticker, strategy), long only, all-in.
 
@@ -104,7 +104,7 @@ def backtests_asset(context: AssetExecutionContext, liquid_universe: pl.DataFram
         tickers, membership = universe.selection(liquid_universe, config.n_liquid, daily["date"].unique().to_list())
         if not tickers:
             raise Failure(description="research/liquid_universe has no member: materialize it over enough history (window, min_history)")
-    params = backtests.BacktestParams(
+    params = BacktestParams(
         rsi_period=config.rsi_period,
         oversold=config.oversold,
         overbought=config.overbought,
@@ -113,7 +113,7 @@ def backtests_asset(context: AssetExecutionContext, liquid_universe: pl.DataFram
         init_cash=config.init_cash,
     )
     try:
-        stats, equity, notes = backtests.run_backtests(
+        stats, equity, notes = run_backtests(
             daily, tickers, config.strategies, params, min_bars=config.min_bars, membership=membership, delisting_return=config.delisting_return
         )
     except ValueError as exc:

@@ -102,8 +102,6 @@ def backtests(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lak
         require_bars(daily, tickers)
     else:
         tickers, membership = universe.selection(liquid_universe, config.n_liquid, daily["date"].unique().to_list())
-        if not tickers:
-            raise Failure(description="research/liquid_universe has no member: materialize it over enough history (window, min_history)")
     params = BacktestParams(
         rsi_period=config.rsi_period,
         oversold=config.oversold,
@@ -120,6 +118,8 @@ def backtests(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lak
         raise Failure(description=f"research/backtests: {exc}") from None
     curve_key = "research/backtests/equity_curves.parquet"
     lake.write_frame(curve_key, equity)
+    if not tickers:
+        notes.append("research/liquid_universe has no member yet: the history is shorter than its window (window, min_history)")
     meta = {
         "stats": key_table(stats, 60),
         "equity_curves_file": MetadataValue.path(lake.describe(curve_key)),

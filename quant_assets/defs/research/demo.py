@@ -60,8 +60,19 @@ def analysis_run_config(sessions: int) -> dict:
             _op("logistic_model"): {"config": model},
             _op("backtests"): {"config": {"n_liquid": DEMO_BACKTEST_TICKERS, "min_bars": 35}},
             _op("factor_models"): {"config": {"min_obs": max(5, min(60, sessions // 2))}},
+            **({_op("liquid_universe"): {"config": short_history_universe(sessions)}} if sessions < SHORT_HISTORY else {}),
         }
     }
+
+
+# Below this many sessions the liquid universe's default 63-session window leaves few rebalance
+# dates: the demo ranks on half the history, re-ranked weekly (the Config defaults otherwise).
+SHORT_HISTORY = 126
+
+
+def short_history_universe(sessions: int) -> dict:
+    window = max(2, min(63, sessions // 2))
+    return {"window": window, "min_history": max(1, (4 * window) // 5), "rebalance": "weekly"}
 
 
 def research_days(s: DemoSettings) -> list[str]:

@@ -129,7 +129,7 @@ def test_the_response_cache_on_s3_is_shared_by_every_client(s3_bucket):
     """An ``s3://`` cache (the distributed path): what one machine fetched, another reads back."""
     from dagster_aws.s3 import S3Resource
 
-    from quant_assets.defs.resources import HttpClientResource
+    from quant_assets.defs.vendors import HttpClientResource
 
     endpoint, bucket, client = s3_bucket
     url = f"s3://{bucket}/http_cache"

@@ -11,7 +11,8 @@ from dagster import AssetKey, DagsterInstance, Definitions, build_sensor_context
 from dagster_aws.s3 import S3Resource
 
 from quant_assets.defs.partitions import smart_money_symbols
-from quant_assets.defs.resources import FmpResource, HttpClientResource, Lake, LakeIOManager, partition_file
+from quant_assets.defs.resources import Lake, LakeIOManager, partition_file
+from quant_assets.defs.vendors import FmpResource, HttpClientResource
 from quant_assets.defs.smart_money import defs as smart_money_defs
 from quant_assets.defs.smart_money.keys import KEYS, RAW_KEYS
 from quant_assets.defs.smart_money.automation import smart_money_backfill_sensor

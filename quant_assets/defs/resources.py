@@ -1,4 +1,5 @@
-"""Resources: landing zone, Parquet lake (+ IO manager), SQL warehouse.
+"""Resources: landing zone, Parquet lake (+ IO manager), SQL warehouse (the vendor API clients are
+in ``quant_assets.defs.vendors``).
 
 Every location comes from the environment (see ``quant_assets.lib.settings``); the same code runs
 against a local folder + DuckDB or S3 + PostgreSQL. S3 endpoint and keys come from the usual AWS
@@ -10,7 +11,7 @@ import contextlib
 import io
 import os
 import threading
-from typing import Any, Optional
+from typing import Any
 
 import polars as pl
 from dagster import (
@@ -21,13 +22,11 @@ from dagster import (
     OutputContext,
 )
 from dagster_aws.s3 import S3Resource
-from pydantic import Field
 
 from quant_assets.defs import metadata as md
 from quant_assets.lib import settings
 from quant_assets.lib.storage import LocalStore, Store, open_store
 from quant_assets.lib.warehouse import Warehouse
-
 
 # zstd level 1: ~10 % faster writes than the default for ~8 % larger files; reads are unchanged.
 ZSTD_LEVEL = 1
@@ -36,7 +35,7 @@ _STORES: dict[tuple, Store] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def _cached_store(url: str, s3: S3Resource | None) -> Store:
+def cached_store(url: str, s3: S3Resource | None) -> Store:
     """One store (and boto3 client) per location and S3 configuration in this process."""
     s3 = s3 or S3Resource()
     cache_key = (url, s3.endpoint_url, s3.region_name, s3.profile_name)
@@ -63,7 +62,7 @@ class LandingZone(ConfigurableResource):
     s3: S3Resource
 
     def store(self) -> Store:
-        return _cached_store(self.url, self.s3)
+        return cached_store(self.url, self.s3)
 
     def describe(self, key: str) -> str:
         """A human-readable location for messages (never includes credentials)."""
@@ -81,7 +80,7 @@ class Lake(ConfigurableResource):
     s3: S3Resource
 
     def store(self) -> Store:
-        return _cached_store(self.url, self.s3)
+        return cached_store(self.url, self.s3)
 
     def write_frame(self, key: str, df: pl.DataFrame) -> int:
         """Write atomically (temp file + rename locally; single PUT on S3). Returns bytes written."""
@@ -255,58 +254,7 @@ class WarehouseResource(ConfigurableResource):
         return {"warehouse_url": self.url, "warehouse": mask_url(self.url)}
 
 
-class HttpClientResource(ConfigurableResource):
-    """Polite HTTP access to vendor APIs (httpx): a rate limit per client, bounded concurrency,
-    timeouts, retries with backoff that honour ``Retry-After`` on 429/5xx, and a permanent
-    response cache (``QUANT_HTTP_CACHE_URL``: a folder, default ``$QUANT_DATA_DIR/http_cache``,
-    or an ``s3://`` location that every machine running steps shares; see
-    ``quant_assets.lib.http``).
-    Secrets (API keys) are passed by the caller from the environment and masked in every
-    message."""
-
-    calls_per_minute: int = Field(default=300, gt=0, description="Most requests per minute to one vendor.")
-    max_concurrency: int = Field(default=8, ge=1, description="Most requests in flight at once.")
-    timeout_s: float = Field(
-        default=30.0, gt=0, description="Deadline of each request, seconds: connecting and every read together."
-    )
-    max_attempts: int = Field(default=5, ge=1, description="Tries per request (1 = no retry).")
-    cache_dir: str = Field(
-        default="",
-        description="Response cache: a folder or an s3:// URL; empty = $QUANT_DATA_DIR/http_cache.",
-    )
-    s3: Optional[S3Resource] = Field(default=None, description="S3 client settings, for an s3:// cache.")
-
-    def cache_url(self) -> str:
-        return self.cache_dir or str(settings.data_dir() / "http_cache")
-
-    def client(self, base_url: str, *, secret_params=(), throttled=None, transport=None, headers=None):
-        from quant_assets.lib.http import PoliteClient, RetryPolicy
-
-        return PoliteClient(
-            base_url,
-            calls_per_minute=self.calls_per_minute,
-            max_concurrency=self.max_concurrency,
-            timeout_s=self.timeout_s,
-            retry=RetryPolicy(max_attempts=self.max_attempts),
-            secret_params=secret_params,
-            throttled=throttled,
-            transport=transport,
-            headers=headers,
-        )
-
-    def cache(self, namespace: str):
-        from quant_assets.lib.http import ResponseCache
-
-        url = self.cache_url()
-        if url.startswith("s3://"):
-            return ResponseCache(url, namespace, store=_cached_store(url, self.s3))
-        return ResponseCache(url, namespace)
-
-    def shared_locations(self) -> dict[str, Any]:
-        return {"http_cache": self.cache_url()}
-
-
-def _env_or_default(name: str, default: str):
+def env_or_default(name: str, default: str):
     return EnvVar(name) if os.environ.get(name) else default
 
 
@@ -317,103 +265,16 @@ def configured_landing_store() -> Store:
 
 def default_resources() -> dict[str, Any]:
     """Resources configured from the environment (embedded defaults when unset)."""
+    from quant_assets.defs.vendors import FmpResource, HttpClientResource
+
     settings.data_dir().mkdir(parents=True, exist_ok=True)
     s3 = S3Resource()
-    lake = Lake(url=_env_or_default("QUANT_LAKE_URL", settings.lake_url()), s3=s3)
+    lake = Lake(url=env_or_default("QUANT_LAKE_URL", settings.lake_url()), s3=s3)
     return {
-        "landing": LandingZone(url=_env_or_default("QUANT_LANDING_URL", settings.landing_url()), s3=s3),
+        "landing": LandingZone(url=env_or_default("QUANT_LANDING_URL", settings.landing_url()), s3=s3),
         "lake": lake,
         "io_manager": LakeIOManager(lake=lake),
-        "warehouse": WarehouseResource(url=_env_or_default("QUANT_WAREHOUSE_URL", settings.warehouse_url())),
-        "http": HttpClientResource(cache_dir=_env_or_default("QUANT_HTTP_CACHE_URL", ""), s3=s3),
+        "warehouse": WarehouseResource(url=env_or_default("QUANT_WAREHOUSE_URL", settings.warehouse_url())),
+        "http": HttpClientResource(cache_dir=env_or_default("QUANT_HTTP_CACHE_URL", ""), s3=s3),
         "fmp": FmpResource.from_environment(s3),
     }
-
-
-class FmpResource(ConfigurableResource):
-    """Financial Modeling Prep (stable API) for the smart-money group.
-
-    With ``FMP_API_KEY`` set, requests go to the real vendor (``FMP_BASE_URL``, default
-    https://financialmodelingprep.com/stable); the key is read through ``dagster.EnvVar`` and
-    masked in every message. Without a key, the embedded default is the simulated FMP
-    (``quant_assets.simulate.fmp``), served in-process through an httpx transport -- the same
-    client, rate limiter, retries and response cache run either way. Responses are cached for
-    good under ``<cache_dir>/fmp`` (real vendor) or ``<cache_dir>/fmp-sim/<world>`` (simulated).
-    """
-
-    http: HttpClientResource
-    api_key: str = Field(default="", description="FMP API key (from FMP_API_KEY); empty = use the simulated FMP.")
-    base_url: str = Field(
-        default="",
-        description="FMP stable API base URL (FMP_BASE_URL); empty = the real vendor with a key, the simulator without.",
-    )
-    sim_seed: int = Field(default=7, description="Seed of the simulated FMP (used only when it is the source).")
-
-    @classmethod
-    def from_environment(cls, s3: S3Resource | None = None) -> "FmpResource":
-        return cls(
-            http=HttpClientResource(cache_dir=_env_or_default("QUANT_HTTP_CACHE_URL", ""), s3=s3 or S3Resource()),
-            api_key=_env_or_default("FMP_API_KEY", ""),
-            base_url=_env_or_default("FMP_BASE_URL", ""),
-        )
-
-    def simulated(self, source: str = "auto") -> bool:
-        """Whether requests go to the simulated FMP: ``source`` "simulated", or "auto" with neither
-        a key nor a base URL configured."""
-        if source not in ("auto", "simulated", "fmp"):
-            raise ValueError(f"source must be auto, simulated or fmp, got {source!r}")
-        return source == "simulated" or (source == "auto" and not self.api_key and not self.base_url)
-
-    def describe(self, source: str = "auto") -> str:
-        """Where requests go, for metadata (never the key)."""
-        from quant_assets.lib.sources.fmp import FMP_BASE_URL
-
-        if self.simulated(source):
-            return f"simulated FMP (seed {self.sim_seed}, in-process)"
-        return self.base_url or FMP_BASE_URL
-
-    def cache(self, source: str = "auto"):
-        from quant_assets.simulate.fmp import FmpSimSpec
-
-        if self.simulated(source):
-            return self.http.cache(f"fmp-sim/{FmpSimSpec(seed=self.sim_seed).fingerprint()}")
-        return self.http.cache("fmp")
-
-    def client(
-        self, *, calls_per_minute: float, max_concurrency: int, page_sizes=None, source: str = "auto", budget_s: float | None = None
-    ):
-        """An FMP client for ``source`` (close it with ``client.http.close()``); ``budget_s``: the
-        most seconds its whole fetch may take, retries and waits included."""
-        from quant_assets.lib.http import PoliteClient, RetryPolicy
-        from quant_assets.lib.sources import fmp
-        from quant_assets.simulate.fmp import SIM_BASE_URL, FmpSimSpec, SimulatedFmp
-
-        simulated = self.simulated(source)
-        transport = None
-        base_url = self.base_url or fmp.FMP_BASE_URL
-        if simulated:
-            transport = SimulatedFmp(FmpSimSpec(seed=self.sim_seed)).transport()
-            base_url = SIM_BASE_URL
-        http = PoliteClient(
-            base_url,
-            calls_per_minute=calls_per_minute,
-            max_concurrency=max_concurrency,
-            timeout_s=self.http.timeout_s,
-            retry=RetryPolicy(max_attempts=self.http.max_attempts),
-            secret_params=fmp.SECRET_PARAMS,
-            throttled=fmp.is_limit_message,
-            transport=transport,
-            budget_s=budget_s,
-        )
-        return fmp.FmpClient(
-            http,
-            self.cache(source),
-            api_key=None if simulated else (self.api_key or None),
-            # The vendor's own host needs a key; another base URL (a proxy, a test server) may not.
-            require_key=not simulated and base_url == fmp.FMP_BASE_URL,
-            max_workers=max_concurrency,
-            page_sizes=page_sizes,
-        )
-
-    def shared_locations(self) -> dict[str, Any]:
-        return self.http.shared_locations()

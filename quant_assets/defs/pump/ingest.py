@@ -32,12 +32,8 @@ from quant_assets.defs.pump.keys import (
     KEYS,
     QUARANTINE_CHECK,
 )
-from quant_assets.defs.resources import (
-    HttpClientResource,
-    Lake,
-    LandingZone,
-    WarehouseResource,
-)
+from quant_assets.defs.resources import Lake, LandingZone, WarehouseResource
+from quant_assets.defs.vendors import HttpClientResource
 from quant_assets.lib.pump import schemas as sch
 from quant_assets.lib.pump import signals as psig
 from quant_assets.lib.pump import trades as ptr

@@ -50,7 +50,7 @@ def prepare(s: DemoSettings) -> list[str]:
     from dagster import DagsterInstance
 
     from quant_assets.defs.partitions import smart_money_symbols
-    from quant_assets.defs.resources import FmpResource
+    from quant_assets.defs.vendors import FmpResource
 
     fmp = FmpResource.from_environment()
     lines = []

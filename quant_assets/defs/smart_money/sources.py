@@ -28,7 +28,7 @@ from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.partitions import smart_money_symbols
-from quant_assets.defs.resources import FmpResource
+from quant_assets.defs.vendors import FmpResource
 from quant_assets.defs.smart_money.keys import (
     KEYS,
     PER_SYMBOL,

@@ -58,13 +58,13 @@ class PumpGraph:
     def __init__(self, landing, lake, instance, warehouse_url):
         from quant_assets.definitions import defs as production
         from quant_assets.defs.resources import (
-            HttpClientResource,
             Lake,
             LakeIOManager,
             LandingZone,
             WarehouseResource,
             default_resources,
         )
+        from quant_assets.defs.vendors import HttpClientResource
         from dagster_aws.s3 import S3Resource
 
         s3 = S3Resource()
@@ -358,13 +358,13 @@ def test_landing_zone_on_s3(s3_bucket, pump_landing, tmp_path, dagster_instance)
     from dagster_aws.s3 import S3Resource
 
     from quant_assets.defs.resources import (
-        HttpClientResource,
         Lake,
         LakeIOManager,
         LandingZone,
         WarehouseResource,
         default_resources,
     )
+    from quant_assets.defs.vendors import HttpClientResource
 
     endpoint, bucket, client = s3_bucket
     for path in pump_landing.rglob("*"):

@@ -157,12 +157,14 @@ def test_the_declared_dataset_schema_is_what_a_build_returns():
 def test_loading_the_code_location_starts_no_thread():
     """A process that imports the definitions and then forks (Dagster's forkserver with
     ``preload_modules``, Dask nannies) must not have started polars' or numba's thread pools: the
-    forked step would wait for threads that do not exist in it."""
+    forked step would wait for threads that do not exist in it. OpenBLAS's pools (numpy's and
+    scipy's own copy, started at their import) re-create themselves after a fork, so they are
+    part of the baseline."""
     import subprocess
     import sys
 
     code = (
-        "import os; import polars, numpy, dagster; before = len(os.listdir('/proc/self/task')); "
+        "import os; import polars, numpy, scipy.linalg, dagster; before = len(os.listdir('/proc/self/task')); "
         "import quant_assets.definitions; print(before, len(os.listdir('/proc/self/task')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

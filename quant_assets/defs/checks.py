@@ -8,11 +8,18 @@ downstream work wrong is ``blocking``: a failed ERROR result stops the rest of t
 ``column_schema_unchanged`` is on every table asset: the columns and types written now must
 equal those of the asset's previous materialization, unless the asset's ``code_version``
 changed too (a deliberate change).
+
+``AssetChecks`` is the one way an asset declares its checks and returns their results: its
+``specs`` go into ``@asset(check_specs=...)`` and ``materialize`` / ``results`` refuse outcomes
+that do not match the declared checks name for name, so an asset cannot declare a check it never
+evaluates (or evaluate one it never declared). A non-blocking check warns (``WARN`` severity)
+unless its outcome says otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -22,12 +29,14 @@ from dagster import (
     AssetCheckSpec,
     AssetKey,
     AssetRecordsFilter,
+    MaterializeResult,
     MetadataValue,
 )
 
 from quant_assets.defs import metadata as md
 
 SCHEMA_CHECK = "column_schema_unchanged"
+NO_VALUE = object()  # materialize() without an output value (the asset writes its own files)
 CODE_VERSION_TAG = "dagster/code_version"
 
 
@@ -103,3 +112,87 @@ def schema_result(context, asset_key, schema: Mapping[str, pl.DataType]) -> Asse
         f"Column schema changed without a code_version change: added/retyped {added}, removed/retyped {removed}.",
         meta,
     )
+
+
+@dataclass(frozen=True)
+class Check:
+    """One data-quality rule of an asset: its name, what it asserts, whether a failure stops
+    downstream steps."""
+
+    name: str
+    description: str
+    blocking: bool = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one evaluation of a ``Check`` found. ``severity`` None: ERROR for a blocking check,
+    WARN otherwise."""
+
+    passed: bool
+    description: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    severity: AssetCheckSeverity | None = None
+
+
+class AssetChecks:
+    """The checks of one asset, declared once: ``specs`` for the decorator, ``results`` and
+    ``materialize`` for the return value. ``schema`` adds ``column_schema_unchanged``."""
+
+    def __init__(self, asset_key, *checks: Check, schema: bool = True):
+        self.key = AssetKey.from_coercible(asset_key)
+        self.checks = tuple(checks)
+        self.schema = schema
+        names = [c.name for c in self.checks] + ([SCHEMA_CHECK] if schema else [])
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.key.to_user_string()}: a check name is declared twice: {names}")
+
+    @property
+    def specs(self) -> list[AssetCheckSpec]:
+        out = [spec(self.key, c.name, c.description, blocking=c.blocking) for c in self.checks]
+        return out + ([schema_spec(self.key)] if self.schema else [])
+
+    def results(
+        self, context, outcomes: Mapping[str, Outcome] | None = None, *, schema: Mapping[str, pl.DataType] | None = None
+    ) -> list[AssetCheckResult]:
+        """One result per declared check; ``outcomes`` must name exactly the declared checks
+        (the schema check is computed here from ``schema``)."""
+        outcomes = dict(outcomes or {})
+        declared = {c.name for c in self.checks}
+        where = self.key.to_user_string()
+        if set(outcomes) != declared:
+            missing, extra = sorted(declared - set(outcomes)), sorted(set(outcomes) - declared)
+            raise ValueError(f"{where}: check outcomes do not match the declared checks (missing {missing}, undeclared {extra})")
+        out = []
+        for c in self.checks:
+            o = outcomes[c.name]
+            severity = o.severity or (AssetCheckSeverity.ERROR if c.blocking else AssetCheckSeverity.WARN)
+            out.append(result(self.key, c.name, o.passed, o.description, o.metadata, severity=severity))
+        if self.schema:
+            if schema is None:
+                raise ValueError(f"{where}: declares {SCHEMA_CHECK} but no schema was given")
+            out.append(schema_result(context, self.key, schema))
+        return out
+
+    def materialize(
+        self,
+        context,
+        value: Any = NO_VALUE,
+        metadata: Mapping[str, Any] | None = None,
+        outcomes: Mapping[str, Outcome] | None = None,
+        *,
+        schema: Mapping[str, pl.DataType] | None = None,
+        asset_key: bool = False,
+    ) -> MaterializeResult:
+        """The asset's return value: ``value``, ``metadata`` and every declared check's result.
+        The schema check compares ``schema`` (default: the schema of ``value``).
+        ``asset_key`` names the asset in the result (for multi-assets)."""
+        if schema is None and isinstance(value, pl.DataFrame):
+            schema = value.schema
+        kwargs = {} if value is NO_VALUE else {"value": value}
+        return MaterializeResult(
+            asset_key=self.key if asset_key else None,
+            metadata=dict(metadata) if metadata else None,
+            check_results=self.results(context, outcomes, schema=schema),
+            **kwargs,
+        )

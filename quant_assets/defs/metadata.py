@@ -21,7 +21,8 @@ Only keys without a standard Dagster equivalent are custom.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import polars as pl
@@ -183,3 +184,20 @@ def per_partition(context, metadata_by_partition: Mapping[str, Mapping[str, Any]
     for key, meta in metadata_by_partition.items():
         if meta:
             context.add_asset_metadata(dict(meta), partition_key=key)
+
+
+def per_day(
+    context,
+    figures: Mapping[dt.date, Mapping[str, Any]],
+    *,
+    closed: Callable[[dt.date], str | None] | None = None,
+    each: Callable[[dt.date], Mapping[str, Any]] | None = None,
+    **common: Any,
+) -> None:
+    """Each day's ``figures``, then ``each(day)``'s and the ``common`` ones, onto that day's
+    partition; a day for which ``closed`` gives a reason is marked ``no_data`` with it."""
+    out = {}
+    for day, values in figures.items():
+        reason = closed(day) if closed else None
+        out[day.isoformat()] = {**values, **(each(day) if each else {}), **common, **(no_data(reason) if reason else {})}
+    per_partition(context, out)

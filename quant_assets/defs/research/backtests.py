@@ -5,12 +5,10 @@ liquid universe, delisting exits realised (``quant_assets.lib.research.backtests
 
 import polars as pl
 from dagster import (
-    AssetCheckSeverity,
     AssetDep,
     AssetExecutionContext,
     AssetIn,
     Failure,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -27,7 +25,6 @@ from quant_assets.defs.research.common import (
     dated_returns,
     key_table,
     require_bars,
-    schema_check,
     table_meta,
 )
 from quant_assets.defs.research.keys import (
@@ -38,15 +35,21 @@ from quant_assets.defs.research.keys import (
     TRADES_CHECK,
 )
 from quant_assets.defs.resources import Lake
-from quant_assets.lib.research import (
-    charts,
-    performance,
-    universe,
+from quant_assets.lib.research import performance, universe
+from quant_assets.lib.research.backtests import (
+    BACKTEST_DOCS,
+    BACKTEST_SCHEMA,
+    BacktestParams,
+    delisted_names,
+    growth_series,
+    idle_strategies,
+    run_backtests,
 )
-from quant_assets.lib.research.backtests import BACKTEST_DOCS, BACKTEST_SCHEMA, BacktestParams, run_backtests
 
-# ---------------------------------------------------------------------------------------------
-# Backtests and performance
+BACKTEST_CHECKS = qc.AssetChecks(
+    KEYS["backtests"], qc.Check(TRADES_CHECK, "Every strategy traded at least once on some ticker (warns).", blocking=False)
+)
+PERFORMANCE_CHECKS = qc.AssetChecks(KEYS["performance_report"])
 
 
 class BacktestConfig(BaseModel):
@@ -76,10 +79,7 @@ class BacktestConfig(BaseModel):
     deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)],
     ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
     metadata=table_meta(BACKTEST_SCHEMA, BACKTEST_DOCS, partitioned=False),
-    check_specs=[
-        qc.spec(KEYS["backtests"], TRADES_CHECK, "Every strategy traded at least once on some ticker (warns).", blocking=False),
-        schema_check(KEYS["backtests"]),
-    ],
+    check_specs=BACKTEST_CHECKS.specs,
     config_schema=config_schema(BacktestConfig),
 )
 def backtests(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lake: Lake):
@@ -125,48 +125,16 @@ def backtests(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lak
         "equity_curves_file": MetadataValue.path(lake.describe(curve_key)),
         "tickers": MetadataValue.json(tickers),
         "universe": "tickers (config)" if config.tickers else f"research/liquid_universe, first {config.n_liquid} of each rebalance date",
-        "delisted": MetadataValue.json(sorted(set(stats.filter(pl.col("delisted"))["ticker"].to_list()))),
+        "delisted": MetadataValue.json(delisted_names(stats)),
         "skipped": MetadataValue.json(notes),
     }
-    if equity.height:
-        norm = equity.with_columns((pl.col("equity") / config.init_cash).alias("growth"))
-        avg = norm.group_by("date", "strategy").agg(pl.col("growth").mean()).sort("date")
-        series = {
-            f"{s} (mean of {stats.filter(pl.col('strategy') == s).height})": (g["date"].to_list(), g["growth"].to_list())
-            for s in config.strategies
-            if (g := avg.filter(pl.col("strategy") == s)).height
-        }
-        spans = stats.select("ticker", "start", "end").unique()
-        bh = daily.join(spans, on="ticker").filter(pl.col("date").is_between(pl.col("start"), pl.col("end"))).sort("date")
-        first = bh.group_by("ticker").agg(pl.col("open").first().alias("o0"))
-        bh = bh.join(first, on="ticker").with_columns((pl.col("close") / pl.col("o0")).alias("growth"))
-        bhm = bh.group_by("date").agg(pl.col("growth").mean()).sort("date")
-        series["buy and hold (mean)"] = (bhm["date"].to_list(), bhm["growth"].to_list())
+    series = growth_series(stats, equity, daily, config.strategies, config.init_cash)
+    if series:
         title = "Equity per 1 USD invested, mean over tickers"
-        meta["chart (inline)"] = MetadataValue.md(
-            title + "\n\n" + charts.text_lines({k: v for k, (_, v) in series.items()}, fmt="{:.3f}")
-        )
-        png = charts.line_chart(series, title=title, ylabel="growth of 1 USD")
-        meta.update(lakeio.write_chart(lake, "research/charts/backtests_equity.png", png, "chart"))
-    traded = stats.group_by("strategy").agg(pl.col("n_trades").sum()) if stats.height else pl.DataFrame({"strategy": [], "n_trades": []})
-    idle = [s for s in config.strategies if not traded.filter((pl.col("strategy") == s) & (pl.col("n_trades") > 0)).height]
-    return MaterializeResult(
-        value=stats,
-        metadata=meta,
-        check_results=[
-            qc.result(
-                KEYS["backtests"],
-                TRADES_CHECK,
-                not idle,
-                f"No trade at all for {idle}." if idle else "Every strategy traded.",
-                {"idle_strategies": MetadataValue.json(idle)},
-                severity=AssetCheckSeverity.WARN,
-            ),
-            qc.schema_result(context, KEYS["backtests"], stats.schema),
-        ],
-    )
-
-
+        meta.update(lakeio.chart(lake, "research/charts/backtests_equity.png", series, title, "growth of 1 USD", fmt="{:.3f}"))
+    idle = idle_strategies(stats, config.strategies)
+    outcome = qc.Outcome(not idle, f"No trade at all for {idle}." if idle else "Every strategy traded.", {"idle_strategies": MetadataValue.json(idle)})
+    return BACKTEST_CHECKS.materialize(context, stats, meta, {TRADES_CHECK: outcome})
 
 
 class PerformanceConfig(BaseModel):
@@ -192,7 +160,7 @@ class PerformanceConfig(BaseModel):
     ],
     ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
     metadata=table_meta(performance.PERFORMANCE_SCHEMA, performance.COLUMN_DOCS, partitioned=False),
-    check_specs=[schema_check(KEYS["performance_report"])],
+    check_specs=PERFORMANCE_CHECKS.specs,
     config_schema=config_schema(PerformanceConfig),
 )
 def performance_report(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lake: Lake):
@@ -215,28 +183,18 @@ def performance_report(context: AssetExecutionContext, liquid_universe: pl.DataF
         raise Failure(description=f"benchmark {config.benchmark} has no daily returns in market/daily_bars")
     returns, names = dated_returns(daily, liquid_universe.filter(pl.col("ticker") != config.benchmark), config.tickers, config.n_liquid, config.delisting_return)
     filtered, _ = lakeio.read_partitions(lake, MARKET_KEYS["daily_filtered"], trading_days.get_partition_keys(), ["ticker", "date"])
-    series = {t: returns.filter(pl.col("ticker") == t) for t in names}
-    portfolio = performance.equal_weight_portfolio(daily, filtered, delisting_return=config.delisting_return)
-    series["portfolio"] = portfolio
+    series = performance.name_series(returns, names)
+    series["portfolio"] = portfolio = performance.equal_weight_portfolio(daily, filtered, delisting_return=config.delisting_return)
     table, aligned = performance.performance_table(series, bench)
     meta = {
         "report": key_table(table, 40),
         "benchmark": config.benchmark,
-        "portfolio_days": int(portfolio.height),
-        "portfolio_mean_names": float(portfolio["names"].mean()) if portfolio.height else 0.0,
-        "portfolio_exits": int(portfolio["exits"].sum()) if portfolio.height else 0,
+        **performance.portfolio_figures(portfolio),
         "names_from": "tickers (config)" if config.tickers else f"research/liquid_universe, first {config.n_liquid} of each rebalance date",
         "delisting_return": config.delisting_return,
     }
-    lines = {}
-    pa = aligned["portfolio"]
-    if pa.height:
-        lines["portfolio"] = (pa["date"].to_list(), ((pa["r"] + 1).cum_prod() - 1).to_list())
-        lines[config.benchmark] = (pa["date"].to_list(), ((pa["b"] + 1).cum_prod() - 1).to_list())
+    lines = performance.cumulative_lines(aligned["portfolio"], "portfolio", config.benchmark)
+    if lines:
         title = "Cumulative return: equal-weight filtered universe vs benchmark"
-        meta["chart (inline)"] = MetadataValue.md(
-            title + "\n\n" + charts.text_lines({k: v for k, (_, v) in lines.items()}, fmt="{:+.1%}")
-        )
-        png = charts.line_chart(lines, title=title, ylabel="cumulative return", zero_line=True)
-        meta.update(lakeio.write_chart(lake, "research/charts/performance_report.png", png, "chart"))
-    return MaterializeResult(value=table, metadata=meta, check_results=[qc.schema_result(context, KEYS["performance_report"], table.schema)])
+        meta.update(lakeio.chart(lake, "research/charts/performance_report.png", lines, title, "cumulative return", zero_line=True, fmt="{:+.1%}"))
+    return PERFORMANCE_CHECKS.materialize(context, table, meta)

@@ -19,10 +19,17 @@ from quant_assets.defs import metadata as md
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.research import lakeio
+from quant_assets.defs.research.keys import HOLIDAY
 from quant_assets.defs.resources import Lake
+from quant_assets.lib import calendar as cal
 from quant_assets.lib.research import (
     universe,
 )
+
+
+def closed(day) -> str | None:
+    """Why a weekday partition holds no rows (an NYSE holiday), or None on a session."""
+    return None if cal.is_trading_day(day) else HOLIDAY
 
 
 def table_meta(schema: dict, docs: dict, partitioned: bool = True) -> dict:

@@ -7,7 +7,6 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     BackfillPolicy,
-    MaterializeResult,
     asset,
 )
 
@@ -16,30 +15,26 @@ from quant_assets.defs import metadata as md
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import partition_dates, trading_days
 from quant_assets.defs.research.common import (
+    closed,
     conform,
     day_window,
-    schema_check,
     table_meta,
 )
 from quant_assets.defs.research.keys import (
     DOMAIN,
-    HOLIDAY,
     KEYS,
     MINUTE_DAYS_PER_RUN,
     PIT_CHECK,
     PREVIOUS_WINDOW,
 )
 from quant_assets.lib import calendar as cal
-from quant_assets.lib import market
+from quant_assets.lib import frames, market
 from quant_assets.lib.research import (
     datasets,
     indicators,
     labels,
     macd,
 )
-
-# ---------------------------------------------------------------------------------------------
-# Training dataset
 
 
 def _dataset_schema() -> tuple[dict, dict]:
@@ -51,6 +46,9 @@ def _dataset_schema() -> tuple[dict, dict]:
 
 
 DATASET_SCHEMA, DATASET_DOCS = _dataset_schema()
+DATASET_CHECKS = qc.AssetChecks(
+    KEYS["training_dataset"], qc.Check(PIT_CHECK, "Every joined feature comes from a session strictly before the event's day.")
+)
 
 
 @asset(
@@ -66,14 +64,7 @@ DATASET_SCHEMA, DATASET_DOCS = _dataset_schema()
         "minute_features": AssetIn(key=MARKET_KEYS["minute_features"], partition_mapping=day_window(-PREVIOUS_WINDOW, -1)),
         "macd_day_features": AssetIn(key=KEYS["macd_day_features"], partition_mapping=day_window(-PREVIOUS_WINDOW, -1)),
     },
-    check_specs=[
-        qc.spec(
-            KEYS["training_dataset"],
-            PIT_CHECK,
-            "Every joined feature comes from a session strictly before the event's day.",
-        ),
-        schema_check(KEYS["training_dataset"]),
-    ],
+    check_specs=DATASET_CHECKS.specs,
 )
 def training_dataset(
     context: AssetExecutionContext,
@@ -102,35 +93,11 @@ def training_dataset(
     }
     out = datasets.build_training_dataset(events, previous).select(list(DATASET_SCHEMA))
     leaks = datasets.point_in_time_violations(out)
-    stats = (
-        {d: (n, k) for d, n, k in out.group_by("date").agg(pl.len(), pl.col("rsi_14").is_not_null().sum()).iter_rows()}
-        if out.height
-        else {}
+    figures = frames.per_day_counts(out, targets, {"with_previous_day_technicals": pl.col("rsi_14").is_not_null().sum()}, rows="events")
+    md.per_day(context, figures, closed=closed, each=lambda day: {"feature_date": cal.previous_trading_day(day).isoformat()})
+    outcome = qc.Outcome(
+        leaks == 0,
+        f"{leaks} row(s) with features not strictly before the event day." if leaks else "All features precede their event's day.",
+        {"violations": leaks},
     )
-    md.per_partition(
-        context,
-        {
-            d.isoformat(): {
-                "events": int(stats.get(d, (0, 0))[0]),
-                "with_previous_day_technicals": int(stats.get(d, (0, 0))[1]),
-                "feature_date": cal.previous_trading_day(d).isoformat(),
-                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
-            }
-            for d in targets
-        },
-    )
-    return MaterializeResult(
-        value=out,
-        check_results=[
-            qc.result(
-                KEYS["training_dataset"],
-                PIT_CHECK,
-                leaks == 0,
-                f"{leaks} row(s) with features not strictly before the event day." if leaks else "All features precede their event's day.",
-                {"violations": leaks},
-            ),
-            qc.schema_result(context, KEYS["training_dataset"], out.schema),
-        ],
-    )
-
-
+    return DATASET_CHECKS.materialize(context, out, outcomes={PIT_CHECK: outcome})

@@ -5,12 +5,10 @@ regressions on Ken French files (``quant_assets.lib.research.factors``,
 
 import polars as pl
 from dagster import (
-    AssetCheckSeverity,
     AssetDep,
     AssetExecutionContext,
     AssetIn,
     Failure,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -26,7 +24,6 @@ from quant_assets.defs.research.common import (
     all_daily,
     dated_returns,
     key_table,
-    schema_check,
     table_meta,
 )
 from quant_assets.defs.research.keys import (
@@ -39,14 +36,28 @@ from quant_assets.defs.research.keys import (
 )
 from quant_assets.defs.resources import Lake, LandingZone
 from quant_assets.lib.research import (
-    charts,
     factors,
     indicators,
 )
 from quant_assets.lib.sources import kenfrench
 
-# ---------------------------------------------------------------------------------------------
-# Factor evaluation
+EVALUATION_CHECKS = qc.AssetChecks(
+    KEYS["factor_evaluation"],
+    qc.Check(COVERAGE_CHECK, "Every evaluated feature has at least one date with an IC (warns).", blocking=False),
+)
+MODEL_CHECKS = qc.AssetChecks(
+    KEYS["factor_models"],
+    qc.Check(
+        FACTOR_COVERAGE_CHECK,
+        "The factor files cover the last day with returns (warns: the library publishes monthly, with a lag).",
+        blocking=False,
+    ),
+)
+T_STATISTICS = (
+    "horizon 1: plain t-test (Student t, n-1 df); longer horizons: Newey-West HAC standard errors "
+    "(statsmodels, Bartlett kernel, 2 x horizon lags, small-sample correction), p from Student t with "
+    "floor(n / (lags + 1)) - 1 df; per row in t_method, hac_lags, t_df"
+)
 
 
 class FactorEvaluationConfig(BaseModel):
@@ -63,10 +74,7 @@ class FactorEvaluationConfig(BaseModel):
     **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars", "scipy"}, code_version="2"),
     deps=[AssetDep(KEYS["technical_features"], partition_mapping=ALL_DAYS)],
     metadata=table_meta(factors.FACTOR_EVALUATION_SCHEMA, factors.FACTOR_EVALUATION_DOCS, partitioned=False),
-    check_specs=[
-        qc.spec(KEYS["factor_evaluation"], COVERAGE_CHECK, "Every evaluated feature has at least one date with an IC (warns).", blocking=False),
-        schema_check(KEYS["factor_evaluation"]),
-    ],
+    check_specs=EVALUATION_CHECKS.specs,
     config_schema=config_schema(FactorEvaluationConfig),
 )
 def factor_evaluation(context: AssetExecutionContext, lake: Lake):
@@ -84,64 +92,34 @@ def factor_evaluation(context: AssetExecutionContext, lake: Lake):
     feats, _ = lakeio.read_partitions(lake, KEYS["technical_features"], trading_days.get_partition_keys())
     if feats.is_empty():
         raise Failure(description="research/technical_features has no materialized partition; materialize it first")
-    numeric = [c for c in indicators.FEATURE_COLUMNS if feats.schema[c].is_numeric()]
-    if config.factor_column.strip().lower() == "all":
-        columns = numeric
-    else:
-        columns = [c.strip() for c in config.factor_column.split(",") if c.strip()]
-        unknown = [c for c in columns if c not in numeric]
-        if unknown:
-            raise Failure(description=f"factor_column names {unknown}, not numeric columns of research/technical_features: {numeric}")
+    try:
+        columns = factors.factor_columns(feats.schema, indicators.FEATURE_COLUMNS, config.factor_column)
+    except ValueError as exc:
+        raise Failure(description=str(exc)) from None
     if any(h < 1 for h in config.horizons) or not config.horizons:
         raise Failure(description=f"horizons must be positive session counts, got {config.horizons}")
     summary, by_date = factors.factor_evaluation(feats, columns, config.horizons, min_pairs=config.min_pairs)
     ic_key = "research/factor_evaluation/ic_by_date.parquet"
     lake.write_frame(ic_key, by_date)
-    h1 = min(config.horizons)
-    top = (
-        summary.filter((pl.col("horizon") == h1) & pl.col("icir").is_not_null())
-        .with_columns(pl.col("icir").abs().alias("_a"))
-        .sort("_a", descending=True)
-        .head(4)["feature"]
-        .to_list()
-    )
-    series = {}
-    for f in top:
-        s = by_date.filter((pl.col("feature") == f) & (pl.col("horizon") == h1)).sort("date")
-        rolled = s.with_columns(pl.col("ic").rolling_mean(window_size=20, min_samples=5).alias("r")).drop_nulls("r")
-        if rolled.height:
-            series[f] = (rolled["date"].to_list(), rolled["r"].to_list())
     meta = {
-        "ic_table": key_table(summary.sort(["horizon", "ic_mean"], descending=[False, True]), 100),
-        "t_statistics": "horizon 1: plain t-test (Student t, n-1 df); longer horizons: Newey-West HAC standard errors "
-        "(statsmodels, Bartlett kernel, 2 x horizon lags, small-sample correction), p from Student t with "
-        "floor(n / (lags + 1)) - 1 df; per row in t_method, hac_lags, t_df",
+        "ic_table": key_table(factors.ranked_summary(summary), 100),
+        "t_statistics": T_STATISTICS,
         "t_stats_compared": MetadataValue.md(factors.t_comparison_markdown(by_date, summary)),
         "ic_by_date_file": MetadataValue.path(lake.describe(ic_key)),
         "dates": int(feats["date"].n_unique()),
         "features": len(columns),
     }
+    h1 = min(config.horizons)
+    series = factors.rolling_ic(summary, by_date, h1)
     if series:
-        title = f"20-date rolling mean IC, horizon {h1} (top |ICIR|)"
-        meta["chart (inline)"] = MetadataValue.md(title + "\n\n" + charts.text_lines({k: v for k, (_, v) in series.items()}))
-        png = charts.line_chart(series, title=title, ylabel="Spearman IC", zero_line=True)
-        meta.update(lakeio.write_chart(lake, "research/charts/factor_evaluation_ic.png", png, "chart"))
-    empty = summary.filter(pl.col("n_dates") == 0)["feature"].unique().to_list()
-    return MaterializeResult(
-        value=summary,
-        metadata=meta,
-        check_results=[
-            qc.result(
-                KEYS["factor_evaluation"],
-                COVERAGE_CHECK,
-                not empty,
-                f"No usable date for {empty} (all null or too short a history)." if empty else "Every feature has ICs.",
-                {"features_without_ic": MetadataValue.json(empty)},
-                severity=AssetCheckSeverity.WARN,
-            ),
-            qc.schema_result(context, KEYS["factor_evaluation"], summary.schema),
-        ],
+        meta.update(lakeio.chart(lake, "research/charts/factor_evaluation_ic.png", series, f"20-date rolling mean IC, horizon {h1} (top |ICIR|)", "Spearman IC", zero_line=True))
+    empty = factors.features_without_ic(summary)
+    outcome = qc.Outcome(
+        not empty,
+        f"No usable date for {empty} (all null or too short a history)." if empty else "Every feature has ICs.",
+        {"features_without_ic": MetadataValue.json(empty)},
     )
+    return EVALUATION_CHECKS.materialize(context, summary, meta, {COVERAGE_CHECK: outcome})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,15 +199,7 @@ def load_factor_tables(config: FactorModelConfig, landing: LandingZone, models: 
     deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)],
     ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
     metadata=table_meta(factors.FACTOR_MODEL_SCHEMA, factors.FACTOR_MODEL_DOCS, partitioned=False),
-    check_specs=[
-        qc.spec(
-            KEYS["factor_models"],
-            FACTOR_COVERAGE_CHECK,
-            "The factor files cover the last day with returns (warns: the library publishes monthly, with a lag).",
-            blocking=False,
-        ),
-        schema_check(KEYS["factor_models"]),
-    ],
+    check_specs=MODEL_CHECKS.specs,
     config_schema=config_schema(FactorModelConfig),
 )
 def factor_models(context: AssetExecutionContext, liquid_universe: pl.DataFrame, landing: LandingZone, lake: Lake):
@@ -249,51 +219,37 @@ def factor_models(context: AssetExecutionContext, liquid_universe: pl.DataFrame,
     models = _models_for(config)
     daily = all_daily(lake, ["ticker", "date", "close", "volume", "ret_1d"])
     returns, tickers = dated_returns(daily, liquid_universe, config.tickers, config.n_liquid)
-    tickers = tickers + ([BENCHMARK] if not config.tickers else [])
-    returns = pl.concat([returns, daily.filter(pl.col("ticker") == BENCHMARK).select("ticker", "date", "ret_1d")]) if not config.tickers else returns
+    if not config.tickers:
+        tickers, returns = tickers + [BENCHMARK], factors.with_benchmark(returns, daily, BENCHMARK)
     tables, sources = load_factor_tables(config, landing, models)
-    # Inside the span the files and the returns share, every NYSE session must have factors.
-    first_return = returns.filter(pl.col("ret_1d").is_not_null())["date"].min()
+    _require_sessions(tables, sources, factors.return_span(returns)[0], daily["date"].max())
+    table, notes = factors.factor_models(returns, tables, tickers, models, min_obs=config.min_obs)
+    compare = factors.model_comparison(table, models)
+    last_return = factors.return_span(daily)[1]
+    last_factor = min(t["date"].max() for t in tables.values())
+    covered = last_factor >= last_return
+    meta = {
+        "comparison": key_table(compare, 40) if compare.height else MetadataValue.md("(no regression had enough days)"),
+        "tickers": MetadataValue.json(tickers),
+        "factor_files": MetadataValue.json(sources),
+        "factor_last_date": str(last_factor),
+        "skipped": MetadataValue.json(notes),
+    }
+    outcome = qc.Outcome(
+        covered,
+        f"Factors end {last_factor}, returns {last_return}: " + ("covered." if covered else "later days are left out of the regressions."),
+        {"factor_last_date": str(last_factor), "return_last_date": str(last_return)},
+    )
+    return MODEL_CHECKS.materialize(context, table, meta, {FACTOR_COVERAGE_CHECK: outcome})
+
+
+def _require_sessions(tables: dict[str, pl.DataFrame], sources: dict[str, str], first_return, last_bar) -> None:
+    """Inside the span the files and the returns share, every NYSE session must have factors."""
     for name, t in tables.items():
-        gaps = kenfrench.missing_sessions(t, max(first_return, t["date"].min()), min(t["date"].max(), daily["date"].max()))
+        gaps = kenfrench.missing_sessions(t, max(first_return, t["date"].min()), min(t["date"].max(), last_bar))
         if gaps:
             raise Failure(
                 description=f"the Ken French file of {name} ({sources[kenfrench.MODEL_DATASET[name].name]}) has no row for "
                 f"{len(gaps)} NYSE session(s) it covers, first {gaps[0]}: {', '.join(map(str, gaps[:5]))}",
                 metadata={"missing_sessions": MetadataValue.json([str(d) for d in gaps[:100]])},
             )
-    table, notes = factors.factor_models(returns, tables, tickers, models, min_obs=config.min_obs)
-    compare = (
-        table.pivot(on="model", index="ticker", values="r_squared").rename({m: f"r2_{m}" for m in models})
-        .join(table.pivot(on="model", index="ticker", values="alpha_annual").rename({m: f"alpha_ann_{m}" for m in models}), on="ticker")
-        .join(table.filter(pl.col("model") == models[0]).select("ticker", pl.col("beta_mkt_rf").alias(f"beta_mkt_{models[0]}")), on="ticker")
-        if table.height
-        else pl.DataFrame()
-    )
-    last_return = daily.filter(pl.col("ret_1d").is_not_null())["date"].max()
-    last_factor = min(t["date"].max() for t in tables.values())
-    covered = last_factor >= last_return
-    return MaterializeResult(
-        value=table,
-        metadata={
-            "comparison": key_table(compare, 40) if compare.height else MetadataValue.md("(no regression had enough days)"),
-            "tickers": MetadataValue.json(tickers),
-            "factor_files": MetadataValue.json(sources),
-            "factor_last_date": str(last_factor),
-            "skipped": MetadataValue.json(notes),
-        },
-        check_results=[
-            qc.result(
-                KEYS["factor_models"],
-                FACTOR_COVERAGE_CHECK,
-                covered,
-                f"Factors end {last_factor}, returns {last_return}: "
-                + ("covered." if covered else "later days are left out of the regressions."),
-                {"factor_last_date": str(last_factor), "return_last_date": str(last_return)},
-                severity=AssetCheckSeverity.WARN,
-            ),
-            qc.schema_result(context, KEYS["factor_models"], table.schema),
-        ],
-    )
-
-

@@ -5,12 +5,10 @@ import datetime as dt
 
 import polars as pl
 from dagster import (
-    AssetCheckSeverity,
     AssetExecutionContext,
     AssetIn,
     BackfillPolicy,
     Failure,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -22,14 +20,9 @@ from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import history_start, partition_dates, trading_days
 from quant_assets.defs.research import lakeio
-from quant_assets.defs.research.common import (
-    conform,
-    schema_check,
-    table_meta,
-)
+from quant_assets.defs.research.common import closed, conform, table_meta
 from quant_assets.defs.research.keys import (
     DOMAIN,
-    HOLIDAY,
     JOIN_CHECK,
     KEYS,
     MINUTE_DAYS_PER_RUN,
@@ -37,15 +30,18 @@ from quant_assets.defs.research.keys import (
     RANGE_CHECK,
 )
 from quant_assets.defs.resources import Lake
-from quant_assets.lib import calendar as cal
-from quant_assets.lib import market
-from quant_assets.lib.research import (
-    indicators,
-    macd,
-)
+from quant_assets.lib import frames, market
+from quant_assets.lib.research import indicators, macd
 
-# ---------------------------------------------------------------------------------------------
-# Features
+TECHNICAL_CHECKS = qc.AssetChecks(
+    KEYS["technical_features"],
+    qc.Check(RANGE_CHECK, "Oscillators within 0-100, Bollinger bands ordered, ATR and volatility non-negative."),
+)
+MACD_DAY_CHECKS = qc.AssetChecks(KEYS["macd_day_features"], qc.Check(MODE_CHECK, "Exactly one row per ticker, day and requested mode."))
+PLUS_MACD_CHECKS = qc.AssetChecks(
+    KEYS["minute_features_plus_macd"],
+    qc.Check(JOIN_CHECK, "Every minute-features row found its MACD-day row (warns otherwise).", blocking=False),
+)
 
 
 @asset(
@@ -55,14 +51,7 @@ from quant_assets.lib.research import (
     backfill_policy=BackfillPolicy.single_run(),
     metadata=table_meta(indicators.TECHNICAL_SCHEMA, indicators.COLUMN_DOCS),
     ins={"daily_bars": AssetIn(key=MARKET_KEYS["daily_bars"])},
-    check_specs=[
-        qc.spec(
-            KEYS["technical_features"],
-            RANGE_CHECK,
-            "Oscillators within 0-100, Bollinger bands ordered, ATR and volatility non-negative.",
-        ),
-        schema_check(KEYS["technical_features"]),
-    ],
+    check_specs=TECHNICAL_CHECKS.specs,
 )
 def technical_features(context: AssetExecutionContext, daily_bars: pl.DataFrame, lake: Lake):
     """TA-Lib-exact technical indicators: one row per ticker and trading day with a bar.
@@ -75,10 +64,30 @@ def technical_features(context: AssetExecutionContext, daily_bars: pl.DataFrame,
     stochastic / ADX / DI 0-100, ROC percent, hv_20 annualised fraction, OBV shares.
     """
     targets = partition_dates(context.partition_keys)
-    first = min(targets)
-    history_keys = lakeio.weekday_keys(history_start(), first - dt.timedelta(days=1)) if first > history_start() else []
     cols = ["ticker", "date", "high", "low", "close", "volume"]
-    history, missing = lakeio.read_partitions(lake, MARKET_KEYS["daily_bars"], history_keys, cols)
+    history = _daily_history(lake, min(targets), cols)
+    full = frames.stitch(history, conform(daily_bars, market.DAILY_BARS_SCHEMA).select(cols))
+    try:
+        out = indicators.technical_features(full, keep_dates=targets) if full.height else indicators.empty_technical()
+    except ValueError as exc:
+        raise Failure(description=f"market/daily_bars: {exc}") from None
+    figures = frames.per_day_counts(out, targets, {"with_rsi_14": pl.col("rsi_14").is_not_null().sum()}, rows="tickers")
+    md.per_day(context, figures, closed=closed, history_rows_read=int(history.height))
+    violations = indicators.range_violations(out)
+    bad = {k: v for k, v in violations.items() if v}
+    outcome = qc.Outcome(
+        not bad,
+        f"Rows out of range: {bad}" if bad else f"All {out.height:,} rows within their ranges.",
+        {k: int(v) for k, v in violations.items()},
+    )
+    return TECHNICAL_CHECKS.materialize(context, out, outcomes={RANGE_CHECK: outcome})
+
+
+def _daily_history(lake: Lake, first: dt.date, columns: list[str]) -> pl.DataFrame:
+    """market/daily_bars of every session before ``first`` (the indicators' lookback), or a
+    Failure naming the sessions not materialized yet."""
+    keys = lakeio.weekday_keys(history_start(), first - dt.timedelta(days=1)) if first > history_start() else []
+    history, missing = lakeio.read_partitions(lake, MARKET_KEYS["daily_bars"], keys, columns)
     gaps = lakeio.missing_sessions(missing)
     if gaps:
         raise Failure(
@@ -86,45 +95,7 @@ def technical_features(context: AssetExecutionContext, daily_bars: pl.DataFrame,
             f"indicators need (first: {', '.join(gaps[:5])}); materialize them first",
             metadata={"missing_sessions": MetadataValue.json(gaps[:100])},
         )
-    current = conform(daily_bars, market.DAILY_BARS_SCHEMA).select(cols)
-    frames = [f for f in (history, current) if f.height]
-    full = pl.concat(frames, how="vertical_relaxed") if frames else current
-    try:
-        out = indicators.technical_features(full, keep_dates=targets) if full.height else indicators.empty_technical()
-    except ValueError as exc:
-        raise Failure(description=f"market/daily_bars: {exc}") from None
-    per_day = (
-        {d: (n, r) for d, n, r in out.group_by("date").agg(pl.len(), pl.col("rsi_14").is_not_null().sum()).iter_rows()}
-        if out.height
-        else {}
-    )
-    md.per_partition(
-        context,
-        {
-            d.isoformat(): {
-                "tickers": int(per_day.get(d, (0, 0))[0]),
-                "with_rsi_14": int(per_day.get(d, (0, 0))[1]),
-                "history_rows_read": int(history.height),
-                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
-            }
-            for d in targets
-        },
-    )
-    violations = indicators.range_violations(out)
-    bad = {k: v for k, v in violations.items() if v}
-    return MaterializeResult(
-        value=out,
-        check_results=[
-            qc.result(
-                KEYS["technical_features"],
-                RANGE_CHECK,
-                not bad,
-                f"Rows out of range: {bad}" if bad else f"All {out.height:,} rows within their ranges.",
-                {k: int(v) for k, v in violations.items()},
-            ),
-            qc.schema_result(context, KEYS["technical_features"], out.schema),
-        ],
-    )
+    return history
 
 
 class MacdDayConfig(BaseModel):
@@ -147,10 +118,7 @@ class MacdDayConfig(BaseModel):
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
     metadata=table_meta(macd.MACD_DAY_SCHEMA, macd.COLUMN_DOCS),
     ins={"minute_aggs": AssetIn(key=MARKET_KEYS["minute_aggs"])},
-    check_specs=[
-        qc.spec(KEYS["macd_day_features"], MODE_CHECK, "Exactly one row per ticker, day and requested mode."),
-        schema_check(KEYS["macd_day_features"]),
-    ],
+    check_specs=MACD_DAY_CHECKS.specs,
     config_schema=config_schema(MacdDayConfig),
 )
 def macd_day_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame, lake: Lake):
@@ -173,63 +141,20 @@ def macd_day_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame,
         out = macd.macd_day_features(minute).filter(pl.col("mode").is_in(config.modes))
     except ValueError as exc:
         raise Failure(description=f"market/minute_aggs: {exc}") from None
-    stats = (
-        {
-            (d, m): (n, h)
-            for d, m, n, h in out.group_by("date", "mode").agg(pl.len(), pl.col("hist_last__1m").is_not_null().sum()).iter_rows()
-        }
-        if out.height
-        else {}
-    )
-    md.per_partition(
-        context,
-        {
-            d.isoformat(): {
-                **{f"tickers/{m}": int(stats.get((d, m), (0, 0))[0]) for m in config.modes},
-                **{f"with_hist_1m/{m}": int(stats.get((d, m), (0, 0))[1]) for m in config.modes},
-                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
-            }
-            for d in targets
-        },
-    )
+    with_hist = {"with_hist_1m": pl.col("hist_last__1m").is_not_null().sum()}
+    md.per_day(context, frames.per_day_counts(out, targets, with_hist, rows="tickers", by="mode", by_values=config.modes), closed=closed)
     if config.write_bar_level:
-        bars = macd.macd_bars(minute, config.modes)
-        for d in targets:
-            key = f"research/macd_bars/{d.isoformat()}.parquet"
-            lake.write_frame(key, bars.filter(pl.col("date") == d))
-            context.add_asset_metadata({"bar_level_file": MetadataValue.path(lake.describe(key))}, partition_key=d.isoformat())
-    counts = out.group_by("ticker", "date").len() if out.height else pl.DataFrame({"len": []})
-    wrong = counts.filter(pl.col("len") != len(config.modes)).height if out.height else 0
-    return MaterializeResult(
-        value=out,
-        check_results=[
-            qc.result(
-                KEYS["macd_day_features"],
-                MODE_CHECK,
-                wrong == 0,
-                f"{wrong} ticker-day(s) without exactly one row per mode." if wrong else "One row per ticker, day and mode.",
-                {"ticker_days": counts.height, "wrong": wrong},
-            ),
-            qc.schema_result(context, KEYS["macd_day_features"], out.schema),
-        ],
+        for day, rows in frames.split_by_day(macd.macd_bars(minute, config.modes), targets).items():
+            key = f"research/macd_bars/{day}.parquet"
+            lake.write_frame(key, rows)
+            context.add_asset_metadata({"bar_level_file": MetadataValue.path(lake.describe(key))}, partition_key=day)
+    ticker_days, wrong = macd.mode_row_violations(out, config.modes)
+    outcome = qc.Outcome(
+        wrong == 0,
+        f"{wrong} ticker-day(s) without exactly one row per mode." if wrong else "One row per ticker, day and mode.",
+        {"ticker_days": ticker_days, "wrong": wrong},
     )
-
-
-def _plus_macd_schema() -> dict:
-    schema = dict(market.MINUTE_FEATURES_SCHEMA)
-    for c in macd.MACD_FEATURE_COLUMNS:
-        schema[c] = macd.MACD_DAY_SCHEMA[c]
-    for c in macd.MACD_FEATURE_COLUMNS:
-        schema[f"{c}_rth"] = macd.MACD_DAY_SCHEMA[c]
-    return schema
-
-
-PLUS_MACD_SCHEMA = _plus_macd_schema()
-PLUS_MACD_DOCS = {
-    **{c: d for c, d in market.COLUMN_DOCS.items() if c in market.MINUTE_FEATURES_SCHEMA},
-    **{c: f"{macd.COLUMN_DOCS[c]} (mode all)" for c in macd.MACD_FEATURE_COLUMNS},
-    **{f"{c}_rth": f"{macd.COLUMN_DOCS[c]} (mode rth)" for c in macd.MACD_FEATURE_COLUMNS},
-}
+    return MACD_DAY_CHECKS.materialize(context, out, outcomes={MODE_CHECK: outcome})
 
 
 @asset(
@@ -237,51 +162,19 @@ PLUS_MACD_DOCS = {
     **md.asset_kwargs(DOMAIN, layer="features", kinds={"polars", "parquet"}, code_version="1"),
     partitions_def=trading_days,
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
-    metadata=table_meta(PLUS_MACD_SCHEMA, PLUS_MACD_DOCS),
+    metadata=table_meta(macd.PLUS_MACD_SCHEMA, macd.PLUS_MACD_DOCS),
     ins={
         "minute_features": AssetIn(key=MARKET_KEYS["minute_features"]),
         "macd_day_features": AssetIn(key=KEYS["macd_day_features"]),
     },
-    check_specs=[
-        qc.spec(
-            KEYS["minute_features_plus_macd"],
-            JOIN_CHECK,
-            "Every minute-features row found its MACD-day row (warns otherwise).",
-            blocking=False,
-        ),
-        schema_check(KEYS["minute_features_plus_macd"]),
-    ],
+    check_specs=PLUS_MACD_CHECKS.specs,
 )
 def minute_features_plus_macd(context: AssetExecutionContext, minute_features: pl.DataFrame, macd_day_features: pl.DataFrame):
     """``market/minute_features`` with the day's MACD summaries beside them: one row per
     tradable ticker and day. MACD columns of mode ``all`` keep their names; mode ``rth`` columns
     end in ``_rth``. Units as in the two sources."""
-    feats = conform(minute_features, market.MINUTE_FEATURES_SCHEMA)
-    m = conform(macd_day_features, macd.MACD_DAY_SCHEMA)
-    out = feats
-    for mode, suffix in (("all", ""), ("rth", "_rth")):
-        part = m.filter(pl.col("mode") == mode).select(
-            "ticker", "date", *[pl.col(c).alias(f"{c}{suffix}") for c in macd.MACD_FEATURE_COLUMNS]
-        )
-        out = out.join(part, on=["ticker", "date"], how="left")
-    out = out.select(list(PLUS_MACD_SCHEMA))
-    joined = out.filter(pl.col("bars__1m").is_not_null()).height if out.height else 0
-    targets = partition_dates(context.partition_keys)
-    per_day = dict(out.group_by("date").len().iter_rows()) if out.height else {}
-    md.per_partition(context, {d.isoformat(): {"tickers": int(per_day.get(d, 0))} for d in targets})
-    return MaterializeResult(
-        value=out,
-        check_results=[
-            qc.result(
-                KEYS["minute_features_plus_macd"],
-                JOIN_CHECK,
-                joined == out.height,
-                f"{joined:,} of {out.height:,} rows have MACD-day features.",
-                {"rows": out.height, "with_macd": joined},
-                severity=AssetCheckSeverity.WARN,
-            ),
-            qc.schema_result(context, KEYS["minute_features_plus_macd"], out.schema),
-        ],
-    )
-
-
+    out = macd.with_macd_day(conform(minute_features, market.MINUTE_FEATURES_SCHEMA), conform(macd_day_features, macd.MACD_DAY_SCHEMA))
+    joined = int(out["bars__1m"].is_not_null().sum()) if out.height else 0
+    md.per_day(context, frames.per_day_counts(out, partition_dates(context.partition_keys), rows="tickers"))
+    outcome = qc.Outcome(joined == out.height, f"{joined:,} of {out.height:,} rows have MACD-day features.", {"rows": out.height, "with_macd": joined})
+    return PLUS_MACD_CHECKS.materialize(context, out, outcomes={JOIN_CHECK: outcome})

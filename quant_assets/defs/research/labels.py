@@ -4,13 +4,10 @@ expansion labels (``quant_assets.lib.research.labels``, ``.macd``)."""
 
 import polars as pl
 from dagster import (
-    AssetCheckSeverity,
     AssetExecutionContext,
     AssetIn,
-    AssetKey,
     BackfillPolicy,
     Failure,
-    MaterializeResult,
     asset,
 )
 from pydantic import BaseModel, Field
@@ -21,29 +18,28 @@ from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import partition_dates, trading_days
 from quant_assets.defs.research.common import (
+    closed,
     conform,
     day_window,
     rounded,
-    schema_check,
     table_meta,
 )
 from quant_assets.defs.research.keys import (
     BALANCE_BAND,
     BALANCE_CHECK,
     DOMAIN,
-    HOLIDAY,
     KEYS,
     MINUTE_DAYS_PER_RUN,
     NEXT_WINDOW,
 )
-from quant_assets.lib import calendar as cal
-from quant_assets.lib import market
+from quant_assets.lib import frames, market
 from quant_assets.lib.research import (
     labels,
 )
 
-# ---------------------------------------------------------------------------------------------
-# Labels
+BALANCE = qc.Check(BALANCE_CHECK, "Positive-label share between 1% and 99% (warns).", blocking=False)
+EVENT_CHECKS = qc.AssetChecks(KEYS["macd_event_labels"], BALANCE)
+RANGE_CHECKS = qc.AssetChecks(KEYS["range_expansion_labels"], BALANCE)
 
 
 class EventLabelConfig(BaseModel):
@@ -54,7 +50,7 @@ class EventLabelConfig(BaseModel):
     short_only: bool = Field(default=False, description="Keep only cross-down (short) events.")
 
 
-def _balance_result(key: AssetKey, label: pl.Series) -> object:
+def _balance(label: pl.Series) -> dict[str, qc.Outcome]:
     bal = labels.label_balance(label)
     share = bal["positive_share"]
     ok = bal["labelled"] > 0 and BALANCE_BAND[0] <= share <= BALANCE_BAND[1]
@@ -65,7 +61,7 @@ def _balance_result(key: AssetKey, label: pl.Series) -> object:
     )
     if not ok and bal["labelled"]:
         desc += f": outside {BALANCE_BAND[0]:.0%}-{BALANCE_BAND[1]:.0%}, a classifier would learn little"
-    return qc.result(key, BALANCE_CHECK, ok, desc, rounded(dict(bal)), severity=AssetCheckSeverity.WARN)
+    return {BALANCE_CHECK: qc.Outcome(ok, desc, rounded(dict(bal)))}
 
 
 @asset(
@@ -75,10 +71,7 @@ def _balance_result(key: AssetKey, label: pl.Series) -> object:
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
     metadata=table_meta(labels.EVENTS_SCHEMA, labels.EVENT_DOCS),
     ins={"minute_aggs": AssetIn(key=MARKET_KEYS["minute_aggs"])},
-    check_specs=[
-        qc.spec(KEYS["macd_event_labels"], BALANCE_CHECK, "Positive-label share between 1% and 99% (warns).", blocking=False),
-        schema_check(KEYS["macd_event_labels"]),
-    ],
+    check_specs=EVENT_CHECKS.specs,
     config_schema=config_schema(EventLabelConfig),
 )
 def macd_event_labels(context: AssetExecutionContext, minute_aggs: pl.DataFrame):
@@ -106,29 +99,9 @@ def macd_event_labels(context: AssetExecutionContext, minute_aggs: pl.DataFrame)
         )
     except ValueError as exc:
         raise Failure(description=f"research/macd_event_labels: {exc}") from None
-    stats = (
-        {d: (n, p) for d, n, p in out.group_by("date").agg(pl.len(), pl.col("label").fill_null(0).sum()).iter_rows()}
-        if out.height
-        else {}
-    )
-    md.per_partition(
-        context,
-        {
-            d.isoformat(): {
-                "events": int(stats.get(d, (0, 0))[0]),
-                "positive_labels": int(stats.get(d, (0, 0))[1]),
-                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
-            }
-            for d in targets
-        },
-    )
-    return MaterializeResult(
-        value=out,
-        check_results=[
-            _balance_result(KEYS["macd_event_labels"], out["label"]),
-            qc.schema_result(context, KEYS["macd_event_labels"], out.schema),
-        ],
-    )
+    figures = frames.per_day_counts(out, targets, {"positive_labels": pl.col("label").fill_null(0).sum()}, rows="events")
+    md.per_day(context, figures, closed=closed)
+    return EVENT_CHECKS.materialize(context, out, outcomes=_balance(out["label"]))
 
 
 class RangeLabelConfig(BaseModel):
@@ -142,10 +115,7 @@ class RangeLabelConfig(BaseModel):
     backfill_policy=BackfillPolicy.single_run(),
     metadata=table_meta(labels.RANGE_LABEL_SCHEMA, labels.RANGE_LABEL_DOCS),
     ins={"daily_bars": AssetIn(key=MARKET_KEYS["daily_bars"], partition_mapping=day_window(0, NEXT_WINDOW))},
-    check_specs=[
-        qc.spec(KEYS["range_expansion_labels"], BALANCE_CHECK, "Positive-label share between 1% and 99% (warns).", blocking=False),
-        schema_check(KEYS["range_expansion_labels"]),
-    ],
+    check_specs=RANGE_CHECKS.specs,
     config_schema=config_schema(RangeLabelConfig),
 )
 def range_expansion_labels(context: AssetExecutionContext, daily_bars: pl.DataFrame):
@@ -160,35 +130,7 @@ def range_expansion_labels(context: AssetExecutionContext, daily_bars: pl.DataFr
     targets = partition_dates(context.partition_keys)
     daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
     out = labels.range_expansion_labels(daily, targets, config.threshold)
-    stats = (
-        {
-            d: (n, k, p)
-            for d, n, k, p in out.group_by("date")
-            .agg(pl.len(), pl.col("label").is_not_null().sum().alias("known"), pl.col("label").fill_null(0).sum().alias("pos"))
-            .iter_rows()
-        }
-        if out.height
-        else {}
-    )
-    md.per_partition(
-        context,
-        {
-            d.isoformat(): {
-                "tickers": int(stats.get(d, (0, 0, 0))[0]),
-                "labelled": int(stats.get(d, (0, 0, 0))[1]),
-                "positive": int(stats.get(d, (0, 0, 0))[2]),
-                "next_session": labels.next_session(d).isoformat(),
-                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
-            }
-            for d in targets
-        },
-    )
-    return MaterializeResult(
-        value=out,
-        check_results=[
-            _balance_result(KEYS["range_expansion_labels"], out["label"]),
-            qc.schema_result(context, KEYS["range_expansion_labels"], out.schema),
-        ],
-    )
-
-
+    known = {"labelled": pl.col("label").is_not_null().sum(), "positive": pl.col("label").fill_null(0).sum()}
+    figures = frames.per_day_counts(out, targets, known, rows="tickers")
+    md.per_day(context, figures, closed=closed, each=lambda day: {"next_session": labels.next_session(day).isoformat()})
+    return RANGE_CHECKS.materialize(context, out, outcomes=_balance(out["label"]))

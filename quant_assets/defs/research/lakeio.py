@@ -13,6 +13,7 @@ from dagster import AssetKey, MetadataValue
 
 from quant_assets.defs.resources import Lake, partition_file
 from quant_assets.lib import calendar as cal
+from quant_assets.lib.research import charts
 from quant_assets.lib.storage import LocalStore
 
 
@@ -71,3 +72,11 @@ def write_chart(lake: Lake, key: str, png: bytes, title: str) -> dict:
 def write_json(lake: Lake, key: str, payload: dict) -> str:
     lake.store().write_bytes(key, json.dumps(payload, indent=2, default=str, allow_nan=False).encode())
     return lake.describe(key)
+
+
+def chart(lake: Lake, key: str, series: dict, title: str, ylabel: str, *, zero_line: bool = False, fmt: str = "{:+.3f}") -> dict:
+    """A line chart of ``series`` (label -> (x, y)) on the asset page: a text sparkline per line
+    inline (``chart (inline)``) and the PNG stored at ``key`` (``chart``, ``chart (file)``)."""
+    inline = MetadataValue.md(title + "\n\n" + charts.text_lines({k: v for k, (_, v) in series.items()}, fmt=fmt))
+    png = charts.line_chart(series, title=title, ylabel=ylabel, zero_line=zero_line)
+    return {"chart (inline)": inline, **write_chart(lake, key, png, "chart")}

@@ -8,7 +8,6 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     Failure,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -34,8 +33,10 @@ from quant_assets.lib.research import (
     modeling,
 )
 
-# ---------------------------------------------------------------------------------------------
-# Models
+MODEL_NAMES = ("lgbm_classifier", "lgbm_regressor", "linear_model", "logistic_model")
+PURGE = qc.Check(PURGE_CHECK, "Every fold's training dates end gap_days dates before its test block.")
+MODEL_CHECKS = {name: qc.AssetChecks(KEYS[name], PURGE, schema=False) for name in MODEL_NAMES}
+
 
 class ModelConfig(BaseModel):
     data_source: str = Field(
@@ -100,7 +101,7 @@ def _model_source(lake: Lake, source: str) -> pl.DataFrame:
     return frame
 
 
-def _model_metadata(lake: Lake, name: str, result: modeling.ModelResult, chart_values: tuple[list, list, str]) -> dict:
+def _model_metadata(lake: Lake, name: str, result: modeling.ModelResult, title: str) -> dict:
     base = f"research/models/{name}"
     meta = {
         "metrics (mean over folds)": MetadataValue.json(modeling.json_ready(result.mean_metrics)),
@@ -122,7 +123,7 @@ def _model_metadata(lake: Lake, name: str, result: modeling.ModelResult, chart_v
     if result.model_text is not None:
         lake.store().write_bytes(f"{base}/model.txt", result.model_text.encode())
         meta["model_file (LightGBM text format)"] = MetadataValue.path(lake.describe(f"{base}/model.txt"))
-    labels_, values, title = chart_values
+    labels_, values = modeling.leading_terms(result.table)
     if labels_:
         meta["chart (inline)"] = MetadataValue.md(f"{title}\n\n" + charts.text_bars(labels_[:15], values[:15]))
         png = charts.bar_chart(labels_, values, title=title, xlabel=title.split(":")[0])
@@ -130,16 +131,16 @@ def _model_metadata(lake: Lake, name: str, result: modeling.ModelResult, chart_v
     return meta
 
 
-def _purge_result(key: AssetKey, result: modeling.ModelResult, gap_days: int):
-    bad = result.purge_violations
-    n = result.folds.height
-    return qc.result(
-        key,
-        PURGE_CHECK,
+def _finish(context, name: str, result: modeling.ModelResult, config: ModelConfig, lake: Lake, title: str, **extra):
+    """The model asset's return: its folds, metadata and purge check."""
+    bad, n, gap = result.purge_violations, result.folds.height, config.gap_days
+    outcome = qc.Outcome(
         not bad,
-        f"Folds {bad} train within {gap_days} dates of their test block." if bad else f"All {n} folds purge {gap_days} dates before testing.",
-        {"folds": n, "gap_days": gap_days},
+        f"Folds {bad} train within {gap} dates of their test block." if bad else f"All {n} folds purge {gap} dates before testing.",
+        {"folds": n, "gap_days": gap},
     )
+    meta = {**_model_metadata(lake, name, result, title), **extra}
+    return MODEL_CHECKS[name].materialize(context, result.folds, meta, {PURGE_CHECK: outcome})
 
 
 def _train(key: AssetKey, lake: Lake, config: ModelConfig, kind: str, fit):
@@ -164,7 +165,7 @@ def _model_asset(name: str):
             {"fold": pl.Int32(), "train_start": pl.Date(), "train_end": pl.Date(), "test_start": pl.Date(), "test_end": pl.Date(), "n_train": pl.Int64(), "n_test": pl.Int64()},
             modeling.FOLD_DOCS,
         ),
-        check_specs=[qc.spec(KEYS[name], PURGE_CHECK, "Every fold's training dates end gap_days dates before its test block.")],
+        check_specs=MODEL_CHECKS[name].specs,
     )
 
 
@@ -179,9 +180,7 @@ def lgbm_classifier(context: AssetExecutionContext, lake: Lake):
         KEYS["lgbm_classifier"], lake, config, "classifier",
         lambda d: modeling.train_lgbm(d, "classifier", config.params(), config.n_splits, config.gap_days),
     )
-    imp = result.table.head(20)
-    meta = _model_metadata(lake, "lgbm_classifier", result, (imp["feature"].to_list(), imp["gain_share"].to_list(), "gain share: feature importance"))
-    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["lgbm_classifier"], result, config.gap_days)])
+    return _finish(context, "lgbm_classifier", result, config, lake, "gain share: feature importance")
 
 
 @asset(**_model_asset("lgbm_regressor"), config_schema=config_schema(LgbmConfig))
@@ -195,9 +194,7 @@ def lgbm_regressor(context: AssetExecutionContext, lake: Lake):
         KEYS["lgbm_regressor"], lake, config, "regressor",
         lambda d: modeling.train_lgbm(d, "regressor", config.params(), config.n_splits, config.gap_days),
     )
-    imp = result.table.head(20)
-    meta = _model_metadata(lake, "lgbm_regressor", result, (imp["feature"].to_list(), imp["gain_share"].to_list(), "gain share: feature importance"))
-    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["lgbm_regressor"], result, config.gap_days)])
+    return _finish(context, "lgbm_regressor", result, config, lake, "gain share: feature importance")
 
 
 @asset(**_model_asset("linear_model"), config_schema=config_schema(LinearConfig))
@@ -215,10 +212,8 @@ def linear_model(context: AssetExecutionContext, lake: Lake):
             l1_ratio=config.l1_ratio, n_splits=config.n_splits, gap_days=config.gap_days,
         ),
     )
-    coef = result.table.with_columns(pl.col("coef").abs().alias("_abs")).sort("_abs", descending=True).head(20)
-    meta = _model_metadata(lake, "linear_model", result, (coef["feature"].to_list(), coef["coef"].to_list(), "coefficient per 1 std: linear model"))
-    meta["alpha"] = float(result.results["alpha"]) if result.results["alpha"] is not None else 0.0
-    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["linear_model"], result, config.gap_days)])
+    alpha = float(result.results["alpha"]) if result.results["alpha"] is not None else 0.0
+    return _finish(context, "linear_model", result, config, lake, "coefficient per 1 std: linear model", alpha=alpha)
 
 
 @asset(**_model_asset("logistic_model"), config_schema=config_schema(LogisticConfig))
@@ -235,8 +230,6 @@ def logistic_model(context: AssetExecutionContext, lake: Lake):
             n_splits=config.n_splits, gap_days=config.gap_days,
         ),
     )
-    coef = result.table.with_columns(pl.col("coef").abs().alias("_abs")).sort("_abs", descending=True).head(20)
-    meta = _model_metadata(lake, "logistic_model", result, (coef["feature"].to_list(), coef["coef"].to_list(), "log-odds per 1 std: logistic model"))
-    return MaterializeResult(value=result.folds, metadata=meta, check_results=[_purge_result(KEYS["logistic_model"], result, config.gap_days)])
+    return _finish(context, "logistic_model", result, config, lake, "log-odds per 1 std: logistic model")
 
 

@@ -2,12 +2,10 @@
 (``quant_assets.lib.research.universe``)."""
 
 
-import polars as pl
 from dagster import (
     AssetDep,
     AssetExecutionContext,
     Failure,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -20,7 +18,6 @@ from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.research.common import (
     all_daily,
     key_table,
-    schema_check,
     table_meta,
 )
 from quant_assets.defs.research.keys import (
@@ -50,6 +47,9 @@ class LiquidUniverseConfig(BaseModel):
     def spec(self) -> universe.UniverseSpec:
         return universe.UniverseSpec(count=self.count, window=self.window, rebalance=self.rebalance, min_history=self.min_history)
 
+UNIVERSE_CHECKS = qc.AssetChecks(
+    KEYS["liquid_universe"], qc.Check(UNIVERSE_CHECK, "Every rebalance date with window sessions of history before it has members.")
+)
 
 
 @asset(
@@ -57,14 +57,7 @@ class LiquidUniverseConfig(BaseModel):
     **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars"}, code_version="1"),
     deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)],
     metadata=table_meta(universe.UNIVERSE_SCHEMA, universe.UNIVERSE_DOCS, partitioned=False),
-    check_specs=[
-        qc.spec(
-            KEYS["liquid_universe"],
-            UNIVERSE_CHECK,
-            "Every rebalance date with window sessions of history before it has members.",
-        ),
-        schema_check(KEYS["liquid_universe"]),
-    ],
+    check_specs=UNIVERSE_CHECKS.specs,
     config_schema=config_schema(LiquidUniverseConfig),
 )
 def liquid_universe(context: AssetExecutionContext, lake: Lake):
@@ -81,32 +74,18 @@ def liquid_universe(context: AssetExecutionContext, lake: Lake):
         raise Failure(description=f"research/liquid_universe: {exc}") from None
     daily = all_daily(lake, ["ticker", "date", "close", "volume"])
     members = universe.liquid_universe(daily, spec, exclude=config.exclude)
-    sessions = sorted(set(daily["date"].to_list()))
-    due = [d for d in universe.rebalance_dates(sessions, spec.rebalance) if sessions.index(d) >= spec.window - 1]
-    empty = sorted(set(due) - set(members["rebalance_date"].to_list()))
-    per_date = members.group_by("rebalance_date").len().sort("rebalance_date")
+    due, empty = universe.empty_rebalances(members, daily["date"].unique().to_list(), spec)
+    per_date = universe.members_per_date(members)
     meta = {
         "rebalance_dates": per_date.height,
         "distinct_members": int(members["ticker"].n_unique()),
-        "members_per_date": key_table(per_date.rename({"len": "members"}), 40),
-        "latest_members": MetadataValue.json(
-            members.filter(pl.col("rebalance_date") == members["rebalance_date"].max())["ticker"].to_list() if members.height else []
-        ),
-        "preview": key_table(members.sort("rebalance_date", "rank", descending=[True, False]), 20),
+        "members_per_date": key_table(per_date, 40),
+        "latest_members": MetadataValue.json(universe.latest_members(members)),
+        "preview": key_table(universe.newest_first(members), 20),
     }
-    return MaterializeResult(
-        value=members,
-        metadata=meta,
-        check_results=[
-            qc.result(
-                KEYS["liquid_universe"],
-                UNIVERSE_CHECK,
-                not empty,
-                f"No member on {len(empty)} rebalance date(s): {[str(d) for d in empty[:10]]}" if empty else f"{len(due)} rebalance date(s), each with members.",
-                {"empty_rebalance_dates": MetadataValue.json([str(d) for d in empty])},
-            ),
-            qc.schema_result(context, KEYS["liquid_universe"], members.schema),
-        ],
+    outcome = qc.Outcome(
+        not empty,
+        f"No member on {len(empty)} rebalance date(s): {[str(d) for d in empty[:10]]}" if empty else f"{len(due)} rebalance date(s), each with members.",
+        {"empty_rebalance_dates": MetadataValue.json([str(d) for d in empty])},
     )
-
-
+    return UNIVERSE_CHECKS.materialize(context, members, meta, {UNIVERSE_CHECK: outcome})

@@ -305,3 +305,36 @@ def run_backtests(
     stats = pl.DataFrame(rows, schema=BACKTEST_SCHEMA) if rows else pl.DataFrame(schema=BACKTEST_SCHEMA)
     equity = pl.concat(curves).select(list(EQUITY_SCHEMA)) if curves else pl.DataFrame(schema=EQUITY_SCHEMA)
     return stats, equity, notes
+
+
+def growth_series(stats: pl.DataFrame, equity: pl.DataFrame, daily: pl.DataFrame, strategies, init_cash: float) -> dict:
+    """``{label: (dates, growth of 1 USD)}`` for the equity chart: each strategy's mean over its
+    (ticker) curves, and buy and hold of the same names over the same spans (bought at the first
+    open, valued at each close), averaged over names."""
+    if not equity.height:
+        return {}
+    norm = equity.with_columns((pl.col("equity") / init_cash).alias("growth"))
+    avg = norm.group_by("date", "strategy").agg(pl.col("growth").mean()).sort("date")
+    series = {}
+    for s in strategies:
+        g = avg.filter(pl.col("strategy") == s)
+        if g.height:
+            series[f"{s} (mean of {stats.filter(pl.col('strategy') == s).height})"] = (g["date"].to_list(), g["growth"].to_list())
+    spans = stats.select("ticker", "start", "end").unique()
+    held = daily.join(spans, on="ticker").filter(pl.col("date").is_between(pl.col("start"), pl.col("end"))).sort("date")
+    first = held.group_by("ticker").agg(pl.col("open").first().alias("o0"))
+    held = held.join(first, on="ticker").with_columns((pl.col("close") / pl.col("o0")).alias("growth"))
+    mean = held.group_by("date").agg(pl.col("growth").mean()).sort("date")
+    series["buy and hold (mean)"] = (mean["date"].to_list(), mean["growth"].to_list())
+    return series
+
+
+def idle_strategies(stats: pl.DataFrame, strategies) -> list[str]:
+    """Strategies without a single trade on any ticker."""
+    traded = set(stats.filter(pl.col("n_trades") > 0)["strategy"].to_list()) if stats.height else set()
+    return [s for s in strategies if s not in traded]
+
+
+def delisted_names(stats: pl.DataFrame) -> list[str]:
+    """Tickers whose backtest ended in a delisting exit."""
+    return sorted(set(stats.filter(pl.col("delisted"))["ticker"].to_list()))

@@ -394,3 +394,68 @@ def factor_models(
             rows.append(row)
     table = pl.DataFrame(rows, schema=FACTOR_MODEL_SCHEMA) if rows else pl.DataFrame(schema=FACTOR_MODEL_SCHEMA)
     return table, notes
+
+
+def factor_columns(schema: Mapping[str, pl.DataType], candidates: Sequence[str], factor_column: str) -> list[str]:
+    """The numeric ``candidates`` to evaluate: all of them for ``"all"``, else the comma-separated
+    names of ``factor_column`` (ValueError naming any that is not a numeric candidate)."""
+    numeric = [c for c in candidates if c in schema and schema[c].is_numeric()]
+    if factor_column.strip().lower() == "all":
+        return numeric
+    columns = [c.strip() for c in factor_column.split(",") if c.strip()]
+    unknown = [c for c in columns if c not in numeric]
+    if unknown:
+        raise ValueError(f"factor_column names {unknown}, not numeric columns of research/technical_features: {numeric}")
+    return columns
+
+
+def ranked_summary(summary: pl.DataFrame) -> pl.DataFrame:
+    """The IC table by horizon, best mean IC first."""
+    return summary.sort(["horizon", "ic_mean"], descending=[False, True])
+
+
+def rolling_ic(summary: pl.DataFrame, by_date: pl.DataFrame, horizon: int, *, top: int = 4, window: int = 20, min_samples: int = 5) -> dict:
+    """``{feature: (dates, rolling mean IC)}`` of the ``top`` features by |ICIR| at ``horizon``
+    (a ``window``-date mean once ``min_samples`` dates are in), for the chart."""
+    best = (
+        summary.filter((pl.col("horizon") == horizon) & pl.col("icir").is_not_null())
+        .sort(pl.col("icir").abs(), descending=True)
+        .head(top)["feature"]
+        .to_list()
+    )
+    series = {}
+    for feature in best:
+        s = by_date.filter((pl.col("feature") == feature) & (pl.col("horizon") == horizon)).sort("date")
+        rolled = s.with_columns(pl.col("ic").rolling_mean(window_size=window, min_samples=min_samples).alias("r")).drop_nulls("r")
+        if rolled.height:
+            series[feature] = (rolled["date"].to_list(), rolled["r"].to_list())
+    return series
+
+
+def features_without_ic(summary: pl.DataFrame) -> list[str]:
+    """Features evaluated on no date at all (all null, or too short a history)."""
+    return summary.filter(pl.col("n_dates") == 0)["feature"].unique().to_list()
+
+
+def model_comparison(table: pl.DataFrame, models: Sequence[str]) -> pl.DataFrame:
+    """One row per ticker: R^2 and annualised alpha under each model, and the market beta of
+    the first (empty when no regression ran)."""
+    if not table.height:
+        return pl.DataFrame()
+    first = models[0]
+    return (
+        table.pivot(on="model", index="ticker", values="r_squared").rename({m: f"r2_{m}" for m in models})
+        .join(table.pivot(on="model", index="ticker", values="alpha_annual").rename({m: f"alpha_ann_{m}" for m in models}), on="ticker")
+        .join(table.filter(pl.col("model") == first).select("ticker", pl.col("beta_mkt_rf").alias(f"beta_mkt_{first}")), on="ticker")
+    )
+
+
+def with_benchmark(returns: pl.DataFrame, daily: pl.DataFrame, benchmark: str) -> pl.DataFrame:
+    """(ticker, date, ret_1d) of the names, then the benchmark's whole history."""
+    return pl.concat([returns, daily.filter(pl.col("ticker") == benchmark).select("ticker", "date", "ret_1d")])
+
+
+def return_span(returns: pl.DataFrame) -> tuple:
+    """(first, last) date with a non-null ``ret_1d``."""
+    dated = returns.filter(pl.col("ret_1d").is_not_null())["date"]
+    return dated.min(), dated.max()

@@ -23,10 +23,13 @@ timeframe gets null summaries there (``bars__1m`` / ``bars__5m`` say how many it
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import polars as pl
 from numba import njit, prange
 
+from quant_assets.lib import market
 from quant_assets.lib.research.indicators import _macd_into
 
 FAST, SLOW, SIGNAL = 12, 26, 9
@@ -506,3 +509,41 @@ def macd_events(
         pl.when(label >= 0).then(label).otherwise(None).alias("label"),
         pl.Series("ret_fwd", res[:, 10], nan_to_null=True),
     ).select(list(EVENTS_SCHEMA))
+
+
+def _plus_macd_schema(minute_features_schema: Mapping[str, pl.DataType]) -> dict:
+    schema = dict(minute_features_schema)
+    for suffix in ("", "_rth"):
+        for c in MACD_FEATURE_COLUMNS:
+            schema[f"{c}{suffix}"] = MACD_DAY_SCHEMA[c]
+    return schema
+
+
+# research/minute_features_plus_macd: market/minute_features, then the MACD summaries of mode
+# all, then those of mode rth (suffix _rth).
+PLUS_MACD_SCHEMA = _plus_macd_schema(market.MINUTE_FEATURES_SCHEMA)
+PLUS_MACD_DOCS = {
+    **{c: d for c, d in market.COLUMN_DOCS.items() if c in market.MINUTE_FEATURES_SCHEMA},
+    **{c: f"{COLUMN_DOCS[c]} (mode all)" for c in MACD_FEATURE_COLUMNS},
+    **{f"{c}_rth": f"{COLUMN_DOCS[c]} (mode rth)" for c in MACD_FEATURE_COLUMNS},
+}
+
+
+def with_macd_day(minute_features: pl.DataFrame, macd_day: pl.DataFrame, schema: Mapping[str, pl.DataType] = PLUS_MACD_SCHEMA) -> pl.DataFrame:
+    """Minute features with their ticker-day's MACD summaries beside them (left join): mode
+    ``all`` under the summary names, mode ``rth`` with the suffix ``_rth``; columns of ``schema``."""
+    out = minute_features
+    for mode, suffix in (("all", ""), ("rth", "_rth")):
+        part = macd_day.filter(pl.col("mode") == mode).select(
+            "ticker", "date", *[pl.col(c).alias(f"{c}{suffix}") for c in MACD_FEATURE_COLUMNS]
+        )
+        out = out.join(part, on=["ticker", "date"], how="left")
+    return out.select(list(schema))
+
+
+def mode_row_violations(features: pl.DataFrame, modes: Sequence[str]) -> tuple[int, int]:
+    """(ticker-days, those without exactly one row per mode of ``modes``) of MACD-day features."""
+    if not features.height:
+        return 0, 0
+    counts = features.group_by("ticker", "date").len()
+    return counts.height, counts.filter(pl.col("len") != len(modes)).height

@@ -758,3 +758,13 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return json_ready(value.tolist())
     return value
+
+
+def leading_terms(table: pl.DataFrame, n: int = 20) -> tuple[list[str], list[float]]:
+    """(features, values) of the ``n`` largest terms of a model's table, for its chart: gain
+    shares as ranked (tree models), else the coefficients by absolute size."""
+    if "gain_share" in table.columns:
+        top = table.head(n)
+        return top["feature"].to_list(), top["gain_share"].to_list()
+    top = table.sort(pl.col("coef").abs(), descending=True).head(n)
+    return top["feature"].to_list(), top["coef"].to_list()

@@ -254,3 +254,31 @@ def performance_table(series: Mapping[str, pl.DataFrame], benchmark: pl.DataFram
         rows.append(performance_row(name, a["r"].to_numpy(), a["b"].to_numpy()))
     table = pl.DataFrame(rows, schema=PERFORMANCE_SCHEMA) if rows else pl.DataFrame(schema=PERFORMANCE_SCHEMA)
     return table, aligned
+
+
+def cumulative_lines(aligned: pl.DataFrame, name: str, benchmark: str) -> dict:
+    """``{name: (dates, cumulative return), benchmark: (...)}`` of one aligned series (columns
+    ``date``, ``r``, ``b``); empty when it has no row."""
+    if not aligned.height:
+        return {}
+    dates = aligned["date"].to_list()
+    return {
+        name: (dates, ((aligned["r"] + 1).cum_prod() - 1).to_list()),
+        benchmark: (dates, ((aligned["b"] + 1).cum_prod() - 1).to_list()),
+    }
+
+
+def portfolio_figures(portfolio: pl.DataFrame) -> dict:
+    """Days, mean names held and delisting exits of the equal-weight portfolio."""
+    if not portfolio.height:
+        return {"portfolio_days": 0, "portfolio_mean_names": 0.0, "portfolio_exits": 0}
+    return {
+        "portfolio_days": int(portfolio.height),
+        "portfolio_mean_names": float(portfolio["names"].mean()),
+        "portfolio_exits": int(portfolio["exits"].sum()),
+    }
+
+
+def name_series(returns: pl.DataFrame, names) -> dict[str, pl.DataFrame]:
+    """``{name: its (ticker, date, ret_1d) rows}``."""
+    return {t: returns.filter(pl.col("ticker") == t) for t in names}

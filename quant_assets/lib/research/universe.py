@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import polars as pl
@@ -183,3 +183,28 @@ def selection(universe: pl.DataFrame, n: int, sessions: Iterable[dt.date]) -> tu
     held over."""
     top = top_members(universe, n)
     return ever_members(top), members_by_session(top, sessions)
+
+
+def empty_rebalances(members: pl.DataFrame, sessions: Sequence[dt.date], spec: UniverseSpec) -> tuple[list[dt.date], list[dt.date]]:
+    """(rebalance dates due -- those with ``window`` sessions of history --, those of them
+    without a member)."""
+    sessions = sorted(set(sessions))
+    due = [d for d in rebalance_dates(sessions, spec.rebalance) if sessions.index(d) >= spec.window - 1]
+    return due, sorted(set(due) - set(members["rebalance_date"].to_list()))
+
+
+def members_per_date(members: pl.DataFrame) -> pl.DataFrame:
+    """(rebalance_date, members) in date order."""
+    return members.group_by("rebalance_date").len().sort("rebalance_date").rename({"len": "members"})
+
+
+def latest_members(members: pl.DataFrame) -> list[str]:
+    """The members of the last rebalance date, in rank order."""
+    if not members.height:
+        return []
+    return members.filter(pl.col("rebalance_date") == members["rebalance_date"].max())["ticker"].to_list()
+
+
+def newest_first(members: pl.DataFrame) -> pl.DataFrame:
+    """The table latest rebalance first, by rank within a date."""
+    return members.sort("rebalance_date", "rank", descending=[True, False])

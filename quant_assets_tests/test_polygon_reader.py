@@ -198,3 +198,65 @@ def test_parse_key_round_trip_and_rejects_strays():
     assert polygon.parse_key(polygon.minute_aggs_key(DAY)) == ("minute", DAY)
     assert polygon.parse_key("us_stocks_sip/day_aggs_v1/2024/04/2024-03-05.csv.gz") is None  # wrong folder
     assert polygon.parse_key("us_stocks_sip/day_aggs_v1/2024/03/notes.txt") is None
+
+
+class _Stat:
+    def __init__(self, etag):
+        self.etag = etag
+
+
+def _ingest(files: dict, payloads: dict, **kwargs):
+    from quant_assets.lib import market
+
+    return polygon.ingest_days(
+        files,
+        payloads.__getitem__,
+        lambda key: f"landing/{key}",
+        key_of=polygon.day_aggs_key,
+        to_table=market.to_day_aggs,
+        empty=market.empty_frame(market.DAY_AGGS_SCHEMA),
+        reference_rows=kwargs.pop("reference_rows", lambda day, known: None),
+        **kwargs,
+    )
+
+
+def test_ingest_days_reports_each_file_and_lists_holidays():
+    good = gz(_many_good(30) + ["AAPL,-5,10,10.5,11,9.5,%d,10" % cal.ny_midnight_ns(DAY)])
+    holiday = dt.date(2024, 3, 29)  # Good Friday
+    run = _ingest({DAY: _Stat("e1"), holiday: None}, {polygon.day_aggs_key(DAY): good})
+    assert run.holidays == [holiday] and run.table.height == 30 and run.table["date"].unique().to_list() == [DAY]
+    (report,) = run.reports
+    assert (report.day, report.etag, report.rows_read, report.rows, report.tickers) == (DAY, "e1", 31, 30, 30)
+    figures = report.figures()
+    assert figures["rows_quarantined"] == 1 and figures["quarantine_share"] == round(1 / 31, 6)
+    assert [k for k in figures if k.startswith("quarantined/")] == [f"quarantined/{r}" for r, n in report.quarantined.items() if n]
+    assert run.rejected[DAY].height == 1
+
+
+def test_ingest_days_refuses_the_whole_run_on_one_bad_file():
+    nxt = dt.date(2024, 3, 6)
+    with pytest.raises(polygon.PolygonFileError, match=r"landing/.*2024-03-06.*\[missing_file\]"):
+        _ingest({DAY: _Stat("e1"), nxt: None}, {polygon.day_aggs_key(DAY): gz(_many_good(30))})
+    seen = []
+
+    def reference(day, known):
+        seen.append(dict(known))
+        return 100
+
+    with pytest.raises(polygon.PolygonFileError, match=r"\[too_few_rows\]"):
+        _ingest({DAY: _Stat("e1")}, {polygon.day_aggs_key(DAY): gz(_many_good(30))}, reference_rows=reference)
+    assert seen == [{}]
+
+
+def test_over_limit_names_the_worst_file():
+    from quant_assets.lib import quarantine
+
+    class R:
+        def __init__(self, source, share):
+            self.source, self.share = source, share
+
+    over, worst, verdict = quarantine.over_limit([R("a", 0.01), R("b", 0.2), R("c", 0.1)], 0.05)
+    assert [r.source for r in over] == ["b", "c"] and worst.source == "b"
+    assert verdict == "2 file(s) had more than 5.0% of their rows quarantined; worst b at 20.0%"
+    assert quarantine.over_limit([R("a", 0.01)], 0.05)[2] == "Every file within the 5.0% quarantine limit (worst 1.00%)."
+    assert quarantine.over_limit([], 0.05)[2] == "Every file within the 5.0% quarantine limit."

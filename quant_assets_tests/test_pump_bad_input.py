@@ -90,11 +90,11 @@ def test_repeats_exact_copies_dropped_conflicting_ids_held_back_and_counted(tmp_
     df, report = binance.load_day_checked(land(tmp_path, csv_text(rows, "futures", True)), "futures", "WIFUSDT", DAY)
     assert report.duplicates_dropped == 1 and report.conflicting_duplicate == 2
     assert df.height == 499 and rows[20][0] not in df["agg_trade_id"].to_list()  # neither copy of id 1020 is trusted
-    from quant_assets.defs.pump.ingest import _trade_quarantine_result
+    from quant_assets.defs.pump.ingest import _trade_quarantine
 
-    result = _trade_quarantine_result([report], 0.001)
-    assert not result.passed and result.metadata["quarantined/conflicting_duplicate"].value == 2
-    assert _trade_quarantine_result([report], 0.05).passed
+    outcome = _trade_quarantine([report], 0.001)
+    assert not outcome.passed and outcome.metadata["quarantined/conflicting_duplicate"] == 2
+    assert _trade_quarantine([report], 0.05).passed
 
 
 @pytest.mark.parametrize(("market", "header"), VARIANTS)

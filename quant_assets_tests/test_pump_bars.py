@@ -261,3 +261,25 @@ def test_gather_reads_each_day_once_and_skips_as_documented():
     assert calls.count(("WIFUSDT", day)) == 2  # once in each of the two gather calls
     w = got.trades.filter(pl.col("signal_id") == 1)
     assert w["transact_time"].min() >= ts(0) and w["transact_time"].max() < ts(1) + dt.timedelta(days=1)
+
+
+def test_delta_bars_by_day_counts_each_day_and_the_checks_see_breaks():
+    rng = np.random.default_rng(7)
+    t0 = dt.datetime.fromtimestamp(START, dt.UTC)
+    signals = pl.DataFrame(
+        {"signal_id": [1, 2, 3], "signal_ts": [t0, t0 + dt.timedelta(days=1), t0 + dt.timedelta(days=1, hours=1)]}
+    ).with_columns(pl.col("signal_ts").dt.cast_time_unit("ms"))
+    trades = random_trades(rng, START, 30, 200).with_columns(signal_id=pl.lit(1, pl.Int64))
+    days = [t0.date(), t0.date() + dt.timedelta(days=1)]
+    run = pbars.delta_bars_by_day(signals, trades, days, 30)
+    first, second = (run.figures[d] for d in days)
+    assert first == {"signals": 1, "signals_with_bars": 1, "skipped/no_trades_upstream": 0, "skipped/unpriced_start": 0}
+    assert second["signals"] == 2 and second["skipped/no_trades_upstream"] == 2 and second["signals_with_bars"] == 0
+    bars = run.by_day[days[0].isoformat()]
+    assert bars.height == 30 and run.by_day[days[1].isoformat()].is_empty()
+    assert pbars.second_violations(bars, 30) == (1, []) and pbars.identity_violations(bars).is_empty()
+    assert pbars.second_violations(bars.filter(pl.col("second_ts") != START + 3), 30) == (1, [1])
+    broken = bars.with_columns(pl.when(pl.col("second_ts") == START).then(-1.0).otherwise(pl.col("delta")).alias("delta"))
+    assert pbars.identity_violations(broken).height == 1
+    split = ptr.by_signal_day(bars, signals, days)
+    assert split[days[0].isoformat()].height == 30 and split[days[1].isoformat()].is_empty()

@@ -183,10 +183,12 @@ class AssetChecks:
         *,
         schema: Mapping[str, pl.DataType] | None = None,
         asset_key: bool = False,
+        data_version=None,
     ) -> MaterializeResult:
         """The asset's return value: ``value``, ``metadata`` and every declared check's result.
         The schema check compares ``schema`` (default: the schema of ``value``).
-        ``asset_key`` names the asset in the result (for multi-assets)."""
+        ``asset_key`` names the asset in the result (for multi-assets); ``data_version`` sets
+        the materialization's data version."""
         if schema is None and isinstance(value, pl.DataFrame):
             schema = value.schema
         kwargs = {} if value is NO_VALUE else {"value": value}
@@ -194,5 +196,6 @@ class AssetChecks:
             asset_key=self.key if asset_key else None,
             metadata=dict(metadata) if metadata else None,
             check_results=self.results(context, outcomes, schema=schema),
+            data_version=data_version,
             **kwargs,
         )

@@ -1,7 +1,6 @@
 """Market, ingest: Polygon flat files from the landing zone into typed day and minute tables,
 validated row by row with quarantine (``quant_assets.lib.sources.polygon``)."""
 
-import dataclasses
 import datetime as dt
 import hashlib
 import statistics
@@ -14,7 +13,6 @@ from dagster import (
     BackfillPolicy,
     DataVersion,
     Failure,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -37,6 +35,7 @@ from quant_assets.defs.market.keys import (
     QUARANTINE_CHECK,
     ROW_COUNT_REFERENCE_SESSIONS,
 )
+from quant_assets.defs.quarantine import keep_rejected, share_outcome
 from quant_assets.defs.partitions import history_start, partition_dates, trading_days
 from quant_assets.defs.resources import Lake, LandingZone
 from quant_assets.lib import calendar as cal
@@ -87,22 +86,6 @@ class FlatFileConfig(BaseModel):
 
 
 
-@dataclasses.dataclass
-class _FileReport:
-    """What one landing file gave: its partition's own figures."""
-
-    day: dt.date
-    source: str
-    etag: str
-    rows_read: int
-    rows: int
-    quarantined: dict[str, int]
-
-    @property
-    def share(self) -> float:
-        return sum(self.quarantined.values()) / self.rows_read if self.rows_read else 0.0
-
-
 def latest_row_counts(instance, asset_key: AssetKey, partition_keys: list[str]) -> dict[str, int]:
     """``dagster/row_count`` of the latest materialization of each given partition."""
     if not partition_keys:
@@ -135,108 +118,46 @@ def _reference_rows(context, day: dt.date, known: dict[dt.date, int]) -> int | N
     return int(statistics.median(values)) if values else None
 
 
-def _ingest(
-    context: AssetExecutionContext,
-    config: FlatFileConfig,
-    landing: LandingZone,
-    lake: Lake,
-    *,
-    kind: str,
-    to_table,
-    schema: dict,
-) -> MaterializeResult:
-    """Read, validate and type the flat files of every partition in the run.
-
-    Nothing is written until every file of the run has passed, so a bad file leaves all
-    partitions of the run as they were. Each partition records its own figures.
-    """
+def _ingest(context: AssetExecutionContext, config: FlatFileConfig, landing: LandingZone, lake: Lake, *, kind: str, to_table, schema: dict):
+    """Read, validate and type the flat files of every partition in the run
+    (``polygon.ingest_days``). Nothing is written until every file of the run has passed, so a
+    bad file leaves all partitions of the run as they were. Each partition records its own figures."""
     store = landing.store()
     key_of = polygon.day_aggs_key if kind == "day" else polygon.minute_aggs_key
-    asset_key = context.assets_def.key
-    frames: list[pl.DataFrame] = []
-    reports: list[_FileReport] = []
-    rejected_by_day: dict[dt.date, pl.DataFrame] = {}
-    partition_meta: dict[str, dict] = {}
-    rows_by_day: dict[dt.date, int] = {}
     infos = {day: store.stat(key_of(day)) for day in partition_dates(context.partition_keys)}
     _observe_sources(context, kind, {d.isoformat(): (landing.describe(key_of(d)), i) for d, i in infos.items() if i})
-    for day, info in infos.items():
-        key = key_of(day)
-        source = landing.describe(key)
-        if info is None:
-            if not cal.is_trading_day(day):
-                partition_meta[day.isoformat()] = md.no_data(HOLIDAY)
-                continue
-            raise Failure(
-                description=f"{source}: [missing_file] no file for trading session {day} (not published yet, "
-                "or missing from the landing zone)",
-                metadata={"file": source, "rule": "missing_file"},
-            )
-        try:
-            data = store.read_bytes(key)
-            parsed = polygon.load_aggs(
-                data,
-                source,
-                day,
-                allow_extra_columns=config.allow_extra_columns,
-                bounds=config.bounds(),
-            )
-            if not cal.is_trading_day(day) and parsed.rows.height == 0:
-                partition_meta[day.isoformat()] = md.no_data(HOLIDAY)
-            else:
-                polygon.require_rows(
-                    parsed, source, _reference_rows(context, day, rows_by_day), config.min_rows_ratio
-                )
-        except polygon.PolygonFileError as exc:
-            raise Failure(
-                description=str(exc),
-                metadata={"file": source, "rule": exc.rule, "line": exc.line if exc.line is not None else -1},
-            ) from None
-        rows_by_day[day] = parsed.rows.height
-        report = _FileReport(day, source, info.etag, parsed.rows_read, parsed.rows.height, parsed.rule_counts)
-        reports.append(report)
-        rejected_by_day[day] = parsed.rejected
-        frames.append(to_table(parsed.rows, day))
-        partition_meta[day.isoformat()] = {
-            "source_file": MetadataValue.path(source),
-            lz.SOURCE_ETAG: info.etag,
-            "rows_read": report.rows_read,
-            "rows_quarantined": sum(report.quarantined.values()),
-            "quarantine_share": round(report.share, 6),
-            # Only the rules that fired: a clean file's partition stays short to read.
-            **{f"quarantined/{rule}": n for rule, n in report.quarantined.items() if n},
-            "ignored_columns": MetadataValue.json(parsed.ignored_columns),
-            "tickers": int(parsed.rows["ticker"].n_unique()) if parsed.rows.height else 0,
-        }
-
-    qprefix = f"quarantine/{'/'.join(asset_key.path)}"
-    for day, rejected in rejected_by_day.items():
-        qkey = f"{qprefix}/{day.isoformat()}.parquet"
-        if rejected.height:
-            lake.write_frame(qkey, rejected.with_columns(pl.lit(day).alias("date")))
-            partition_meta[day.isoformat()]["quarantine_file"] = MetadataValue.path(lake.describe(qkey))
-        elif lake.exists(qkey):
-            lake.delete(qkey)  # a re-published clean file clears the old quarantine
-    md.per_partition(context, partition_meta)
-    out = pl.concat(frames) if frames else market.empty_frame(schema)
-    n_quarantined = sum(sum(r.quarantined.values()) for r in reports)
+    try:
+        run = polygon.ingest_days(
+            infos, store.read_bytes, landing.describe, key_of=key_of, to_table=to_table, empty=market.empty_frame(schema),
+            reference_rows=lambda day, known: _reference_rows(context, day, known), allow_extra_columns=config.allow_extra_columns,
+            bounds=config.bounds(), min_rows_ratio=config.min_rows_ratio,
+        )
+    except polygon.PolygonFileError as exc:
+        raise Failure(description=str(exc), metadata={"file": exc.source, "rule": exc.rule, "line": exc.line if exc.line is not None else -1}) from None
+    qprefix = f"quarantine/{'/'.join(context.assets_def.key.path)}"
+    meta = {day.isoformat(): md.no_data(HOLIDAY) for day in run.holidays}
+    for r in run.reports:
+        rejected = run.rejected[r.day].with_columns(pl.lit(r.day).alias("date")) if run.rejected[r.day].height else run.rejected[r.day]
+        figures = {**r.figures(), "ignored_columns": MetadataValue.json(r.ignored_columns)}
+        meta[r.day.isoformat()] = {"source_file": MetadataValue.path(r.source), lz.SOURCE_ETAG: r.etag, **figures}
+        meta[r.day.isoformat()].update(keep_rejected(lake, f"{qprefix}/{r.day.isoformat()}.parquet", rejected))
+    md.per_partition(context, meta)
     context.log.info(
-        f"read {len(reports)} file(s), {sum(r.rows_read for r in reports):,} rows; {n_quarantined:,} quarantined; "
-        f"{sum(1 for v in partition_meta.values() if v.get('no_data'))} holiday partition(s) with no data"
+        f"read {len(run.reports)} file(s), {sum(r.rows_read for r in run.reports):,} rows; "
+        f"{sum(sum(r.quarantined.values()) for r in run.reports):,} quarantined; {len(run.holidays)} holiday partition(s) with no data"
     )
-    return MaterializeResult(
-        value=out,
-        # The data is what the vendor's bytes say: a re-published file gives a new data version,
-        # so what was built from the old one shows as stale until it is rebuilt.
-        data_version=_files_version(context, reports),
-        check_results=[
-            _quarantine_result(asset_key, reports, config.max_rejected_fraction),
-            qc.schema_result(context, asset_key, out.schema),
-        ],
+    worst = max(run.reports, key=lambda r: r.share, default=None)
+    shares = {"limit": config.max_rejected_fraction, "files": len(run.reports), "max_share": round(worst.share, 6) if worst else 0.0, "worst_file": MetadataValue.path(worst.source) if worst else ""}
+    outcome = share_outcome(
+        run.reports, config.max_rejected_fraction, shares, lambda r: {"file": r.source, "share": round(r.share, 6), "rules": {k: v for k, v in r.quarantined.items() if v}}
     )
+    # The data is what the vendor's bytes say: a re-published file gives a new data version,
+    # so what was built from the old one shows as stale until it is rebuilt.
+    version = _files_version(context, run.reports)
+    return CHECKS[kind].materialize(context, run.table, outcomes={QUARANTINE_CHECK: outcome}, data_version=version)
 
 
-def _files_version(context: AssetExecutionContext, reports: list[_FileReport]) -> DataVersion:
+def _files_version(context: AssetExecutionContext, reports: list[polygon.FileReport]) -> DataVersion:
     code = context.assets_def.code_versions_by_key.get(context.assets_def.key) or ""
     h = hashlib.sha256(code.encode())
     for r in sorted(reports, key=lambda r: r.day):
@@ -257,35 +178,12 @@ def _observe_sources(context: AssetExecutionContext, kind: str, files: dict[str,
         context.op_execution_context._step_execution_context.wipe_input_asset_version_info(lz.SOURCE_OF[kind])
 
 
-def _quarantine_result(asset_key: AssetKey, reports: list[_FileReport], limit: float):
-    over = [r for r in reports if r.share > limit]
-    worst = max(reports, key=lambda r: r.share, default=None)
-    meta = {
-        "limit": limit,
-        "files": len(reports),
-        "max_share": round(worst.share, 6) if worst else 0.0,
-        "worst_file": MetadataValue.path(worst.source) if worst else "",
-        "files_over_limit": MetadataValue.json(
-            [{"file": r.source, "share": round(r.share, 6), "rules": {k: v for k, v in r.quarantined.items() if v}} for r in over[:50]]
-        ),
-    }
-    if over:
-        desc = (
-            f"{len(over)} file(s) had more than {limit:.1%} of their rows quarantined; worst {worst.source} "
-            f"at {worst.share:.1%}"
-        )
-    else:
-        desc = f"Every file within the {limit:.1%} quarantine limit" + (f" (worst {worst.share:.2%})." if worst else ".")
-    return qc.result(asset_key, QUARANTINE_CHECK, not over, desc, meta)
-
-
-def _quarantine_spec(key: AssetKey):
-    return qc.spec(
-        key,
-        QUARANTINE_CHECK,
-        "Each file's share of quarantined rows is within max_rejected_fraction; above it the data is "
-        "suspect and downstream steps are blocked.",
-    )
+QUARANTINE = qc.Check(
+    QUARANTINE_CHECK,
+    "Each file's share of quarantined rows is within max_rejected_fraction; above it the data is "
+    "suspect and downstream steps are blocked.",
+)
+CHECKS = {"day": qc.AssetChecks(KEYS["day_aggs"], QUARANTINE), "minute": qc.AssetChecks(KEYS["minute_aggs"], QUARANTINE)}
 
 
 @asset(
@@ -295,7 +193,7 @@ def _quarantine_spec(key: AssetKey):
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
     metadata=table_meta(market.DAY_AGGS_SCHEMA),
     freshness_policy=PUBLICATION_FRESHNESS,
-    check_specs=[_quarantine_spec(KEYS["day_aggs"]), qc.schema_spec(KEYS["day_aggs"])],
+    check_specs=CHECKS["day"].specs,
     config_schema=config_schema(FlatFileConfig),
     deps=[lz.POLYGON_DAY_FILES],
 )
@@ -317,7 +215,7 @@ def day_aggs(context: AssetExecutionContext, landing: LandingZone, lake: Lake):
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
     metadata=table_meta(market.MINUTE_AGGS_SCHEMA),
     freshness_policy=PUBLICATION_FRESHNESS,
-    check_specs=[_quarantine_spec(KEYS["minute_aggs"]), qc.schema_spec(KEYS["minute_aggs"])],
+    check_specs=CHECKS["minute"].specs,
     config_schema=config_schema(FlatFileConfig),
     deps=[lz.POLYGON_MINUTE_FILES],
 )

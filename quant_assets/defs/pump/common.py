@@ -1,7 +1,6 @@
 """Helpers the pump stage modules share: column metadata, asset kwargs, reading one stored
 partition, splitting a range output by day, failures with metadata."""
 
-import datetime as dt
 import io
 
 import numpy as np
@@ -36,12 +35,6 @@ def read_lake_partition(lake: Lake, key: AssetKey, partition: str, columns: list
     if not store.exists(path):
         return None
     return pl.read_parquet(io.BytesIO(store.read_bytes(path)), columns=columns)
-
-
-def by_day(frame: pl.DataFrame, days: list[dt.date], column: str = "signal_ts") -> dict[str, pl.DataFrame]:
-    """A range output split into one frame per partition (every partition gets one)."""
-    day_col = pl.col(column).dt.date()
-    return {d.isoformat(): frame.filter(day_col == d) for d in days}
 
 
 def fail(description: str, **metadata) -> Failure:

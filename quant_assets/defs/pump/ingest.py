@@ -6,11 +6,9 @@ import datetime as dt
 
 import polars as pl
 from dagster import (
-    AssetCheckSeverity,
     AssetExecutionContext,
     AssetIn,
     BackfillPolicy,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -21,7 +19,6 @@ from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.partitions import partition_dates, utc_days
 from quant_assets.defs.pump.common import (
-    by_day,
     fail,
     pump_kwargs,
     table_meta,
@@ -32,14 +29,38 @@ from quant_assets.defs.pump.keys import (
     KEYS,
     QUARANTINE_CHECK,
 )
+from quant_assets.defs.quarantine import keep_rejected, share_outcome
 from quant_assets.defs.resources import Lake, LandingZone, WarehouseResource
 from quant_assets.defs.vendors import HttpClientResource
-from quant_assets.lib.pump import schemas as sch
-from quant_assets.lib.pump import signals as psig
-from quant_assets.lib.pump import trades as ptr
+from quant_assets.lib import frames
+from quant_assets.lib.pump import schemas, trades
+from quant_assets.lib.pump.signals import (
+    ParsedSignals,
+    SignalFileError,
+    normalise,
+    read_signals_csv,
+    signal_day_figures,
+    signals_key,
+)
 from quant_assets.lib.sources import binance
 
-# --------------------------------------------------------------------------- signals
+SIGNAL_CHECKS = qc.AssetChecks(
+    KEYS["signals"], qc.Check(QUARANTINE_CHECK, "Each day's share of quarantined signal rows is within max_rejected_fraction.")
+)
+TRADE_CHECKS = qc.AssetChecks(
+    KEYS["agg_trades"],
+    qc.Check(
+        COVERAGE_CHECK,
+        "Every signal of the day has trades in its 24 h window; skipped signals are listed (a warning: they "
+        "are left out of the research set, never filled in).",
+        blocking=False,
+    ),
+    qc.Check(
+        QUARANTINE_CHECK,
+        "Each day file's share of quarantined rows (outside its UTC day, conflicting copies of a trade id) is "
+        "within max_rejected_fraction.",
+    ),
+)
 
 
 class SignalsConfig(BaseModel):
@@ -67,15 +88,8 @@ class SignalsConfig(BaseModel):
     **pump_kwargs("raw", {"polars", "parquet"}, "1", vendor="signal-source"),
     partitions_def=utc_days,
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
-    metadata=table_meta(sch.SIGNALS_SCHEMA),
-    check_specs=[
-        qc.spec(
-            KEYS["signals"],
-            QUARANTINE_CHECK,
-            "Each day's share of quarantined signal rows is within max_rejected_fraction.",
-        ),
-        qc.schema_spec(KEYS["signals"]),
-    ],
+    metadata=table_meta(schemas.SIGNALS_SCHEMA),
+    check_specs=SIGNAL_CHECKS.specs,
     config_schema=config_schema(SignalsConfig),
 )
 def signals(context: AssetExecutionContext, landing: LandingZone, lake: Lake, warehouse: WarehouseResource):
@@ -88,62 +102,46 @@ def signals(context: AssetExecutionContext, landing: LandingZone, lake: Lake, wa
     """
     config = parse(SignalsConfig, context)
     days = partition_dates(context.partition_keys)
-    frames, meta, shares = [], {}, {}
+    kept, meta, shares = [], {}, {}
     for day in days:
-        if config.source == "landing":
-            key = psig.signals_key(day)
-            source = landing.describe(key)
-            store = landing.store()
-            if not store.exists(key):
-                raise fail(f"{source}: [missing_file] no signal file for {day} (not exported yet?)", file=source)
-            try:
-                parsed = psig.read_signals_csv(store.read_bytes(key), source, day)
-            except psig.SignalFileError as exc:
-                raise fail(str(exc), file=source, rule=exc.rule) from None
-        elif config.source == "warehouse":
-            source = f"warehouse table {config.warehouse_table}"
-            parsed = _warehouse_signals(warehouse, config.warehouse_table, day, source)
-        else:
-            raise fail(f"unknown signals source {config.source!r}; choose 'landing' or 'warehouse'")
-        qkey = f"quarantine/pump/signals/{day.isoformat()}.parquet"
-        read = parsed.rows.height + parsed.rejected.height
-        shares[day.isoformat()] = parsed.rejected.height / read if read else 0.0
-        meta[day.isoformat()] = {
-            "source": source,
-            "rows_read": read,
-            "signals": parsed.rows.height,
-            "symbols": parsed.rows["symbol"].n_unique(),
-            "rows_quarantined": parsed.rejected.height,
-            **{f"quarantined/{rule}": n for rule, n in parsed.rule_counts.items()},
-            **({} if parsed.rows.height else md.no_data("no signal fired on this day")),
-        }
-        if parsed.rejected.height:
-            lake.write_frame(qkey, parsed.rejected)
-            meta[day.isoformat()]["quarantine_file"] = MetadataValue.path(lake.describe(qkey))
-        elif lake.exists(qkey):
-            lake.delete(qkey)
-        frames.append(parsed.rows)
-    md.per_partition(context, meta)
-    out = pl.concat(frames) if frames else sch.empty(sch.SIGNALS_SCHEMA)
+        parsed, source = _read_signals(config, day, landing, warehouse)
+        figures = signal_day_figures(parsed)
+        shares[day.isoformat()] = figures.pop("rejected_share")
+        quarantine = keep_rejected(lake, f"quarantine/pump/signals/{day.isoformat()}.parquet", parsed.rejected)
+        meta[day] = {"source": source, **figures, **quarantine}
+        kept.append(parsed.rows)
+    md.per_day(context, meta, closed=lambda d: None if meta[d]["signals"] else "no signal fired on this day")
+    out = frames.stitch(*kept, schemas.empty(schemas.SIGNALS_SCHEMA))
     over = {d: round(s, 4) for d, s in shares.items() if s > config.max_rejected_fraction}
-    return MaterializeResult(
-        value=by_day(out, days),
-        check_results=[
-            qc.result(
-                KEYS["signals"],
-                QUARANTINE_CHECK,
-                not over,
-                f"Quarantined share above {config.max_rejected_fraction:.1%} on {sorted(over)}"
-                if over
-                else f"Every day within the {config.max_rejected_fraction:.1%} limit.",
-                {"days_over_limit": MetadataValue.json(over), "max_share": round(max(shares.values(), default=0.0), 4)},
-            ),
-            qc.schema_result(context, KEYS["signals"], out.schema),
-        ],
+    limit = config.max_rejected_fraction
+    outcome = qc.Outcome(
+        not over,
+        f"Quarantined share above {limit:.1%} on {sorted(over)}" if over else f"Every day within the {limit:.1%} limit.",
+        {"days_over_limit": MetadataValue.json(over), "max_share": round(max(shares.values(), default=0.0), 4)},
     )
+    by_day = frames.split_by_day(out, days, pl.col("signal_ts").dt.date())
+    return SIGNAL_CHECKS.materialize(context, by_day, outcomes={QUARANTINE_CHECK: outcome}, schema=out.schema)
 
 
-def _warehouse_signals(warehouse: WarehouseResource, table: str, day: dt.date, source: str) -> psig.ParsedSignals:
+def _read_signals(config: SignalsConfig, day: dt.date, landing: LandingZone, warehouse: WarehouseResource) -> tuple[ParsedSignals, str]:
+    """One UTC day's signals, parsed and validated, and where they came from."""
+    if config.source == "landing":
+        key = signals_key(day)
+        source = landing.describe(key)
+        store = landing.store()
+        if not store.exists(key):
+            raise fail(f"{source}: [missing_file] no signal file for {day} (not exported yet?)", file=source)
+        try:
+            return read_signals_csv(store.read_bytes(key), source, day), source
+        except SignalFileError as exc:
+            raise fail(str(exc), file=source, rule=exc.rule) from None
+    if config.source == "warehouse":
+        source = f"warehouse table {config.warehouse_table}"
+        return _warehouse_signals(warehouse, config.warehouse_table, day, source), source
+    raise fail(f"unknown signals source {config.source!r}; choose 'landing' or 'warehouse'")
+
+
+def _warehouse_signals(warehouse: WarehouseResource, table: str, day: dt.date, source: str) -> ParsedSignals:
     from quant_assets.lib.warehouse import WarehouseError, quote_identifier
 
     lo = dt.datetime.combine(day, dt.time())
@@ -160,12 +158,10 @@ def _warehouse_signals(warehouse: WarehouseResource, table: str, day: dt.date, s
     except Exception as exc:  # noqa: BLE001 - the drivers raise their own error types
         raise fail(f"{source}: cannot read signals for {day}: {type(exc).__name__}: {exc}", table=table) from None
     try:
-        return psig.normalise(raw, source, day)
-    except psig.SignalFileError as exc:
+        return normalise(raw, source, day)
+    except SignalFileError as exc:
         raise fail(str(exc), table=table) from None
 
-
-# --------------------------------------------------------------------------- aggregate trades
 
 
 class AggTradesConfig(BaseModel):
@@ -176,7 +172,7 @@ class AggTradesConfig(BaseModel):
     )
     market: str = Field(default="futures", description="'futures' (USDT-M, data/futures/um/...) or 'spot' (data/spot/...).")
     pre_window_s: int = Field(
-        default=ptr.PRE_WINDOW_S,
+        default=trades.PRE_WINDOW_S,
         ge=0,
         le=86_400,
         description="Seconds of trades kept before each signal's window (the last one prices the first seconds).",
@@ -227,17 +223,17 @@ def _gather(context, config: AggTradesConfig, signals_df: pl.DataFrame, landing:
         transport = binance.rest_transport(market, max_ban_wait_s=config.max_ban_wait_s)
         with http.client(config.rest_url or binance.REST_URL[market], transport=transport) as client:
             rest = binance.RestAggTrades(client, market, http.cache("binance"))
-            got = ptr.gather_rest(signals_df, rest, pre_window_s=config.pre_window_s)
+            got = trades.gather_rest(signals_df, rest, pre_window_s=config.pre_window_s)
             context.log.info(f"REST aggTrades: {rest.stats.calls} calls ({rest.stats.pages_by_id} by fromId), {client.stats}")
             return got
     raise fail(f"unknown agg_trades source {config.source!r}; choose 'landing', 'vision' or 'rest'")
 
 
-def _gather_files(config: AggTradesConfig, market: str, signals_df: pl.DataFrame, files) -> ptr.Gathered:
+def _gather_files(config: AggTradesConfig, market: str, signals_df: pl.DataFrame, files) -> trades.Gathered:
     def load(sym: str, day: dt.date):
         return binance.load_day_checked(files, market, sym, day, require_checksum=config.require_checksum)
 
-    return ptr.gather(
+    return trades.gather(
         signals_df,
         load,
         pre_window_s=config.pre_window_s,
@@ -253,32 +249,12 @@ def _gather_files(config: AggTradesConfig, market: str, signals_df: pl.DataFrame
     **pump_kwargs("raw", {"polars", "parquet"}, "2", vendor="binance"),  # v2: per-row units, day bounds, conflicts held back
     partitions_def=utc_days,
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
-    metadata=table_meta(sch.AGG_TRADES_SCHEMA),
+    metadata=table_meta(schemas.AGG_TRADES_SCHEMA),
     ins={"signals": AssetIn(key=KEYS["signals"])},
-    check_specs=[
-        qc.spec(
-            KEYS["agg_trades"],
-            COVERAGE_CHECK,
-            "Every signal of the day has trades in its 24 h window; skipped signals are listed (a warning: they "
-            "are left out of the research set, never filled in).",
-            blocking=False,
-        ),
-        qc.spec(
-            KEYS["agg_trades"],
-            QUARANTINE_CHECK,
-            "Each day file's share of quarantined rows (outside its UTC day, conflicting copies of a trade id) is "
-            "within max_rejected_fraction.",
-        ),
-        qc.schema_spec(KEYS["agg_trades"]),
-    ],
+    check_specs=TRADE_CHECKS.specs,
     config_schema=config_schema(AggTradesConfig),
 )
-def agg_trades(
-    context: AssetExecutionContext,
-    signals: pl.DataFrame,
-    landing: LandingZone,
-    http: HttpClientResource,
-):
+def agg_trades(context: AssetExecutionContext, signals: pl.DataFrame, landing: LandingZone, http: HttpClientResource):
     """Binance aggregate trades around each signal: one row per (signal, aggregate trade) from
     ``pre_window_s`` before the signal's first whole second to 24 h after it, de-duplicated by
     trade id and sorted.
@@ -292,66 +268,38 @@ def agg_trades(
     """
     config = parse(AggTradesConfig, context)
     days = partition_dates(context.partition_keys)
-    sig = sch.conform(signals, sch.SIGNALS_SCHEMA)
+    sig = schemas.conform(signals, schemas.SIGNALS_SCHEMA)
     try:
         got = _gather(context, config, sig, landing, http)
     except binance.BinanceDataError as exc:
         raise fail(str(exc), file=exc.source, rule=exc.rule) from None
     except binance.BinanceBanned as exc:
         raise fail(str(exc), endpoint=exc.endpoint) from None
-    sig_day = dict(zip(sig["signal_id"].to_list(), sig["signal_ts"].dt.date().to_list()))
-    trades = got.trades.join(
-        sig.select("signal_id", pl.col("signal_ts").dt.date().alias("_day")), on="signal_id", how="left"
-    )
-    out = {d.isoformat(): trades.filter(pl.col("_day") == d).drop("_day") for d in days}
-    meta = {}
-    for d in days:
-        ids = [s for s, sd in sig_day.items() if sd == d]
-        statuses = [got.status.get(s, "ok") for s in ids]
-        meta[d.isoformat()] = {
-            "signals": len(ids),
-            "signals_with_trades": statuses.count("ok"),
-            **{f"skipped/{s}": statuses.count(s) for s in ptr.STATUSES if s != "ok"},
-            "trades": out[d.isoformat()].height,
-            "source": config.source,
-            "market": config.market,
-            **({"skipped_signals": MetadataValue.json({str(s): got.problems[s] for s in ids if s in got.problems})} if any(s in got.problems for s in ids) else {}),
-            **({} if ids else md.no_data("no signal on this day")),
-        }
-        files_of_day = [r for r in got.reports if r.day == d]
-        for name in ("rows_read", "quarantined/outside_day", "quarantined/conflicting_duplicate", "duplicates_dropped"):
-            meta[d.isoformat()][name] = sum(r.as_metadata()[name] for r in files_of_day)
-    md.per_partition(context, meta)
+    out = trades.by_signal_day(got.trades, sig, days)
+    figures = trades.day_figures(got, sig, out, days)
+    md.per_day(context, figures, closed=lambda d: None if figures[d]["signals"] else "no signal on this day", source=config.source, market=config.market)
     context.log.info(f"read {len(got.files_read)} day file(s); {got.count('ok')} signal(s) with trades")
+    outcomes = {COVERAGE_CHECK: _coverage(got, sig.height), QUARANTINE_CHECK: _trade_quarantine(got.reports, config.max_rejected_fraction)}
+    return TRADE_CHECKS.materialize(context, out, outcomes=outcomes, schema=got.trades.schema)
+
+
+def _coverage(got: trades.Gathered, n_signals: int) -> qc.Outcome:
     skipped = {str(s): got.problems[s] for s in got.problems}
-    return MaterializeResult(
-        value=out,
-        check_results=[
-            qc.result(
-                KEYS["agg_trades"],
-                COVERAGE_CHECK,
-                not skipped,
-                f"{len(skipped)} signal(s) skipped: "
-                + ", ".join(f"{k} ({got.status[int(k)]})" for k in list(skipped)[:10])
-                if skipped
-                else f"All {sig.height} signal(s) have trades in their window.",
-                {
-                    "signals": sig.height,
-                    **{f"skipped/{s}": got.count(s) for s in ptr.STATUSES if s != "ok"},
-                    "skipped_signals": MetadataValue.json(dict(list(skipped.items())[:100])),
-                    "files_read": len(got.files_read),
-                },
-                severity=AssetCheckSeverity.WARN,
-            ),
-            _trade_quarantine_result(got.reports, config.max_rejected_fraction),
-            qc.schema_result(context, KEYS["agg_trades"], got.trades.schema),
-        ],
+    return qc.Outcome(
+        not skipped,
+        f"{len(skipped)} signal(s) skipped: " + ", ".join(f"{k} ({got.status[int(k)]})" for k in list(skipped)[:10])
+        if skipped
+        else f"All {n_signals} signal(s) have trades in their window.",
+        {
+            "signals": n_signals,
+            **{f"skipped/{s}": got.count(s) for s in trades.STATUSES if s != "ok"},
+            "skipped_signals": MetadataValue.json(dict(list(skipped.items())[:100])),
+            "files_read": len(got.files_read),
+        },
     )
 
 
-def _trade_quarantine_result(reports: list[binance.DayReport], limit: float):
-    over = [r for r in reports if r.share > limit]
-    worst = max(reports, key=lambda r: r.share, default=None)
+def _trade_quarantine(reports: list[binance.DayReport], limit: float) -> qc.Outcome:
     meta = {
         "limit": limit,
         "files": len(reports),
@@ -359,12 +307,5 @@ def _trade_quarantine_result(reports: list[binance.DayReport], limit: float):
         "quarantined/outside_day": sum(r.outside_day for r in reports),
         "quarantined/conflicting_duplicate": sum(r.conflicting_duplicate for r in reports),
         "duplicates_dropped": sum(r.duplicates_dropped for r in reports),
-        "files_over_limit": MetadataValue.json([{"file": r.source, "share": round(r.share, 6), **r.as_metadata()} for r in over[:50]]),
     }
-    if over:
-        desc = f"{len(over)} file(s) had more than {limit:.1%} of their rows quarantined; worst {worst.source} at {worst.share:.1%}"
-    else:
-        desc = f"Every file within the {limit:.1%} quarantine limit" + (f" (worst {worst.share:.2%})." if worst else ".")
-    return qc.result(KEYS["agg_trades"], QUARANTINE_CHECK, not over, desc, meta)
-
-
+    return share_outcome(reports, limit, meta, lambda r: {"file": r.source, "share": round(r.share, 6), **r.as_metadata()})

@@ -20,7 +20,12 @@ import numba as nb
 import numpy as np
 import polars as pl
 
-from quant_assets.lib.pump.schemas import DELTA_BARS_SCHEMA, MINUTE_CANDLES_SCHEMA, UTC_MS
+from quant_assets.lib.pump.schemas import (
+    DELTA_BARS_SCHEMA,
+    MINUTE_CANDLES_SCHEMA,
+    UTC_MS,
+)
+from quant_assets.lib.pump.trades import window_start_expr
 
 
 @nb.njit(cache=True)
@@ -306,4 +311,72 @@ def window_figures(bars: pl.DataFrame) -> pl.DataFrame:
             "max_growth_pct": (hi / entry - 1.0) * 100.0,
             "max_drawdown_pct": (low / entry - 1.0) * 100.0,
         }
+    )
+
+
+@dataclasses.dataclass
+class DayBars:
+    """Delta bars of a run, day by day: ``by_day`` {ISO day: bars of that day's signals},
+    ``problems`` {signal_id: why it has no bars}, ``figures`` {day: counts for the partition}."""
+
+    by_day: dict[str, pl.DataFrame]
+    problems: dict[int, str]
+    figures: dict
+
+
+def delta_bars_by_day(signals: pl.DataFrame, trades: pl.DataFrame, days, window_s: int) -> DayBars:
+    """The 1-second delta bars of every signal (columns ``signal_id``, ``signal_ts``) whose UTC
+    day is one of ``days``, built day by day from that day's signals only. Signals without a
+    trade are counted as ``skipped/no_trades_upstream``, those whose first seconds have no price
+    as ``skipped/unpriced_start``."""
+    ids = signals["signal_id"].to_list()
+    starts = dict(zip(ids, signals.select(window_start_expr())["window_start"].to_list()))
+    day_of = dict(zip(ids, signals["signal_ts"].dt.date().to_list()))
+    with_trades = set(trades["signal_id"].unique().to_list()) if trades.height else set()
+    out, problems, figures = {}, {}, {}
+    for d in days:
+        todo = {s: t for s, t in starts.items() if s in with_trades and day_of[s] == d}
+        day_trades = trades.filter(pl.col("signal_id").is_in(list(todo))) if todo else trades.clear()
+        out[d.isoformat()], day_problems = delta_bars_for(day_trades, todo, window_s)
+        problems.update(day_problems)
+        of_day = [s for s in ids if day_of[s] == d]
+        figures[d] = {
+            "signals": len(of_day),
+            "signals_with_bars": out[d.isoformat()]["signal_id"].n_unique() if out[d.isoformat()].height else 0,
+            "skipped/no_trades_upstream": sum(1 for s in of_day if s not in with_trades),
+            "skipped/unpriced_start": sum(1 for s in of_day if s in day_problems),
+        }
+        if any(s in day_problems for s in of_day):
+            figures[d]["skipped_signals"] = {str(s): day_problems[s] for s in of_day if s in day_problems}
+    return DayBars(out, problems, figures)
+
+
+def second_violations(bars: pl.DataFrame, window_s: int) -> tuple[int, list[int]]:
+    """(signals with bars, those without exactly ``window_s`` consecutive seconds each with a
+    finite positive close)."""
+    if not bars.height:
+        return 0, []
+    step = bars.select(
+        pl.col("signal_id"),
+        ((pl.col("signal_id") == pl.col("signal_id").shift()) & (pl.col("second_ts").diff() != 1)).alias("gap"),
+        (~pl.col("close_price").is_finite() | (pl.col("close_price") <= 0)).fill_null(True).alias("bad_price"),
+    )
+    per = step.group_by("signal_id").agg(pl.len().alias("rows"), pl.col("gap").sum(), pl.col("bad_price").sum())
+    bad = per.filter((pl.col("rows") != window_s) | (pl.col("gap") > 0) | (pl.col("bad_price") > 0))
+    return per.height, bad["signal_id"].to_list()
+
+
+def identity_violations(bars: pl.DataFrame) -> pl.DataFrame:
+    """Bars breaking low <= open, close <= high; delta = buy - sell; volume = buy + sell;
+    non-negative counts with large trades among them."""
+    if not bars.height:
+        return bars
+    tol = 1e-9 * pl.max_horizontal(pl.col("volume").abs(), pl.lit(1.0))
+    return bars.filter(
+        (pl.col("low_price") > pl.min_horizontal("open_price", "close_price"))
+        | (pl.col("high_price") < pl.max_horizontal("open_price", "close_price"))
+        | (pl.col("delta") != pl.col("buy_volume") - pl.col("sell_volume"))
+        | ((pl.col("volume") - pl.col("buy_volume") - pl.col("sell_volume")).abs() > tol)
+        | (pl.col("trade_count") < 0)
+        | (pl.col("large_buy_count") + pl.col("large_sell_count") > pl.col("trade_count"))
     )

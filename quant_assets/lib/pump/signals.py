@@ -209,3 +209,17 @@ def select_research_set(
             keep.append(False)
     kept = in_score.filter(pl.Series(keep))
     return Selection(kept, outside, in_score.height - kept.height)
+
+
+def signal_day_figures(parsed: ParsedSignals) -> dict:
+    """A signal day's figures: rows read, kept, distinct symbols, quarantined (per rule), and
+    ``rejected_share`` (quarantined / read)."""
+    read = parsed.rows.height + parsed.rejected.height
+    return {
+        "rows_read": read,
+        "signals": parsed.rows.height,
+        "symbols": parsed.rows["symbol"].n_unique(),
+        "rows_quarantined": parsed.rejected.height,
+        **{f"quarantined/{rule}": n for rule, n in parsed.rule_counts.items()},
+        "rejected_share": parsed.rejected.height / read if read else 0.0,
+    }

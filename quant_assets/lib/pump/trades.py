@@ -184,3 +184,35 @@ def gather_rest(
         duplicates_dropped=rest.stats.duplicates_dropped,
     )
     return Gathered(out, status, problems, [source], [report])
+
+
+def by_signal_day(frame: pl.DataFrame, signals: pl.DataFrame, days) -> dict[str, pl.DataFrame]:
+    """``{ISO day: rows of ``frame`` whose signal (``signals``: signal_id, signal_ts) fired that
+    UTC day}`` for every one of ``days``."""
+    day_of = signals.select("signal_id", pl.col("signal_ts").dt.date().alias("_day"))
+    joined = frame.join(day_of, on="signal_id", how="left")
+    return {d.isoformat(): joined.filter(pl.col("_day") == d).drop("_day") for d in days}
+
+
+def day_figures(got: Gathered, signals: pl.DataFrame, by_day: dict[str, pl.DataFrame], days) -> dict:
+    """Each day's figures: its signals, those with trades, the skipped ones by status (and
+    why, ``skipped_signals``, when any), the trades kept and what its day files read, dropped
+    and held back."""
+    day_of = dict(zip(signals["signal_id"].to_list(), signals["signal_ts"].dt.date().to_list()))
+    out = {}
+    for d in days:
+        ids = [s for s, sd in day_of.items() if sd == d]
+        statuses = [got.status.get(s, "ok") for s in ids]
+        out[d] = {
+            "signals": len(ids),
+            "signals_with_trades": statuses.count("ok"),
+            **{f"skipped/{s}": statuses.count(s) for s in STATUSES if s != "ok"},
+            "trades": by_day[d.isoformat()].height,
+        }
+        skipped = {str(s): got.problems[s] for s in ids if s in got.problems}
+        if skipped:
+            out[d]["skipped_signals"] = skipped
+        files_of_day = [r for r in got.reports if r.day == d]
+        for name in ("rows_read", "quarantined/outside_day", "quarantined/conflicting_duplicate", "duplicates_dropped"):
+            out[d][name] = sum(r.as_metadata()[name] for r in files_of_day)
+    return out

@@ -423,3 +423,88 @@ def load_aggs(
     """Read and validate one flat file (day or minute)."""
     df, extra, malformed = read_aggs_csv(data, source, allow_extra_columns=allow_extra_columns)
     return validate_aggs(df, source, day, bounds=bounds, ignored_columns=extra, malformed=malformed)
+
+
+@dataclasses.dataclass
+class FileReport:
+    """What one landing file gave: the figures of its partition."""
+
+    day: dt.date
+    source: str
+    etag: str
+    rows_read: int
+    rows: int
+    quarantined: dict[str, int]
+    ignored_columns: list[str] = dataclasses.field(default_factory=list)
+    tickers: int = 0
+
+    @property
+    def share(self) -> float:
+        """Quarantined rows as a fraction of the rows read."""
+        return sum(self.quarantined.values()) / self.rows_read if self.rows_read else 0.0
+
+    def figures(self) -> dict:
+        """The partition's own figures (only the quarantine rules that fired)."""
+        return {
+            "rows_read": self.rows_read,
+            "rows_quarantined": sum(self.quarantined.values()),
+            "quarantine_share": round(self.share, 6),
+            **{f"quarantined/{rule}": n for rule, n in self.quarantined.items() if n},
+            "ignored_columns": list(self.ignored_columns),
+            "tickers": self.tickers,
+        }
+
+
+@dataclasses.dataclass
+class IngestRun:
+    """The flat files of a run, read and validated: the typed rows of every file, a report
+    per file, the quarantined rows per day, and the holidays without a file."""
+
+    table: pl.DataFrame
+    reports: list[FileReport]
+    rejected: dict[dt.date, pl.DataFrame]
+    holidays: list[dt.date]
+
+
+def ingest_days(
+    files: dict,
+    read,
+    describe,
+    *,
+    key_of,
+    to_table,
+    empty: pl.DataFrame,
+    reference_rows,
+    allow_extra_columns: bool = False,
+    bounds: Bounds = DEFAULT_BOUNDS,
+    min_rows_ratio: float = 0.5,
+) -> IngestRun:
+    """Read, validate and type the flat file of every day of ``files`` ({day: the file's stat
+    with an ``etag``, or None when absent}); ``read(key)`` gives a file's bytes, ``describe(key)``
+    its name in messages, ``to_table(rows, day)`` the typed table.
+
+    A session without a file, an unreadable file or one with too few rows (against
+    ``reference_rows(day, rows_so_far)``, see :func:`require_rows`) raises
+    :class:`PolygonFileError` before anything is returned, so a caller writes all of a run or
+    none of it. A holiday without a file is listed in ``holidays``; an empty holiday file is
+    not held to the row-count rule.
+    """
+    frames, reports, rejected, holidays, rows_by_day = [], [], {}, [], {}
+    for day, info in files.items():
+        key = key_of(day)
+        source = describe(key)
+        if info is None:
+            if not cal.is_trading_day(day):
+                holidays.append(day)
+                continue
+            raise PolygonFileError(source, "missing_file", f"no file for trading session {day} (not published yet, or missing from the landing zone)")
+        parsed = load_aggs(read(key), source, day, allow_extra_columns=allow_extra_columns, bounds=bounds)
+        if cal.is_trading_day(day) or parsed.rows.height:
+            require_rows(parsed, source, reference_rows(day, rows_by_day), min_rows_ratio)
+        rows_by_day[day] = parsed.rows.height
+        tickers = int(parsed.rows["ticker"].n_unique()) if parsed.rows.height else 0
+        reports.append(FileReport(day, source, info.etag, parsed.rows_read, parsed.rows.height, parsed.rule_counts, list(parsed.ignored_columns), tickers))
+        rejected[day] = parsed.rejected
+        frames.append(to_table(parsed.rows, day))
+    table = pl.concat(frames) if frames else empty
+    return IngestRun(table, reports, rejected, holidays)

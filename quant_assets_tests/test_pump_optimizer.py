@@ -193,3 +193,28 @@ def test_matrix_arrays_round_trip_the_long_strategy_matrix_in_research_order():
     np.testing.assert_array_equal(got_exit, exit_s)
     with pytest.raises(ValueError, match="covers 2 of 3|of .* \\(strategy, signal\\) cells"):
         opt.matrix_arrays(long.head(long.height - 1), research)
+
+
+def test_matrix_frame_is_the_inverse_of_matrix_arrays_and_reference_sample_agrees():
+    from quant_assets.lib.pump.schemas import STRATEGY_MATRIX_SCHEMA
+
+    strategies = opt.strategy_grid(opt.GridSpec(sl_levels=(0.02, 0.05), profiles=tuple(opt.PROFILES)[:2], timeouts_s=(60,), entry_delays_s=(0, 5), fee=0.001))
+    rng = np.random.default_rng(3)
+    paths = [path(rng, 120) for _ in range(4)]
+    closes = np.concatenate(paths)
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in paths])]).astype(np.int64)
+    pnl, exit_s = opt.evaluate_strategies(closes, offsets, strategies)
+    ids = np.array([40, 10, 30, 20])
+    frame = opt.matrix_frame(strategies, ids, pnl, exit_s, STRATEGY_MATRIX_SCHEMA)
+    assert list(frame.schema) == list(STRATEGY_MATRIX_SCHEMA) and frame.height == pnl.size
+    assert frame["signal_id"].head(4).to_list() == ids.tolist() and frame["strategy_id"].head(5).to_list() == [0, 0, 0, 0, 1]
+    _, back_pnl, back_exit = opt.matrix_arrays(frame, pl.DataFrame({"signal_id": ids}))
+    np.testing.assert_array_equal(back_pnl, pnl)
+    np.testing.assert_array_equal(back_exit, exit_s)
+    cells, bad = opt.reference_mismatches(closes, offsets, strategies, pnl, exit_s, 100)
+    assert cells == pnl.size == 32 and bad == []
+    tampered = pnl.copy()
+    tampered[:] += 1.0
+    cells, bad = opt.reference_mismatches(closes, offsets, strategies, tampered, exit_s, 10)
+    assert cells == 10 and len(bad) == 10 and set(bad[0]) == {"strategy_id", "signal", "fast", "walk"}
+    assert opt.reference_mismatches(closes, offsets, strategies, pnl, exit_s, 0) == (0, [])

@@ -2,12 +2,10 @@
 portfolio backtest (``quant_assets.lib.pump.backtest``, ``.portfolio``)."""
 
 
-import numpy as np
 import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetIn,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -30,9 +28,25 @@ from quant_assets.defs.pump.keys import (
     KEYS,
 )
 from quant_assets.defs.resources import Lake
-from quant_assets.lib.pump import backtest as pbt
-from quant_assets.lib.pump import portfolio as pport
-from quant_assets.lib.pump import schemas as sch
+from quant_assets.lib import frames
+from quant_assets.lib.pump import backtest, composite, portfolio, schemas
+
+TRADE_CHECKS = qc.AssetChecks(
+    KEYS["backtest_trades"],
+    qc.Check(
+        AGREEMENT_CHECK,
+        "With position_scope 'score_range', each range's trades, total PnL, win rate, profit factor and drawdown "
+        "equal the composite strategy's figures exactly.",
+    ),
+)
+EQUITY_CHECKS = qc.AssetChecks(
+    KEYS["portfolio_backtest"],
+    qc.Check(
+        EQUITY_CHECK,
+        "Equity = cash + positions at every minute, cash never negative, the final equity equals initial capital "
+        "plus the trades' net PnL.",
+    ),
+)
 
 
 class BacktestConfig(BaseModel):
@@ -46,26 +60,13 @@ class BacktestConfig(BaseModel):
 @asset(
     key=KEYS["backtest_trades"],
     **pump_kwargs("analysis", {"csv", "parquet"}, "2"),
-    metadata=table_meta(sch.BACKTEST_TRADES_SCHEMA, file=f"lake: {BACKTEST_CSV}"),
+    metadata=table_meta(schemas.BACKTEST_TRADES_SCHEMA, file=f"lake: {BACKTEST_CSV}"),
     ins={"composite_strategy": AssetIn(key=KEYS["composite_strategy"]), "signal_analysis": AssetIn(key=KEYS["signal_analysis"])},
     deps=[KEYS["delta_bars_1s"]],
-    check_specs=[
-        qc.spec(
-            KEYS["backtest_trades"],
-            AGREEMENT_CHECK,
-            "With position_scope 'score_range', each range's trades, total PnL, win rate, profit factor and drawdown "
-            "equal the composite strategy's figures exactly.",
-        ),
-        qc.schema_spec(KEYS["backtest_trades"]),
-    ],
+    check_specs=TRADE_CHECKS.specs,
     config_schema=config_schema(BacktestConfig),
 )
-def backtest_trades(
-    context: AssetExecutionContext,
-    composite_strategy: pl.DataFrame,
-    signal_analysis: pl.DataFrame,
-    lake: Lake,
-):
+def backtest_trades(context: AssetExecutionContext, composite_strategy: pl.DataFrame, signal_analysis: pl.DataFrame, lake: Lake):
     """The composite strategy replayed on the timeline with position tracking, walked bar by bar:
     one row per trade (entry, exit, reason, PnL fraction after the fee, cumulative PnL), also
     written as ``backtest_trades.csv`` in the lake. With walk-forward champions (the default)
@@ -73,47 +74,41 @@ def backtest_trades(
     (``sample = out_of_sample``); in-sample champions trade the signals they were chosen on
     (``sample = in_sample``)."""
     config = parse(BacktestConfig, context)
-    if config.position_scope not in pbt.SCOPES:
-        raise fail(f"position_scope must be one of {pbt.SCOPES}, got {config.position_scope!r}")
-    research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
-    champions = sch.conform(composite_strategy, sch.COMPOSITE_SCHEMA)
+    if config.position_scope not in backtest.SCOPES:
+        raise fail(f"position_scope must be one of {backtest.SCOPES}, got {config.position_scope!r}")
+    research = schemas.conform(signal_analysis, schemas.SIGNAL_ANALYSIS_SCHEMA)
+    champions = schemas.conform(composite_strategy, schemas.COMPOSITE_SCHEMA)
     closes, offsets = research_closes(lake, research)
-    rep = pbt.replay(research, closes, offsets, champions, position_scope=config.position_scope)
+    rep = backtest.replay(research, closes, offsets, champions, position_scope=config.position_scope)
     trades = rep.trades
     lake.store().write_bytes(BACKTEST_CSV, trades.write_csv().encode())
-    per_range = pbt.figures(trades) if trades.height else {}
-    if config.position_scope == "score_range":
-        problems = pbt.disagreements(champions, trades)
-        agreement = qc.result(
-            KEYS["backtest_trades"],
-            AGREEMENT_CHECK,
-            not problems,
-            "; ".join(problems[:5]) if problems else "Every score range's figures equal the composite strategy's exactly.",
-            {"differences": MetadataValue.json(problems[:50])},
-        )
-    else:
-        agreement = qc.result(
-            KEYS["backtest_trades"],
-            AGREEMENT_CHECK,
+    run_meta = {
+        "sample": "out_of_sample" if champions.height and champions["selection"][0] == "walk_forward" else "in_sample",
+        **composite.evaluation_window(champions),
+        "file": MetadataValue.path(lake.describe(BACKTEST_CSV)),
+        "trades": trades.height,
+        "total_pnl": float(trades["pnl"].sum()) if trades.height else 0.0,
+        "skipped_position_open": rep.skipped_busy,
+        "skipped_no_entry": rep.no_entry,
+        "exit_reasons": MetadataValue.json(frames.value_counts(trades, "exit_reason")),
+        "by_score_range": MetadataValue.json(backtest.range_figures_json(trades)),
+    }
+    return TRADE_CHECKS.materialize(context, trades, run_meta, {AGREEMENT_CHECK: _agreement(config.position_scope, champions, trades)})
+
+
+def _agreement(scope: str, champions: pl.DataFrame, trades: pl.DataFrame) -> qc.Outcome:
+    if scope != "score_range":
+        return qc.Outcome(
             True,
             "position_scope 'global' shares one position across ranges: the figures differ from the per-range optimizer "
             "by design; nothing to compare.",
         )
-    sample = "out_of_sample" if champions.height and champions["selection"][0] == "walk_forward" else "in_sample"
-    run_meta = (
-        {
-            "sample": sample,
-            **_evaluation_window(champions),
-            "file": MetadataValue.path(lake.describe(BACKTEST_CSV)),
-            "trades": trades.height,
-            "total_pnl": float(trades["pnl"].sum()) if trades.height else 0.0,
-            "skipped_position_open": rep.skipped_busy,
-            "skipped_no_entry": rep.no_entry,
-            "exit_reasons": MetadataValue.json(dict(trades.group_by("exit_reason").len().iter_rows()) if trades.height else {}),
-            "by_score_range": MetadataValue.json({k: {**v, "profit_factor": None if np.isinf(v["profit_factor"]) else v["profit_factor"]} for k, v in per_range.items()}),
-        }
+    problems = backtest.disagreements(champions, trades)
+    return qc.Outcome(
+        not problems,
+        "; ".join(problems[:5]) if problems else "Every score range's figures equal the composite strategy's exactly.",
+        {"differences": MetadataValue.json(problems[:50])},
     )
-    return MaterializeResult(metadata=run_meta, value=trades, check_results=[agreement, qc.schema_result(context, KEYS["backtest_trades"], trades.schema)])
 
 
 class PortfolioConfig(BaseModel):
@@ -135,30 +130,30 @@ class PortfolioConfig(BaseModel):
         "filter with only_composite_signals); 'all': every research signal (in sample for the champions' filters).",
     )
 
+    def rules(self) -> portfolio.PortfolioRules:
+        return portfolio.PortfolioRules(
+            sl=self.sl,
+            activation=self.activation,
+            callback=self.callback,
+            timeout_minutes=self.timeout,
+            fee_rate=self.fee_rate,
+            slippage=self.slippage_bps / 10_000.0,
+            initial_capital=self.initial_capital,
+            position_size=self.position_size,
+            max_positions=self.max_positions,
+        )
+
 
 @asset(
     key=KEYS["portfolio_backtest"],
     **pump_kwargs("analysis", {"polars", "parquet"}, "2"),
-    metadata=table_meta(sch.EQUITY_SCHEMA),
+    metadata=table_meta(schemas.EQUITY_SCHEMA),
     ins={"signal_analysis": AssetIn(key=KEYS["signal_analysis"]), "composite_strategy": AssetIn(key=KEYS["composite_strategy"])},
     deps=[KEYS["minute_candles"]],
-    check_specs=[
-        qc.spec(
-            KEYS["portfolio_backtest"],
-            EQUITY_CHECK,
-            "Equity = cash + positions at every minute, cash never negative, the final equity equals initial capital "
-            "plus the trades' net PnL.",
-        ),
-        qc.schema_spec(KEYS["portfolio_backtest"]),
-    ],
+    check_specs=EQUITY_CHECKS.specs,
     config_schema=config_schema(PortfolioConfig),
 )
-def portfolio_backtest(
-    context: AssetExecutionContext,
-    signal_analysis: pl.DataFrame,
-    composite_strategy: pl.DataFrame,
-    lake: Lake,
-):
+def portfolio_backtest(context: AssetExecutionContext, signal_analysis: pl.DataFrame, composite_strategy: pl.DataFrame, lake: Lake):
     """A multi-asset portfolio on 1-minute candles: every research signal (or only those passing
     the composite filters) traded with one rule -- stop ``sl``, trailing ``activation`` /
     ``callback``, ``timeout`` minutes -- with slippage and fees, sized from book equity, at most
@@ -168,75 +163,36 @@ def portfolio_backtest(
     config = parse(PortfolioConfig, context)
     if config.signals not in ("out_of_sample", "all"):
         raise fail(f"signals must be 'out_of_sample' or 'all', got {config.signals!r}")
-    research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
-    champions = sch.conform(composite_strategy, sch.COMPOSITE_SCHEMA)
-    chosen = pport.portfolio_signals(research, champions, out_of_sample=config.signals == "out_of_sample", only_composite=config.only_composite_signals)
-    window = _evaluation_window(champions) if config.signals == "out_of_sample" else {"window": "all research signals"}
-    sample = "out_of_sample" if config.signals == "out_of_sample" and "evaluation_start" in window else "in_sample"
-    research = chosen
-    frames = []
+    research = schemas.conform(signal_analysis, schemas.SIGNAL_ANALYSIS_SCHEMA)
+    champions = schemas.conform(composite_strategy, schemas.COMPOSITE_SCHEMA)
+    chosen = portfolio.portfolio_signals(research, champions, out_of_sample=config.signals == "out_of_sample", only_composite=config.only_composite_signals)
+    window = composite.evaluation_window(champions) if config.signals == "out_of_sample" else {"window": "all research signals"}
+    res = portfolio.simulate_portfolio(chosen, _candles(lake, chosen), config.rules())
+    eq = res.equity
+    problems = portfolio.ledger_problems(eq, res.trades, config.initial_capital)
+    metrics = {k: (v if v is not None else float("nan")) for k, v in res.metrics.items()}
+    run_meta = {
+        "sample": "out_of_sample" if config.signals == "out_of_sample" and "evaluation_start" in window else "in_sample",
+        **window,
+        "signals_traded_from": chosen.height,
+        **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
+        "equity_chart": MetadataValue.md(portfolio.text_chart(eq)),
+        "trades_preview": MetadataValue.md(md.markdown_preview(res.trades, 10)),
+    }
+    outcome = qc.Outcome(
+        not problems,
+        "; ".join(problems) if problems else f"{eq.height:,} minutes consistent; {res.trades.height} trade(s).",
+        {"problems": MetadataValue.json(problems)},
+    )
+    return EQUITY_CHECKS.materialize(context, eq, run_meta, {EQUITY_CHECK: outcome})
+
+
+def _candles(lake: Lake, research: pl.DataFrame) -> pl.DataFrame:
+    """The minute candles of the research signals' days, from the lake."""
+    days = []
     for d in sorted(set(research["signal_date"].to_list())):
         c = read_lake_partition(lake, KEYS["minute_candles"], d.isoformat())
         if c is None:
             raise fail(f"pump/minute_candles {d} is not materialized; materialize the signal days first")
-        frames.append(c)
-    candles = pl.concat(frames) if frames else sch.empty(sch.MINUTE_CANDLES_SCHEMA)
-    rules = pport.PortfolioRules(
-        sl=config.sl,
-        activation=config.activation,
-        callback=config.callback,
-        timeout_minutes=config.timeout,
-        fee_rate=config.fee_rate,
-        slippage=config.slippage_bps / 10_000.0,
-        initial_capital=config.initial_capital,
-        position_size=config.position_size,
-        max_positions=config.max_positions,
-    )
-    res = pport.simulate_portfolio(research, candles, rules)
-    eq = res.equity
-    problems = []
-    if eq.height:
-        if (eq["cash"] < -1e-9).any():
-            problems.append("cash went negative")
-        if ((eq["equity"] - eq["cash"] - eq["positions_value"]).abs() > 1e-6).any():
-            problems.append("equity != cash + positions")
-        net = float((res.trades["proceeds"] - res.trades["cost"]).sum())
-        if abs(float(eq["equity"][-1]) - (config.initial_capital + net)) > 1e-6 * config.initial_capital:
-            problems.append(f"final equity {float(eq['equity'][-1]):.2f} != capital + net PnL {config.initial_capital + net:.2f}")
-    metrics = {k: (v if v is not None else float("nan")) for k, v in res.metrics.items()}
-    run_meta = (
-        {
-            "sample": sample,
-            **window,
-            "signals_traded_from": research.height,
-            **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
-            "equity_chart": MetadataValue.md(pport.text_chart(eq)),
-            "trades_preview": MetadataValue.md(md.markdown_preview(res.trades, 10)),
-        }
-    )
-    return MaterializeResult(
-        metadata=run_meta,
-        value=eq,
-        check_results=[
-            qc.result(
-                KEYS["portfolio_backtest"],
-                EQUITY_CHECK,
-                not problems,
-                "; ".join(problems) if problems else f"{eq.height:,} minutes consistent; {res.trades.height} trade(s).",
-                {"problems": MetadataValue.json(problems)},
-            ),
-            qc.schema_result(context, KEYS["portfolio_backtest"], eq.schema),
-        ],
-    )
-
-
-def _evaluation_window(champions: pl.DataFrame) -> dict:
-    """Metadata naming the signals a backtest traded: the out-of-sample window, or in sample."""
-    if not champions.height or champions["selection"][0] != "walk_forward":
-        return {"window": "in sample: every research signal (the signals the champions were chosen on)"}
-    start, end = champions["evaluation_start"].min(), champions["evaluation_end"].max()
-    return {
-        "window": f"out of sample: {start.isoformat()} .. {end.isoformat()} (each fold's evaluation window)",
-        "evaluation_start": start.isoformat(),
-        "evaluation_end": end.isoformat(),
-    }
+        days.append(c)
+    return pl.concat(days) if days else schemas.empty(schemas.MINUTE_CANDLES_SCHEMA)

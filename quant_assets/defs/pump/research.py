@@ -5,13 +5,11 @@ strategy matrix of every exit strategy on every signal (``quant_assets.lib.pump.
 import datetime as dt
 import time
 
-import numpy as np
 import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetKey,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -32,12 +30,16 @@ from quant_assets.defs.pump.keys import (
     RESEARCH_CHECK,
 )
 from quant_assets.defs.resources import Lake
-from quant_assets.lib.pump import analysis as pan
-from quant_assets.lib.pump import optimizer as opt
-from quant_assets.lib.pump import schemas as sch
-from quant_assets.lib.pump import signals as psig
+from quant_assets.lib import frames
+from quant_assets.lib.pump import analysis, optimizer, schemas
+from quant_assets.lib.pump.signals import select_research_set
 
-# --------------------------------------------------------------------------- research set
+ANALYSIS_CHECKS = qc.AssetChecks(KEYS["signal_analysis"], qc.Check(RESEARCH_CHECK, "The research set holds at least one signal with bars."))
+MATRIX_CHECKS = qc.AssetChecks(
+    KEYS["strategy_matrix"],
+    qc.Check(REFERENCE_CHECK, "A random sample of (strategy, signal) cells equals a bar-by-bar walk of the exit rule exactly."),
+)
+BAR_COLUMNS = ["signal_id", "second_ts", "open_price", "high_price", "low_price", "close_price", "volume"]
 
 
 class SignalAnalysisConfig(BaseModel):
@@ -62,12 +64,9 @@ def _materialized_days(context, key: AssetKey) -> list[dt.date]:
 @asset(
     key=KEYS["signal_analysis"],
     **pump_kwargs("analysis", {"polars", "parquet"}, "1"),
-    metadata=table_meta(sch.SIGNAL_ANALYSIS_SCHEMA),
+    metadata=table_meta(schemas.SIGNAL_ANALYSIS_SCHEMA),
     deps=[KEYS["signals"], KEYS["delta_bars_1s"]],
-    check_specs=[
-        qc.spec(KEYS["signal_analysis"], RESEARCH_CHECK, "The research set holds at least one signal with bars."),
-        qc.schema_spec(KEYS["signal_analysis"]),
-    ],
+    check_specs=ANALYSIS_CHECKS.specs,
     config_schema=config_schema(SignalAnalysisConfig),
 )
 def signal_analysis(context: AssetExecutionContext, lake: Lake):
@@ -81,6 +80,29 @@ def signal_analysis(context: AssetExecutionContext, lake: Lake):
     counted, not guessed.
     """
     config = parse(SignalAnalysisConfig, context)
+    window, first, end = _window(context, config)
+    all_signals, bars = _read_window(lake, window)
+    chosen = select_research_set(all_signals, min_score=config.min_score, max_score=config.max_score, dedup=config.dedup, dedup_hours=config.dedup_hours)
+    result = analysis.build_signal_analysis(chosen.signals, bars.filter(pl.col("signal_id").is_in(chosen.signals["signal_id"].implode())))
+    table = result.table
+    run_meta = {
+        "window_first_day": first.isoformat(),
+        "window_last_day": end.isoformat(),
+        "days_with_data": len(window),
+        "signals_in_window": all_signals.height,
+        "excluded/outside_score": chosen.outside_score,
+        "excluded/dedup": chosen.duplicates,
+        "excluded/no_bars": len(result.without_bars),
+        "signals_by_score_range": MetadataValue.json(frames.value_counts(table, "score_range")),
+        "median_max_growth_pct": float(table["max_growth_pct"].median()) if table.height else 0.0,
+    }
+    outcome = qc.Outcome(table.height > 0, f"{table.height} signal(s) in the research set." if table.height else "The research set is empty.", {"signals": table.height})
+    return ANALYSIS_CHECKS.materialize(context, table, run_meta, {RESEARCH_CHECK: outcome})
+
+
+def _window(context, config: SignalAnalysisConfig) -> tuple[list[dt.date], dt.date, dt.date]:
+    """The materialized signal days of the research window, its first and last day; a Failure
+    when a day of it has signals but no bars."""
     signal_days = _materialized_days(context, KEYS["signals"])
     if not signal_days:
         raise fail("pump/signals has no materialized day: run pump_daily_job for the signal days first")
@@ -97,77 +119,45 @@ def signal_analysis(context: AssetExecutionContext, lake: Lake):
             f"pump/signals is materialized but pump/delta_bars_1s is not for {', '.join(map(str, gaps[:10]))}"
             f"{' ...' if len(gaps) > 10 else ''}: run pump_daily_job for those days, or narrow the window (days, end_date)"
         )
+    return window, first, end
+
+
+def _read_window(lake: Lake, window: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The signals and 1-second bars of the window's days, from the lake."""
     sig_frames, bar_frames = [], []
     for d in window:
         s = read_lake_partition(lake, KEYS["signals"], d.isoformat())
         if s is None:
             raise fail(f"pump/signals {d} is not in the lake although its bars are; re-materialize that day")
         sig_frames.append(s)
-        b = read_lake_partition(lake, KEYS["delta_bars_1s"], d.isoformat(), ["signal_id", "second_ts", "open_price", "high_price", "low_price", "close_price", "volume"])
-        if b is not None and b.height:
+        b = read_lake_partition(lake, KEYS["delta_bars_1s"], d.isoformat(), BAR_COLUMNS)
+        if b is not None:
             bar_frames.append(b)
-    all_signals = sch.conform(pl.concat(sig_frames), sch.SIGNALS_SCHEMA)
-    chosen = psig.select_research_set(
-        all_signals, min_score=config.min_score, max_score=config.max_score, dedup=config.dedup, dedup_hours=config.dedup_hours
-    )
-    bars = pl.concat(bar_frames) if bar_frames else sch.empty(sch.DELTA_BARS_SCHEMA)
-    ids = chosen.signals["signal_id"].implode()
-    bars = bars.filter(pl.col("signal_id").is_in(ids))
-    result = pan.build_signal_analysis(chosen.signals, bars)
-    table = result.table
-    by_range = dict(table.group_by("score_range").len().sort("score_range").iter_rows()) if table.height else {}
-    run_meta = (
-        {
-            "window_first_day": first.isoformat(),
-            "window_last_day": end.isoformat(),
-            "days_with_data": len(window),
-            "signals_in_window": all_signals.height,
-            "excluded/outside_score": chosen.outside_score,
-            "excluded/dedup": chosen.duplicates,
-            "excluded/no_bars": len(result.without_bars),
-            "signals_by_score_range": MetadataValue.json(by_range),
-            "median_max_growth_pct": float(table["max_growth_pct"].median()) if table.height else 0.0,
-        }
-    )
-    return MaterializeResult(
-        metadata=run_meta,
-        value=table,
-        check_results=[
-            qc.result(
-                KEYS["signal_analysis"],
-                RESEARCH_CHECK,
-                table.height > 0,
-                f"{table.height} signal(s) in the research set." if table.height else "The research set is empty.",
-                {"signals": table.height},
-            ),
-            qc.schema_result(context, KEYS["signal_analysis"], table.schema),
-        ],
-    )
+    all_signals = schemas.conform(pl.concat(sig_frames), schemas.SIGNALS_SCHEMA)
+    return all_signals, frames.stitch(*bar_frames, schemas.empty(schemas.DELTA_BARS_SCHEMA))
 
-
-# --------------------------------------------------------------------------- phase 1
 
 
 class StrategyMatrixConfig(BaseModel):
     sl_levels: list[float] = Field(
-        default=list(opt.DEFAULT_SL_LEVELS), description="Stop-loss levels below the entry, fractions (0.05 = 5 %)."
+        default=list(optimizer.DEFAULT_SL_LEVELS), description="Stop-loss levels below the entry, fractions (0.05 = 5 %)."
     )
     profiles: list[str] = Field(
-        default=list(opt.PROFILES),
+        default=list(optimizer.PROFILES),
         description="Trailing profiles: SCALPING 0.4/0.2, BALANCED 4/2, MODERATE 7/3, CONSERVATIVE 10/4 "
         "(activation/callback, %).",
     )
-    timeouts_s: list[int] = Field(default=list(opt.DEFAULT_TIMEOUTS_S), description="Longest holds, seconds after entry.")
+    timeouts_s: list[int] = Field(default=list(optimizer.DEFAULT_TIMEOUTS_S), description="Longest holds, seconds after entry.")
     entry_delays_s: list[int] = Field(
-        default=list(opt.DEFAULT_ENTRY_DELAYS_S), description="Entry delays, seconds after the signal's first second."
+        default=list(optimizer.DEFAULT_ENTRY_DELAYS_S), description="Entry delays, seconds after the signal's first second."
     )
-    fee: float = Field(default=opt.DEFAULT_FEE, description="Round-trip fee deducted from each trade, fraction.")
+    fee: float = Field(default=optimizer.DEFAULT_FEE, description="Round-trip fee deducted from each trade, fraction.")
     reference_sample: int = Field(
         default=2000, ge=0, description="(strategy, signal) cells re-walked bar by bar by the matches_bar_by_bar check."
     )
 
-    def grid(self) -> opt.GridSpec:
-        return opt.GridSpec(
+    def grid(self) -> optimizer.GridSpec:
+        return optimizer.GridSpec(
             sl_levels=tuple(self.sl_levels),
             profiles=tuple(self.profiles),
             timeouts_s=tuple(self.timeouts_s),
@@ -179,17 +169,10 @@ class StrategyMatrixConfig(BaseModel):
 @asset(
     key=KEYS["strategy_matrix"],
     **pump_kwargs("analysis", {"numba", "parquet"}, "1"),
-    metadata=table_meta(sch.STRATEGY_MATRIX_SCHEMA),
+    metadata=table_meta(schemas.STRATEGY_MATRIX_SCHEMA),
     ins={"signal_analysis": AssetIn(key=KEYS["signal_analysis"])},
     deps=[KEYS["delta_bars_1s"]],
-    check_specs=[
-        qc.spec(
-            KEYS["strategy_matrix"],
-            REFERENCE_CHECK,
-            "A random sample of (strategy, signal) cells equals a bar-by-bar walk of the exit rule exactly.",
-        ),
-        qc.schema_spec(KEYS["strategy_matrix"]),
-    ],
+    check_specs=MATRIX_CHECKS.specs,
     config_schema=config_schema(StrategyMatrixConfig),
 )
 def strategy_matrix(context: AssetExecutionContext, signal_analysis: pl.DataFrame, lake: Lake):
@@ -204,67 +187,32 @@ def strategy_matrix(context: AssetExecutionContext, signal_analysis: pl.DataFram
     profiles x 9 timeouts x 10 entry delays = 5,400 strategies.
     """
     config = parse(StrategyMatrixConfig, context)
-    research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
+    research = schemas.conform(signal_analysis, schemas.SIGNAL_ANALYSIS_SCHEMA)
     try:
-        strategies = opt.strategy_grid(config.grid())
-    except opt.StrategyError as exc:
+        strategies = optimizer.strategy_grid(config.grid())
+    except optimizer.StrategyError as exc:
         raise fail(f"strategy grid: {exc}") from None
     closes, offsets = research_closes(lake, research)
     t0 = time.perf_counter()
-    pnl, exit_s = opt.evaluate_strategies(closes, offsets, strategies)
+    pnl, exit_s = optimizer.evaluate_strategies(closes, offsets, strategies)
     seconds = time.perf_counter() - t0
-    sims = pnl.size
-    check = _reference_result(closes, offsets, strategies, pnl, exit_s, config.reference_sample)
+    frame = optimizer.matrix_frame(strategies, research["signal_id"].to_numpy(), pnl, exit_s, schemas.STRATEGY_MATRIX_SCHEMA)
     n_st, n_sig = pnl.shape
-    frame = (
-        strategies.select(pl.all().repeat_by(n_sig).explode())
-        .with_columns(
-            pl.Series("signal_id", np.tile(research["signal_id"].to_numpy(), n_st), dtype=pl.Int64),
-            pl.Series("pnl", np.ascontiguousarray(pnl).ravel()).fill_nan(None),
-            pl.Series("exit_s", np.ascontiguousarray(exit_s).ravel()).cast(pl.Int64),
-        )
-        .select(list(sch.STRATEGY_MATRIX_SCHEMA))
-    )
-    run_meta = (
-        {
-            "strategies": n_st,
-            "signals": n_sig,
-            "simulations": sims,
-            "seconds": round(seconds, 3),
-            "simulations_per_second": round(sims / seconds) if seconds > 0 else 0,
-            "strategy_grid": MetadataValue.md(
-                f"{len(config.sl_levels)} stop levels x {len(config.profiles)} profiles x {len(config.timeouts_s)} "
-                f"timeouts x {len(config.entry_delays_s)} entry delays = {n_st:,} strategies"
-            ),
-        }
-    )
-    return MaterializeResult(metadata=run_meta, value=frame, check_results=[check, qc.schema_result(context, KEYS["strategy_matrix"], frame.schema)])
-
-
-def _reference_result(closes, offsets, strategies, pnl, exit_s, sample: int):
-    n_st, n_sig = pnl.shape
-    if sample == 0 or pnl.size == 0:
-        return qc.result(KEYS["strategy_matrix"], REFERENCE_CHECK, True, "No cell sampled.", {"cells": 0})
-    rng = np.random.default_rng(n_st * 7919 + n_sig)
-    cells = rng.integers(0, pnl.size, min(sample, pnl.size))
-    rows = strategies.to_dicts()
-    bad = []
-    for cell in cells:
-        k, j = divmod(int(cell), n_sig)
-        s = rows[k]
-        ref = opt.simulate_one(
-            closes[offsets[j] : offsets[j + 1]], s["entry_delay_s"], s["sl"], s["activation"], s["callback"], s["timeout_s"], s["fee"]
-        )
-        same = (ref[0] == pnl[k, j] or (np.isnan(ref[0]) and np.isnan(pnl[k, j]))) and ref[1] == exit_s[k, j]
-        if not same:
-            bad.append({"strategy_id": k, "signal": j, "fast": [float(pnl[k, j]), int(exit_s[k, j])], "walk": [float(ref[0]), int(ref[1])]})
-    return qc.result(
-        KEYS["strategy_matrix"],
-        REFERENCE_CHECK,
-        not bad,
-        f"{len(bad)} of {len(cells)} sampled cells differ from the bar-by-bar walk" if bad else f"{len(cells)} sampled cells equal the bar-by-bar walk.",
-        {"cells": len(cells), "mismatches": MetadataValue.json(bad[:20])},
-    )
-
-
-
+    run_meta = {
+        "strategies": n_st,
+        "signals": n_sig,
+        "simulations": pnl.size,
+        "seconds": round(seconds, 3),
+        "simulations_per_second": round(pnl.size / seconds) if seconds > 0 else 0,
+        "strategy_grid": MetadataValue.md(
+            f"{len(config.sl_levels)} stop levels x {len(config.profiles)} profiles x {len(config.timeouts_s)} "
+            f"timeouts x {len(config.entry_delays_s)} entry delays = {n_st:,} strategies"
+        ),
+    }
+    cells, bad = optimizer.reference_mismatches(closes, offsets, strategies, pnl, exit_s, config.reference_sample)
+    if not cells:
+        outcome = qc.Outcome(True, "No cell sampled.", {"cells": 0})
+    else:
+        verdict = f"{len(bad)} of {cells} sampled cells differ from the bar-by-bar walk" if bad else f"{cells} sampled cells equal the bar-by-bar walk."
+        outcome = qc.Outcome(not bad, verdict, {"cells": cells, "mismatches": MetadataValue.json(bad[:20])})
+    return MATRIX_CHECKS.materialize(context, frame, run_meta, {REFERENCE_CHECK: outcome})

@@ -7,10 +7,8 @@ import time
 
 import polars as pl
 from dagster import (
-    AssetCheckSeverity,
     AssetExecutionContext,
     AssetIn,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -32,26 +30,37 @@ from quant_assets.defs.pump.keys import (
     WINDOW_S,
 )
 from quant_assets.defs.resources import Lake
-from quant_assets.lib.pump import composite as pcomp
-from quant_assets.lib.pump import filters as pfil
-from quant_assets.lib.pump import optimizer as opt
-from quant_assets.lib.pump import overfitting as pof
-from quant_assets.lib.pump import schemas as sch
-from quant_assets.lib.pump import signals as psig
-from quant_assets.lib.pump import walkforward as wf
+from quant_assets.lib.pump import composite, filters, optimizer, overfitting, schemas, walkforward
 
-# --------------------------------------------------------------------------- phase 2
+RESULT_CHECKS = qc.AssetChecks(
+    KEYS["optimization_results"],
+    qc.Check(PROFITABLE_CHECK, "At least one (filter, strategy) configuration is profitable with min_trades trades.", blocking=False),
+)
+COMPOSITE_CHECKS = qc.AssetChecks(
+    KEYS["composite_strategy"],
+    qc.Check(
+        CHAMPION_CHECK,
+        "Every score range has a champion with at least min_trades trades (a warning: a range without one trades nothing).",
+        blocking=False,
+    ),
+    qc.Check(
+        OVERFITTING_CHECK,
+        "Warns when a champion's probability of backtest overfitting is above 0.5 or its deflated Sharpe ratio below "
+        "0.95: its in-sample figures are indistinguishable from the luck of choosing among many configurations.",
+        blocking=False,
+    ),
+)
 
 
 class OptimizationConfig(BaseModel):
     score_bands: list[int] = Field(
-        default=list(pfil.DEFAULT_BANDS), description="Lower bounds of the score ranges (each 100 wide; 800-900 includes 900)."
+        default=list(filters.DEFAULT_BANDS), description="Lower bounds of the score ranges (each 100 wide; 800-900 includes 900)."
     )
     rsi_cuts: list[float] = Field(
-        default=list(pfil.DEFAULT_RSI_CUTS), description="RSI cut points; every pair (and the open ends) is a range."
+        default=list(filters.DEFAULT_RSI_CUTS), description="RSI cut points; every pair (and the open ends) is a range."
     )
-    volume_zscore_cuts: list[float] = Field(default=list(pfil.DEFAULT_VOLUME_CUTS), description="Volume z-score cut points.")
-    oi_change_cuts: list[float] = Field(default=list(pfil.DEFAULT_OI_CUTS), description="Open-interest change (%) cut points.")
+    volume_zscore_cuts: list[float] = Field(default=list(filters.DEFAULT_VOLUME_CUTS), description="Volume z-score cut points.")
+    oi_change_cuts: list[float] = Field(default=list(filters.DEFAULT_OI_CUTS), description="Open-interest change (%) cut points.")
     min_trades: int = Field(default=3, ge=1, description="Fewest trades for a configuration to be kept.")
     max_strategies_per_filter: int = Field(
         default=5, ge=1, description="Most profitable strategies kept per distinct filtered signal set."
@@ -60,19 +69,19 @@ class OptimizationConfig(BaseModel):
         default=5000, ge=0, description="Rows kept per score range, best total PnL first (0 = every kept candidate)."
     )
     selection: str = Field(
-        default=wf.WalkForwardSpec.selection,
+        default=walkforward.WalkForwardSpec.selection,
         description="'walk_forward': rank on a selection window, report on the later evaluation window it never saw, "
         "stepping forward; 'in_sample': rank on every research signal (figures labelled in sample).",
     )
-    train_days: int = Field(default=wf.WalkForwardSpec.train_days, ge=1, description="Walk-forward selection window, UTC days.")
-    test_days: int = Field(default=wf.WalkForwardSpec.test_days, ge=1, description="Walk-forward evaluation window, UTC days.")
-    step_days: int = Field(default=wf.WalkForwardSpec.step_days, ge=1, description="Days between consecutive folds' starts.")
+    train_days: int = Field(default=walkforward.WalkForwardSpec.train_days, ge=1, description="Walk-forward selection window, UTC days.")
+    test_days: int = Field(default=walkforward.WalkForwardSpec.test_days, ge=1, description="Walk-forward evaluation window, UTC days.")
+    step_days: int = Field(default=walkforward.WalkForwardSpec.step_days, ge=1, description="Days between consecutive folds' starts.")
 
-    def walk_forward(self) -> wf.WalkForwardSpec:
-        return wf.WalkForwardSpec(self.selection, self.train_days, self.test_days, self.step_days)
+    def walk_forward(self) -> walkforward.WalkForwardSpec:
+        return walkforward.WalkForwardSpec(self.selection, self.train_days, self.test_days, self.step_days)
 
-    def grid(self) -> pfil.FilterGrid:
-        return pfil.FilterGrid(
+    def grid(self) -> filters.FilterGrid:
+        return filters.FilterGrid(
             bands=tuple(self.score_bands),
             rsi_cuts=tuple(self.rsi_cuts),
             volume_cuts=tuple(self.volume_zscore_cuts),
@@ -83,22 +92,12 @@ class OptimizationConfig(BaseModel):
 @asset(
     key=KEYS["optimization_results"],
     **pump_kwargs("analysis", {"numba", "parquet"}, "2"),
-    metadata=table_meta(sch.OPTIMIZATION_RESULTS_SCHEMA),
+    metadata=table_meta(schemas.OPTIMIZATION_RESULTS_SCHEMA),
     ins={"strategy_matrix": AssetIn(key=KEYS["strategy_matrix"]), "signal_analysis": AssetIn(key=KEYS["signal_analysis"])},
-    check_specs=[
-        qc.spec(
-            KEYS["optimization_results"],
-            PROFITABLE_CHECK,
-            "At least one (filter, strategy) configuration is profitable with min_trades trades.",
-            blocking=False,
-        ),
-        qc.schema_spec(KEYS["optimization_results"]),
-    ],
+    check_specs=RESULT_CHECKS.specs,
     config_schema=config_schema(OptimizationConfig),
 )
-def optimization_results(
-    context: AssetExecutionContext, strategy_matrix: pl.DataFrame, signal_analysis: pl.DataFrame
-):
+def optimization_results(context: AssetExecutionContext, strategy_matrix: pl.DataFrame, signal_analysis: pl.DataFrame):
     """Phase 2 of the optimizer: the profitable (filter, strategy) configurations, best total PnL
     first within each score range.
 
@@ -111,32 +110,22 @@ def optimization_results(
     each with at least ``min_trades`` trades and total PnL > 0.
     """
     config = parse(OptimizationConfig, context)
-    research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
+    research = schemas.conform(signal_analysis, schemas.SIGNAL_ANALYSIS_SCHEMA)
     strategies, pnl, ex = _matrix_arrays(strategy_matrix, research)
     try:
         grid = config.grid()
         spec = config.walk_forward()
-        folds = wf.make_folds(research["signal_date"].min(), research["signal_date"].max(), spec)
+        folds = walkforward.make_folds(research["signal_date"].min(), research["signal_date"].max(), spec)
     except ValueError as exc:
         raise fail(f"optimization_results: {exc}") from None
     t0 = time.perf_counter()
-    sel = wf.select_per_fold(
-        research,
-        pnl,
-        ex,
-        strategies,
-        grid,
-        folds,
-        spec.selection,
-        horizon_s=WINDOW_S,
-        min_trades=config.min_trades,
-        per_filter=config.max_strategies_per_filter,
-        max_per_range=config.max_results_per_range,
+    sel = walkforward.select_per_fold(
+        research, pnl, ex, strategies, grid, folds, spec.selection, horizon_s=WINDOW_S, min_trades=config.min_trades,
+        per_filter=config.max_strategies_per_filter, max_per_range=config.max_results_per_range,
     )
     seconds = time.perf_counter() - t0
     results = sel.results
-    run_meta = (
-        {
+    run_meta = {
             "selection": spec.selection,
             "folds": len(folds),
             "walk_forward": MetadataValue.json(dataclasses.asdict(spec)),
@@ -150,25 +139,15 @@ def optimization_results(
             "kept_rows": results.height,
             "figures": f"{spec.selection}: each row's figures are in sample for its fold's selection window",
             "seconds": round(seconds, 3),
-        }
+    }
+    outcome = qc.Outcome(
+        results.height > 0,
+        f"{sel.profitable_pairs:,} profitable configuration(s) over {len(folds)} fold(s); {results.height:,} kept."
+        if results.height
+        else "No configuration is profitable with enough trades.",
+        {"profitable_configurations": sel.profitable_pairs},
     )
-    return MaterializeResult(
-        metadata=run_meta,
-        value=results,
-        check_results=[
-            qc.result(
-                KEYS["optimization_results"],
-                PROFITABLE_CHECK,
-                results.height > 0,
-                f"{sel.profitable_pairs:,} profitable configuration(s) over {len(folds)} fold(s); {results.height:,} kept."
-                if results.height
-                else "No configuration is profitable with enough trades.",
-                {"profitable_configurations": sel.profitable_pairs},
-                severity=AssetCheckSeverity.WARN,
-            ),
-            qc.schema_result(context, KEYS["optimization_results"], results.schema),
-        ],
-    )
+    return RESULT_CHECKS.materialize(context, results, run_meta, {PROFITABLE_CHECK: outcome})
 
 
 class CompositeConfig(BaseModel):
@@ -184,28 +163,13 @@ class CompositeConfig(BaseModel):
 @asset(
     key=KEYS["composite_strategy"],
     **pump_kwargs("analysis", {"json", "parquet"}, "2"),
-    metadata=table_meta(sch.COMPOSITE_SCHEMA, file=f"lake: {COMPOSITE_JSON}"),
+    metadata=table_meta(schemas.COMPOSITE_SCHEMA, file=f"lake: {COMPOSITE_JSON}"),
     ins={
         "optimization_results": AssetIn(key=KEYS["optimization_results"]),
         "signal_analysis": AssetIn(key=KEYS["signal_analysis"]),
         "strategy_matrix": AssetIn(key=KEYS["strategy_matrix"]),
     },
-    check_specs=[
-        qc.spec(
-            KEYS["composite_strategy"],
-            CHAMPION_CHECK,
-            "Every score range has a champion with at least min_trades trades (a warning: a range without one trades nothing).",
-            blocking=False,
-        ),
-        qc.spec(
-            KEYS["composite_strategy"],
-            OVERFITTING_CHECK,
-            "Warns when a champion's probability of backtest overfitting is above 0.5 or its deflated Sharpe ratio below "
-            "0.95: its in-sample figures are indistinguishable from the luck of choosing among many configurations.",
-            blocking=False,
-        ),
-        qc.schema_spec(KEYS["composite_strategy"]),
-    ],
+    check_specs=COMPOSITE_CHECKS.specs,
     config_schema=config_schema(CompositeConfig),
 )
 def composite_strategy(
@@ -223,72 +187,35 @@ def composite_strategy(
     row per (fold, range) here.
     """
     config = parse(CompositeConfig, context)
-    results = sch.conform(optimization_results, sch.OPTIMIZATION_RESULTS_SCHEMA)
-    research = sch.conform(signal_analysis, sch.SIGNAL_ANALYSIS_SCHEMA)
-    strategies, pnl, ex = _matrix_arrays(strategy_matrix, research)
-    ranges = sorted(set(results["score_range"].to_list()) | {psig.score_band(lo) for lo in pfil.DEFAULT_BANDS}, key=lambda r: int(r.split("-")[0]))
-    folds_frame = results.select(list(sch.FOLD_SCHEMA)).unique(subset="fold").sort("fold") if results.height else None
-    champions = pcomp.choose_champions(results, ranges, config.min_trades, folds_frame)
-    selection = champions["selection"][0] if champions.height else "in_sample"
-    oos = None
-    folds = wf.folds_from_frame(champions) if champions.height else []
-    if selection == "walk_forward":
-        oos = wf.out_of_sample(research, pnl, ex, champions, folds)
-        champions = pcomp.with_out_of_sample(champions, oos.by_fold)
-    t0 = time.perf_counter()
-    measured = pof.measure(research, pnl, ex, results, champions, folds, horizon_s=WINDOW_S, spa_reps=config.spa_reps)
-    champions = pcomp.with_overfitting(champions, measured)
-    overfit_seconds = time.perf_counter() - t0
-    overfit = pof.warnings(measured)
-    doc = pcomp.composite_document(
-        champions,
-        min_trades=config.min_trades,
-        research=research,
-        walk_forward={"selection": selection, "folds": int(champions["fold"].n_unique()) if champions.height else 0},
-        out_of_sample=oos.by_range if oos is not None else None,
-    )
-    lake.store().write_bytes(COMPOSITE_JSON, pcomp.to_json(doc))
-    deployed = pcomp.champions_from_document(doc)
-    missing = deployed.filter(~pl.col("has_champion"))["score_range"].to_list()
-    run_meta = (
-        {
-            "selection": selection,
-            "composite_strategy.json": MetadataValue.json(doc),
-            "file": MetadataValue.path(lake.describe(COMPOSITE_JSON)),
-            "champions": int(deployed["has_champion"].sum()),
-            "out_of_sample_signals": oos.signals_evaluated if oos is not None else 0,
-            "overfitting": MetadataValue.md(pof.markdown(measured)),
-            "overfitting_seconds": round(overfit_seconds, 3),
-            "summary": MetadataValue.md("\n".join(f"- {line}" for line in pcomp.summary_lines(deployed))),
-        }
-    )
-    return MaterializeResult(
-        metadata=run_meta,
-        value=champions,
-        check_results=[
-            qc.result(
-                KEYS["composite_strategy"],
-                CHAMPION_CHECK,
-                not missing,
-                f"No champion for {missing}" if missing else "Every score range has a champion.",
-                {"ranges_without_champion": MetadataValue.json(missing)},
-                severity=AssetCheckSeverity.WARN,
-            ),
-            qc.result(
-                KEYS["composite_strategy"],
-                OVERFITTING_CHECK,
-                not overfit,
-                "; ".join(overfit[:8]) if overfit else "Every champion has PBO <= 0.5 and DSR >= 0.95.",
-                {"flagged": MetadataValue.json(overfit)},
-                severity=AssetCheckSeverity.WARN,
-            ),
-            qc.schema_result(context, KEYS["composite_strategy"], champions.schema),
-        ],
-    )
+    results = schemas.conform(optimization_results, schemas.OPTIMIZATION_RESULTS_SCHEMA)
+    research = schemas.conform(signal_analysis, schemas.SIGNAL_ANALYSIS_SCHEMA)
+    _, pnl, ex = _matrix_arrays(strategy_matrix, research)
+    run = composite.build_composite(results, research, pnl, ex, min_trades=config.min_trades, spa_reps=config.spa_reps, horizon_s=WINDOW_S)
+    lake.store().write_bytes(COMPOSITE_JSON, composite.to_json(run.document))
+    run_meta = {
+        "selection": run.selection,
+        "composite_strategy.json": MetadataValue.json(run.document),
+        "file": MetadataValue.path(lake.describe(COMPOSITE_JSON)),
+        "champions": int(run.deployed["has_champion"].sum()),
+        "out_of_sample_signals": run.out_of_sample.signals_evaluated if run.out_of_sample is not None else 0,
+        "overfitting": MetadataValue.md(overfitting.markdown(run.measured)),
+        "overfitting_seconds": round(run.overfitting_seconds, 3),
+        "summary": MetadataValue.md("\n".join(f"- {line}" for line in composite.summary_lines(run.deployed))),
+    }
+    missing, overfit = run.missing_ranges, run.warnings
+    outcomes = {
+        CHAMPION_CHECK: qc.Outcome(
+            not missing, f"No champion for {missing}" if missing else "Every score range has a champion.", {"ranges_without_champion": MetadataValue.json(missing)}
+        ),
+        OVERFITTING_CHECK: qc.Outcome(
+            not overfit, "; ".join(overfit[:8]) if overfit else "Every champion has PBO <= 0.5 and DSR >= 0.95.", {"flagged": MetadataValue.json(overfit)}
+        ),
+    }
+    return COMPOSITE_CHECKS.materialize(context, run.champions, run_meta, outcomes)
 
 
 def _matrix_arrays(matrix: pl.DataFrame, research: pl.DataFrame):
     try:
-        return opt.matrix_arrays(matrix, research)
+        return optimizer.matrix_arrays(matrix, research)
     except ValueError as exc:
         raise fail(str(exc)) from None

@@ -166,3 +166,11 @@ def disagreements(champions: pl.DataFrame, trades: pl.DataFrame) -> list[str]:
             if not same:
                 problems.append(f"fold {row['fold']} {band}: {key} composite {a!r} vs replay {b!r}")
     return problems
+
+
+def range_figures_json(trades: pl.DataFrame) -> dict:
+    """:func:`figures` per score range, JSON-safe (an infinite profit factor -- no losing
+    trade -- is null)."""
+    if not trades.height:
+        return {}
+    return {k: {**v, "profit_factor": None if math.isinf(v["profit_factor"]) else v["profit_factor"]} for k, v in figures(trades).items()}

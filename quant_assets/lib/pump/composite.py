@@ -39,13 +39,19 @@ drawdowns are fractions; a profit factor without a losing trade is ``null`` (JSO
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
+import time
 from typing import Any
 
+import numpy as np
 import polars as pl
 
+from quant_assets.lib.pump import overfitting, walkforward
+from quant_assets.lib.pump.filters import DEFAULT_BANDS
+from quant_assets.lib.pump.signals import score_band
 from quant_assets.lib.pump.schemas import (
     COMPOSITE_SCHEMA,
     FIGURES_SCHEMA,
@@ -348,3 +354,70 @@ def summary_table(champions: pl.DataFrame) -> list[str]:
             f"{_prob(row['deflated_sharpe']) if has else '-':>5} {_prob(row['pbo']) if has else '-':>5}"
         )
     return lines
+
+
+@dataclasses.dataclass
+class CompositeRun:
+    """What building the composite strategy gave: one champion row per (fold, range), the
+    ``composite_strategy.json`` document and its deployed champions, the out-of-sample record
+    (walk-forward only), the overfitting measures and their warnings."""
+
+    champions: pl.DataFrame
+    document: dict
+    deployed: pl.DataFrame
+    selection: str
+    out_of_sample: Any
+    measured: Any
+    warnings: list[str]
+    overfitting_seconds: float
+
+    @property
+    def missing_ranges(self) -> list[str]:
+        """Score ranges without a deployed champion."""
+        return self.deployed.filter(~pl.col("has_champion"))["score_range"].to_list()
+
+
+def score_ranges(results: pl.DataFrame) -> list[str]:
+    """Every default score range and any other range of ``results``, lowest first."""
+    found = set(results["score_range"].to_list()) | {score_band(lo) for lo in DEFAULT_BANDS}
+    return sorted(found, key=lambda r: int(r.split("-")[0]))
+
+
+def build_composite(
+    results: pl.DataFrame, research: pl.DataFrame, pnl: np.ndarray, exit_s: np.ndarray, *, min_trades: int, spa_reps: int, horizon_s: int
+) -> CompositeRun:
+    """Champions per fold and range from the phase-2 ``results``, their out-of-sample figures on
+    each fold's evaluation window (walk-forward), and PBO / DSR / SPA for every champion."""
+    folds_frame = results.select(list(FOLD_SCHEMA)).unique(subset="fold").sort("fold") if results.height else None
+    champions = choose_champions(results, score_ranges(results), min_trades, folds_frame)
+    selection = champions["selection"][0] if champions.height else "in_sample"
+    oos = None
+    folds = walkforward.folds_from_frame(champions) if champions.height else []
+    if selection == "walk_forward":
+        oos = walkforward.out_of_sample(research, pnl, exit_s, champions, folds)
+        champions = with_out_of_sample(champions, oos.by_fold)
+    t0 = time.perf_counter()
+    measured = overfitting.measure(research, pnl, exit_s, results, champions, folds, horizon_s=horizon_s, spa_reps=spa_reps)
+    champions = with_overfitting(champions, measured)
+    seconds = time.perf_counter() - t0
+    doc = composite_document(
+        champions,
+        min_trades=min_trades,
+        research=research,
+        walk_forward={"selection": selection, "folds": int(champions["fold"].n_unique()) if champions.height else 0},
+        out_of_sample=oos.by_range if oos is not None else None,
+    )
+    return CompositeRun(champions, doc, champions_from_document(doc), selection, oos, measured, overfitting.warnings(measured), seconds)
+
+
+def evaluation_window(champions: pl.DataFrame) -> dict:
+    """Which signals a backtest of these champions trades: the out-of-sample window spanned by
+    the folds' evaluation windows (walk-forward), or every research signal (in sample)."""
+    if not champions.height or champions["selection"][0] != "walk_forward":
+        return {"window": "in sample: every research signal (the signals the champions were chosen on)"}
+    start, end = champions["evaluation_start"].min(), champions["evaluation_end"].max()
+    return {
+        "window": f"out of sample: {start.isoformat()} .. {end.isoformat()} (each fold's evaluation window)",
+        "evaluation_start": start.isoformat(),
+        "evaluation_end": end.isoformat(),
+    }

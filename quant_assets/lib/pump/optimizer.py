@@ -586,3 +586,42 @@ def matrix_arrays(matrix: pl.DataFrame, research: pl.DataFrame) -> tuple[pl.Data
     pnl = m["pnl"].fill_null(np.nan).to_numpy().reshape(n_st, n_sig)
     ex = m["exit_s"].to_numpy().reshape(n_st, n_sig)
     return strategies.with_columns(pl.col("strategy_id").cast(pl.Int32)), pnl, ex
+
+
+def matrix_frame(strategies: pl.DataFrame, signal_ids: np.ndarray, pnl: np.ndarray, exit_s: np.ndarray, columns: Sequence[str]) -> pl.DataFrame:
+    """The long strategy matrix (one row per (strategy, signal), strategy-major, ``columns`` in
+    order) from the (strategies, signals) PnL and exit arrays; the inverse of
+    :func:`matrix_arrays`. A NaN PnL (no trade) is null."""
+    n_st, n_sig = pnl.shape
+    return (
+        strategies.select(pl.all().repeat_by(n_sig).explode())
+        .with_columns(
+            pl.Series("signal_id", np.tile(np.asarray(signal_ids), n_st), dtype=pl.Int64),
+            pl.Series("pnl", np.ascontiguousarray(pnl).ravel()).fill_nan(None),
+            pl.Series("exit_s", np.ascontiguousarray(exit_s).ravel()).cast(pl.Int64),
+        )
+        .select(list(columns))
+    )
+
+
+def reference_mismatches(closes, offsets, strategies: pl.DataFrame, pnl: np.ndarray, exit_s: np.ndarray, sample: int) -> tuple[int, list[dict]]:
+    """(cells sampled, those that differ): ``sample`` random (strategy, signal) cells of the
+    fast evaluation re-walked bar by bar with :func:`simulate_one`, seeded by the matrix shape
+    so a re-run samples the same cells."""
+    n_st, n_sig = pnl.shape
+    if sample == 0 or pnl.size == 0:
+        return 0, []
+    rng = np.random.default_rng(n_st * 7919 + n_sig)
+    cells = rng.integers(0, pnl.size, min(sample, pnl.size))
+    rows = strategies.to_dicts()
+    bad = []
+    for cell in cells:
+        k, j = divmod(int(cell), n_sig)
+        s = rows[k]
+        ref = simulate_one(
+            closes[offsets[j] : offsets[j + 1]], s["entry_delay_s"], s["sl"], s["activation"], s["callback"], s["timeout_s"], s["fee"]
+        )
+        same = (ref[0] == pnl[k, j] or (np.isnan(ref[0]) and np.isnan(pnl[k, j]))) and ref[1] == exit_s[k, j]
+        if not same:
+            bad.append({"strategy_id": k, "signal": j, "fast": [float(pnl[k, j]), int(exit_s[k, j])], "walk": [float(ref[0]), int(ref[1])]})
+    return len(cells), bad

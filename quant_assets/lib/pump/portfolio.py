@@ -289,3 +289,20 @@ def portfolio_signals(
             passing |= mine & wf.champion_mask(research, row)
         keep &= passing
     return research.filter(pl.Series(keep))
+
+
+def ledger_problems(equity: pl.DataFrame, trades: pl.DataFrame, initial_capital: float) -> list[str]:
+    """Breaks of the portfolio's accounting: negative cash, equity other than cash plus
+    positions, a final equity other than the initial capital plus the trades' net PnL."""
+    if not equity.height:
+        return []
+    problems = []
+    if (equity["cash"] < -1e-9).any():
+        problems.append("cash went negative")
+    if ((equity["equity"] - equity["cash"] - equity["positions_value"]).abs() > 1e-6).any():
+        problems.append("equity != cash + positions")
+    net = float((trades["proceeds"] - trades["cost"]).sum())
+    final = float(equity["equity"][-1])
+    if abs(final - (initial_capital + net)) > 1e-6 * initial_capital:
+        problems.append(f"final equity {final:.2f} != capital + net PnL {initial_capital + net:.2f}")
+    return problems

@@ -155,24 +155,35 @@ class AssetChecks:
     def results(
         self, context, outcomes: Mapping[str, Outcome] | None = None, *, schema: Mapping[str, pl.DataType] | None = None
     ) -> list[AssetCheckResult]:
-        """One result per declared check; ``outcomes`` must name exactly the declared checks
-        (the schema check is computed here from ``schema``)."""
+        """One result per declared check the run selected (a run of a subset of a multi-asset's
+        checks gets only those); ``outcomes`` must name exactly the declared checks (the schema
+        check is computed here from ``schema``)."""
         outcomes = dict(outcomes or {})
         declared = {c.name for c in self.checks}
         where = self.key.to_user_string()
         if set(outcomes) != declared:
             missing, extra = sorted(declared - set(outcomes)), sorted(set(outcomes) - declared)
             raise ValueError(f"{where}: check outcomes do not match the declared checks (missing {missing}, undeclared {extra})")
+        selected = self._selected(context)
         out = []
         for c in self.checks:
+            if c.name not in selected:
+                continue
             o = outcomes[c.name]
             severity = o.severity or (AssetCheckSeverity.ERROR if c.blocking else AssetCheckSeverity.WARN)
             out.append(result(self.key, c.name, o.passed, o.description, o.metadata, severity=severity))
-        if self.schema:
+        if self.schema and SCHEMA_CHECK in selected:
             if schema is None:
                 raise ValueError(f"{where}: declares {SCHEMA_CHECK} but no schema was given")
             out.append(schema_result(context, self.key, schema))
         return out
+
+    def _selected(self, context) -> set[str]:
+        names = {c.name for c in self.checks} | ({SCHEMA_CHECK} if self.schema else set())
+        chosen = getattr(context, "selected_asset_check_keys", None) if context is not None else None
+        if chosen is None:
+            return names
+        return {k.name for k in chosen if k.asset_key == self.key} & names
 
     def materialize(
         self,

@@ -77,3 +77,9 @@ def mean_by(frame: pl.DataFrame, keys: str | Sequence[str], value: str, *, sort:
     """The mean of ``value`` per ``keys`` (sorted by ``sort``, default the keys)."""
     keys = [keys] if isinstance(keys, str) else list(keys)
     return frame.group_by(keys).agg(pl.col(value).mean()).sort(sort if sort is not None else keys)
+
+
+def conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """An upstream frame as it is, or an empty frame of ``schema`` when it has no columns at
+    all (no upstream partition held rows)."""
+    return pl.DataFrame(schema=dict(schema)) if frame.width == 0 else frame

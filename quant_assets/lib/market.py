@@ -604,3 +604,27 @@ def add_volume_spike(features: pl.DataFrame, daily: pl.DataFrame, lookback: int)
         .with_columns((pl.col("volume_total") / pl.col("baseline_volume")).alias("volume_spike_ratio"))
         .select(list(MINUTE_FEATURES_SCHEMA))
     )
+
+
+def empty_sessions(table: pl.DataFrame, days: Iterable[dt.date], expected_from: dt.date | None) -> tuple[list[dt.date], list[str]]:
+    """(NYSE sessions of ``days`` at or after ``expected_from`` -- none when it is None --,
+    those of them without a row of ``table``, ISO)."""
+    have = set(table["date"].unique().to_list()) if table.height else set()
+    due = [d for d in days if cal.is_trading_day(d) and expected_from is not None and d >= expected_from]
+    return due, [d.isoformat() for d in due if d not in have]
+
+
+def tradable_only(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows of tradable tickers (the rules of :func:`classify_tickers`)."""
+    if not frame.height:
+        return frame
+    reasons = classify_tickers(frame["ticker"].unique())
+    keep = reasons.filter(pl.col("reason").is_null())["ticker"]
+    return frame.filter(pl.col("ticker").is_in(keep.implode()))
+
+
+def weekly_figures(weekly: pl.DataFrame, daily: pl.DataFrame, weeks: Iterable[dt.date]) -> dict[dt.date, dict[str, int]]:
+    """Per week: tickers with a weekly bar and NYSE sessions with daily bars."""
+    tickers = dict(weekly.group_by("week_start").agg(pl.col("ticker").n_unique()).iter_rows()) if weekly.height else {}
+    sessions = sessions_per_week(daily)
+    return {w: {"tickers": int(tickers.get(w, 0)), "sessions": int(sessions.get(w, 0))} for w in weeks}

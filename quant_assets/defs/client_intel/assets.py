@@ -17,7 +17,6 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetOut,
-    MaterializeResult,
     MetadataValue,
     asset,
     multi_asset,
@@ -30,7 +29,7 @@ from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.resources import WarehouseResource
 from quant_assets.lib.client_intel import spec as S
 from quant_assets.lib.client_intel.classifier import cross_validate
-from quant_assets.lib.client_intel.quality import Verdict, classifier_verdict
+from quant_assets.lib.client_intel.quality import Verdict, classifier_verdict, table_figures
 from quant_assets.lib.client_intel.world import COLUMN_DOCS, SCHEMAS, TABLES, build_world, verify
 
 DOMAIN = "client_intel"
@@ -124,6 +123,12 @@ CHECKS: dict[str, list[tuple[str, str, bool]]] = {
 }
 
 
+TABLE_CHECKS = {t: qc.AssetChecks(KEYS[t], *(qc.Check(n, d, blocking=b) for n, d, b in CHECKS[t])) for t in TABLES}
+WAREHOUSE_CHECKS = qc.AssetChecks(
+    WAREHOUSE_KEY, qc.Check(WAREHOUSE_CHECK, "Every warehouse table holds exactly the rows of its lake table."), schema=False
+)
+
+
 class ClientWorldConfig(BaseModel):
     """The knobs of the client-intelligence world (the old seed scripts' defaults)."""
 
@@ -173,15 +178,6 @@ class ClientWorldConfig(BaseModel):
         )
 
 
-def _spec_list() -> list:
-    specs = []
-    for table, rules in CHECKS.items():
-        for name, description, blocking in rules:
-            specs.append(qc.spec(KEYS[table], name, description, blocking=blocking))
-        specs.append(qc.schema_spec(KEYS[table]))
-    return specs
-
-
 def _out(table: str) -> AssetOut:
     return AssetOut(
         key=KEYS[table],
@@ -196,45 +192,17 @@ def _out(table: str) -> AssetOut:
     )
 
 
-def _check_result(table: str, name: str, verdict: Verdict, blocking: bool):
+def _outcome(verdict: Verdict) -> qc.Outcome:
     meta = {k: (MetadataValue.json(v) if isinstance(v, (dict, list)) else v) for k, v in verdict.metadata.items() if v is not None}
     meta.update({k: MetadataValue.md(v) for k, v in verdict.markdown.items()})
-    return qc.result(
-        KEYS[table],
-        name,
-        verdict.passed,
-        verdict.description,
-        meta,
-        severity=AssetCheckSeverity.ERROR if blocking and not verdict.warn_only else AssetCheckSeverity.WARN,
-    )
-
-
-def _table_figures(table: str, df: pl.DataFrame, clients: pl.DataFrame) -> dict:
-    """Key figures of a table beyond the IO manager's row count, schema and preview."""
-    if table in ("clients",):
-        return {"per_segment": MetadataValue.json(dict(df.group_by("segment").len().sort("segment").iter_rows()))}
-    if table == "trades":
-        j = df.join(clients.select("client_id", "segment"), on="client_id")
-        return {
-            "per_segment": MetadataValue.json(dict(j.group_by("segment").len().sort("segment").iter_rows())),
-            "first_trade": str(df["executed_at"].min()),
-            "last_trade": str(df["executed_at"].max()),
-        }
-    if table == "features":
-        j = df.join(clients.select("client_id", "segment"), on="client_id")
-        hold = j.group_by("segment").agg(pl.col("holding_period_avg").mean()).sort("segment")
-        return {"holding_period_avg_by_segment": MetadataValue.json({s: round(v, 3) for s, v in hold.iter_rows()})}
-    if table == "switch_probability_history":
-        latest = df.group_by("client_id").agg(pl.col("switch_prob").last())
-        return {"clients_elevated_now": int((latest["switch_prob"] >= 0.5).sum())}
-    return {}
+    return qc.Outcome(verdict.passed, verdict.description, meta, severity=AssetCheckSeverity.WARN if verdict.warn_only else None)
 
 
 @multi_asset(
     name="client_intel_world",
     outs={t: _out(t) for t in TABLES},
     internal_asset_deps={t: {KEYS[u] for u in UPSTREAM[t]} for t in TABLES},
-    check_specs=_spec_list(),
+    check_specs=[spec for checks in TABLE_CHECKS.values() for spec in checks.specs],
     can_subset=False,
     description="Builds one client-intelligence world (all nine client_intel tables) for the configured seed.",
     config_schema=config_schema(ClientWorldConfig),
@@ -259,25 +227,17 @@ def client_intel_world(context: AssetExecutionContext):
     )
     for table in TABLES:
         df = world[table]
-        results = [_check_result(table, name, verdicts[table][name], blocking) for name, _, blocking in CHECKS[table]]
-        results.append(qc.schema_result(context, KEYS[table], df.schema))
-        yield MaterializeResult(
-            asset_key=KEYS[table],
-            value=df,
-            metadata={
-                "seed": spec.seed,
-                "n_clients": spec.n_clients,
-                "history": f"{spec.start}..{spec.as_of}",
-                "compute_seconds": round(world.seconds.get(table, 0.0), 4),
-                **_table_figures(table, df, world["clients"]),
-                **(
-                    {"segment_classifier_accuracy": classifier.accuracy}
-                    if table == "features" and classifier.accuracy is not None
-                    else {}
-                ),
-            },
-            check_results=results,
-        )
+        figures = {k: (MetadataValue.json(v) if isinstance(v, dict) else v) for k, v in table_figures(table, df, world["clients"]).items()}
+        meta = {
+            "seed": spec.seed,
+            "n_clients": spec.n_clients,
+            "history": f"{spec.start}..{spec.as_of}",
+            "compute_seconds": round(world.seconds.get(table, 0.0), 4),
+            **figures,
+            **({"segment_classifier_accuracy": classifier.accuracy} if table == "features" and classifier.accuracy is not None else {}),
+        }
+        outcomes = {name: _outcome(verdicts[table][name]) for name, _, _ in CHECKS[table]}
+        yield TABLE_CHECKS[table].materialize(context, df, meta, outcomes, asset_key=True)
 
 
 # The verification queries of the old seed scripts' guide, run against the loaded warehouse.
@@ -293,9 +253,7 @@ GROUP BY segment ORDER BY segment
     key=WAREHOUSE_KEY,
     **md.asset_kwargs(DOMAIN, layer="warehouse", kinds={"sql", "duckdb", "postgres"}, code_version=CODE_VERSION),
     ins={t: AssetIn(key=KEYS[t]) for t in TABLES},
-    check_specs=[
-        qc.spec(WAREHOUSE_KEY, WAREHOUSE_CHECK, "Every warehouse table holds exactly the rows of its lake table.")
-    ],
+    check_specs=WAREHOUSE_CHECKS.specs,
     # DuckDB allows one writing process per file: warehouse loads queue behind each other.
     pool="warehouse",
 )
@@ -342,27 +300,22 @@ def warehouse_tables(
         s: {"clients": int(n), "avg": round(float(a), 3), "min": round(float(lo), 3), "max": round(float(hi), 3)}
         for s, n, a, lo, hi in holding.iter_rows()
     }
-    return MaterializeResult(
-        metadata={
-            "dialect": dialect,
-            "warehouse": warehouse_url_masked(warehouse),
-            "table_rows": MetadataValue.json(counts),
-            "holding_period_by_segment": MetadataValue.json(figures),
-            "load_seconds": round(time.perf_counter() - t0, 3),
-            md.ROW_COUNT: sum(counts.values()),
-        },
-        check_results=[
-            qc.result(
-                WAREHOUSE_KEY,
-                WAREHOUSE_CHECK,
-                not mismatched,
-                f"Warehouse rows differ from the lake (warehouse, lake): {mismatched}"
-                if mismatched
-                else f"{sum(counts.values()):,} rows in {len(TABLES)} tables, equal to the lake.",
-                {"table_rows": MetadataValue.json(counts), "mismatched": MetadataValue.json(mismatched)},
-            )
-        ],
+    meta = {
+        "dialect": dialect,
+        "warehouse": warehouse_url_masked(warehouse),
+        "table_rows": MetadataValue.json(counts),
+        "holding_period_by_segment": MetadataValue.json(figures),
+        "load_seconds": round(time.perf_counter() - t0, 3),
+        md.ROW_COUNT: sum(counts.values()),
+    }
+    outcome = qc.Outcome(
+        not mismatched,
+        f"Warehouse rows differ from the lake (warehouse, lake): {mismatched}"
+        if mismatched
+        else f"{sum(counts.values()):,} rows in {len(TABLES)} tables, equal to the lake.",
+        {"table_rows": MetadataValue.json(counts), "mismatched": MetadataValue.json(mismatched)},
     )
+    return WAREHOUSE_CHECKS.materialize(context, metadata=meta, outcomes={WAREHOUSE_CHECK: outcome})
 
 
 def warehouse_url_masked(warehouse: WarehouseResource) -> str:

@@ -7,10 +7,8 @@ import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetIn,
-    AssetKey,
     BackfillPolicy,
     Failure,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -47,22 +45,34 @@ from quant_assets.defs.partitions import (
     trading_weeks,
 )
 from quant_assets.lib import calendar as cal
-from quant_assets.lib import market
+from quant_assets.lib import frames, market
+
+DAILY_CHECKS = qc.AssetChecks(
+    KEYS["daily_bars"],
+    qc.Check(UNIVERSE_CHECK, "Every trading session has at least one tradable ticker."),
+    qc.Check(RETURNS_CHECK, "Every ticker that traded in the previous session has ret_1d and log_ret_1d."),
+)
+WEEKLY_CHECKS = qc.AssetChecks(KEYS["weekly_bars"])
+FILTERED_CHECKS = qc.AssetChecks(
+    KEYS["daily_filtered"],
+    qc.Check(UNIVERSE_CHECK, "Every trading session with min_days sessions of history before it has at least one name."),
+)
+MINUTE_CHECKS = qc.AssetChecks(KEYS["minute_features"])
 
 
-def _universe_result(asset_key: AssetKey, out: pl.DataFrame, targets: list[dt.date], expected_from: dt.date | None):
+def closed(day: dt.date) -> str | None:
+    return None if cal.is_trading_day(day) else HOLIDAY
+
+
+def _universe(out: pl.DataFrame, targets: list[dt.date], expected_from: dt.date | None) -> qc.Outcome:
     """Every NYSE session at or after ``expected_from`` must have at least one row."""
-    have = set(out["date"].unique().to_list()) if out.height else set()
-    due = [d for d in targets if cal.is_trading_day(d) and expected_from is not None and d >= expected_from]
-    empty = [d.isoformat() for d in due if d not in have]
+    due, empty = market.empty_sessions(out, targets, expected_from)
     desc = (
         f"No rows on trading session(s) {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}."
         if empty
         else f"Every one of {len(due)} trading session(s) has rows."
     )
-    return qc.result(
-        asset_key, UNIVERSE_CHECK, not empty, desc, {"sessions_checked": len(due), "empty_sessions": MetadataValue.json(empty[:100])}
-    )
+    return qc.Outcome(not empty, desc, {"sessions_checked": len(due), "empty_sessions": MetadataValue.json(empty[:100])})
 
 
 @asset(
@@ -73,15 +83,7 @@ def _universe_result(asset_key: AssetKey, out: pl.DataFrame, targets: list[dt.da
     metadata=table_meta(market.DAILY_BARS_SCHEMA),
     ins={"day_aggs": AssetIn(key=KEYS["day_aggs"], partition_mapping=day_window(-DAY_AGGS_LOOKBACK))},
     freshness_policy=PUBLICATION_FRESHNESS,
-    check_specs=[
-        qc.spec(KEYS["daily_bars"], UNIVERSE_CHECK, "Every trading session has at least one tradable ticker."),
-        qc.spec(
-            KEYS["daily_bars"],
-            RETURNS_CHECK,
-            "Every ticker that traded in the previous session has ret_1d and log_ret_1d.",
-        ),
-        qc.schema_spec(KEYS["daily_bars"]),
-    ],
+    check_specs=DAILY_CHECKS.specs,
 )
 def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame):
     """The research daily table: one row per tradable ticker and trading day, with 1-day returns.
@@ -99,17 +101,17 @@ def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame):
     except market.MissingHistoryError as exc:
         raise Failure(description=str(exc)) from None
     stats = market.daily_bar_stats(out, targets)
-    meta = {}
-    for d in targets:
-        s = stats.get(d, {})
-        meta[d.isoformat()] = {
-            "tickers": s.get("tickers", 0),
-            "returns_null": s.get("returns_null", 0),
-            "removed_non_tradable": sum(removed.get(d, {}).values()),
-            **{f"removed/{rule}": n for rule, n in removed.get(d, {}).items() if n},
-            **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
+
+    def figures(d: dt.date) -> dict:
+        counts = removed.get(d, {})
+        return {
+            "tickers": stats.get(d, {}).get("tickers", 0),
+            "returns_null": stats.get(d, {}).get("returns_null", 0),
+            "removed_non_tradable": sum(counts.values()),
+            **{f"removed/{rule}": n for rule, n in counts.items() if n},
         }
-    md.per_partition(context, meta)
+
+    md.per_day(context, {d: figures(d) for d in targets}, closed=closed)
     missing = market.returns_missing(out)
     returns_desc = (
         f"{missing.height} ticker-day(s) traded in the previous session but have no return, e.g. "
@@ -117,14 +119,11 @@ def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame):
         if missing.height
         else "Every ticker that traded in the previous session has its return."
     )
-    return MaterializeResult(
-        value=out,
-        check_results=[
-            _universe_result(KEYS["daily_bars"], out, targets, history_start()),
-            qc.result(KEYS["daily_bars"], RETURNS_CHECK, missing.height == 0, returns_desc, {"missing": missing.height}),
-            qc.schema_result(context, KEYS["daily_bars"], out.schema),
-        ],
-    )
+    outcomes = {
+        UNIVERSE_CHECK: _universe(out, targets, history_start()),
+        RETURNS_CHECK: qc.Outcome(missing.height == 0, returns_desc, {"missing": missing.height}),
+    }
+    return DAILY_CHECKS.materialize(context, out, outcomes=outcomes)
 
 
 @asset(
@@ -135,7 +134,7 @@ def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame):
     metadata=table_meta(market.WEEKLY_BARS_SCHEMA, "week_start"),
     ins={"daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=day_window(0))},
     freshness_policy=WEEKLY_FRESHNESS,
-    check_specs=[qc.schema_spec(KEYS["weekly_bars"])],
+    check_specs=WEEKLY_CHECKS.specs,
 )
 def weekly_bars(context: AssetExecutionContext, daily_bars: pl.DataFrame):
     """Weekly bars: one row per ticker and week ending Friday (partition key: the Monday).
@@ -146,13 +145,8 @@ def weekly_bars(context: AssetExecutionContext, daily_bars: pl.DataFrame):
     daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
     weeks = partition_dates(context.partition_keys)
     out = market.build_weekly_bars(daily).filter(pl.col("week_start").is_in(weeks))
-    counts = dict(out.group_by("week_start").agg(pl.col("ticker").n_unique()).iter_rows()) if out.height else {}
-    sessions = market.sessions_per_week(daily)
-    md.per_partition(
-        context,
-        {w.isoformat(): {"tickers": int(counts.get(w, 0)), "sessions": int(sessions.get(w, 0))} for w in weeks},
-    )
-    return MaterializeResult(value=out, check_results=[qc.schema_result(context, KEYS["weekly_bars"], out.schema)])
+    md.per_day(context, market.weekly_figures(out, daily, weeks))
+    return WEEKLY_CHECKS.materialize(context, out)
 
 
 class DailyFilteredConfig(BaseModel):
@@ -178,14 +172,7 @@ class DailyFilteredConfig(BaseModel):
     metadata=table_meta({**market.DAILY_BARS_SCHEMA, **market.DAILY_FILTERED_EXTRA}),
     ins={"daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=day_window(-FILTER_LOOKBACK))},
     freshness_policy=PUBLICATION_FRESHNESS,
-    check_specs=[
-        qc.spec(
-            KEYS["daily_filtered"],
-            UNIVERSE_CHECK,
-            "Every trading session with min_days sessions of history before it has at least one name.",
-        ),
-        qc.schema_spec(KEYS["daily_filtered"]),
-    ],
+    check_specs=FILTERED_CHECKS.specs,
     config_schema=config_schema(DailyFilteredConfig),
 )
 def daily_filtered(context: AssetExecutionContext, daily_bars: pl.DataFrame):
@@ -210,26 +197,10 @@ def daily_filtered(context: AssetExecutionContext, daily_bars: pl.DataFrame):
         min_avg_volume=config.min_avg_volume,
         min_days=config.min_days,
     )
-    per_day = dict(out.group_by("date").len().iter_rows()) if out.height else {}
     first_full = market.first_full_window(history_start(), config.min_days)
-    md.per_partition(
-        context,
-        {
-            d.isoformat(): {
-                "tickers": int(per_day.get(d, 0)),
-                "full_history": bool(first_full is not None and d >= first_full),
-                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
-            }
-            for d in targets
-        },
-    )
-    return MaterializeResult(
-        value=out,
-        check_results=[
-            _universe_result(KEYS["daily_filtered"], out, targets, first_full),
-            qc.schema_result(context, KEYS["daily_filtered"], out.schema),
-        ],
-    )
+    full_history = lambda d: {"full_history": bool(first_full is not None and d >= first_full)}  # noqa: E731
+    md.per_day(context, frames.per_day_counts(out, targets, rows="tickers"), closed=closed, each=full_history)
+    return FILTERED_CHECKS.materialize(context, out, outcomes={UNIVERSE_CHECK: _universe(out, targets, first_full)})
 
 
 class MinuteFeaturesConfig(BaseModel):
@@ -252,7 +223,7 @@ class MinuteFeaturesConfig(BaseModel):
         "daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=day_window(-SPIKE_LOOKBACK, -1)),
     },
     freshness_policy=PUBLICATION_FRESHNESS,
-    check_specs=[qc.schema_spec(KEYS["minute_features"])],
+    check_specs=MINUTE_CHECKS.specs,
     config_schema=config_schema(MinuteFeaturesConfig),
 )
 def minute_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame, daily_bars: pl.DataFrame):
@@ -270,32 +241,7 @@ def minute_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame, d
     daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
     first_prev = cal.previous_trading_day(min(targets))
     require_sessions(daily, first_prev, first_prev, config.vol_spike_lookback, "market/daily_bars")
-    if minute.height:
-        reasons = market.classify_tickers(minute["ticker"].unique())
-        keep = reasons.filter(pl.col("reason").is_null())["ticker"]
-        minute = minute.filter(pl.col("ticker").is_in(keep.implode()))
-    feats = market.add_volume_spike(market.minute_day_features(minute), daily, config.vol_spike_lookback)
-    per_day = (
-        {
-            d: (n, s)
-            for d, n, s in feats.group_by("date")
-            .agg(pl.len(), pl.col("volume_spike_ratio").is_not_null().sum())
-            .iter_rows()
-        }
-        if feats.height
-        else {}
-    )
-    md.per_partition(
-        context,
-        {
-            d.isoformat(): {
-                "tickers": int(per_day.get(d, (0, 0))[0]),
-                "with_spike_ratio": int(per_day.get(d, (0, 0))[1]),
-                **({} if cal.is_trading_day(d) else md.no_data(HOLIDAY)),
-            }
-            for d in targets
-        },
-    )
-    return MaterializeResult(value=feats, check_results=[qc.schema_result(context, KEYS["minute_features"], feats.schema)])
-
-
+    feats = market.add_volume_spike(market.minute_day_features(market.tradable_only(minute)), daily, config.vol_spike_lookback)
+    figures = frames.per_day_counts(feats, targets, {"with_spike_ratio": pl.col("volume_spike_ratio").is_not_null().sum()}, rows="tickers")
+    md.per_day(context, figures, closed=closed)
+    return MINUTE_CHECKS.materialize(context, feats)

@@ -6,7 +6,6 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     BackfillPolicy,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -25,7 +24,11 @@ from quant_assets.defs.market.keys import (
 )
 from quant_assets.defs.partitions import partition_dates, trading_days
 from quant_assets.defs.resources import WarehouseResource
-from quant_assets.lib import market
+from quant_assets.lib import frames, market
+
+WAREHOUSE_CHECKS = qc.AssetChecks(
+    KEYS["warehouse_daily_bars"], qc.Check(WAREHOUSE_CHECK, "The warehouse holds exactly the lake's rows for every loaded date."), schema=False
+)
 
 
 @asset(
@@ -39,13 +42,7 @@ from quant_assets.lib import market
         md.TABLE_NAME: "market_daily_bars",
     },
     freshness_policy=PUBLICATION_FRESHNESS,
-    check_specs=[
-        qc.spec(
-            KEYS["warehouse_daily_bars"],
-            WAREHOUSE_CHECK,
-            "The warehouse holds exactly the lake's rows for every loaded date.",
-        )
-    ],
+    check_specs=WAREHOUSE_CHECKS.specs,
     # DuckDB allows one writing process per file: warehouse loads queue behind each other.
     pool="warehouse",
 )
@@ -62,27 +59,12 @@ def warehouse_daily_bars(context: AssetExecutionContext, daily_bars: pl.DataFram
         wh.replace_range("market_daily_bars", daily, "date", min(targets), max(targets))
         counts = wh.count_by("market_daily_bars", "date", min(targets), max(targets))
         dialect = wh.dialect
-    lake_counts = dict(daily.group_by("date").len().iter_rows()) if daily.height else {}
-    md.per_partition(
-        context,
-        {
-            d.isoformat(): {md.ROW_COUNT: int(counts.get(d, 0)), md.TABLE_NAME: "market_daily_bars", "dialect": dialect}
-            for d in targets
-        },
+    lake_counts = {d: f["rows"] for d, f in frames.per_day_counts(daily, targets).items()}
+    md.per_day(context, {d: {md.ROW_COUNT: int(counts.get(d, 0)), md.TABLE_NAME: "market_daily_bars", "dialect": dialect} for d in targets})
+    mismatched = [d.isoformat() for d in targets if counts.get(d, 0) != lake_counts[d]]
+    outcome = qc.Outcome(
+        not mismatched,
+        f"Row counts differ from the lake on {mismatched[:10]}" if mismatched else f"{sum(counts.values()):,} rows over {len(targets)} date(s), equal to the lake.",
+        {"dates_mismatched": MetadataValue.json(mismatched[:100])},
     )
-    mismatched = [d.isoformat() for d in targets if counts.get(d, 0) != lake_counts.get(d, 0)]
-    return MaterializeResult(
-        check_results=[
-            qc.result(
-                KEYS["warehouse_daily_bars"],
-                WAREHOUSE_CHECK,
-                not mismatched,
-                f"Row counts differ from the lake on {mismatched[:10]}"
-                if mismatched
-                else f"{sum(counts.values()):,} rows over {len(targets)} date(s), equal to the lake.",
-                {"dates_mismatched": MetadataValue.json(mismatched[:100])},
-            )
-        ]
-    )
-
-
+    return WAREHOUSE_CHECKS.materialize(context, outcomes={WAREHOUSE_CHECK: outcome})

@@ -5,7 +5,6 @@ import math
 
 import polars as pl
 from dagster import (
-    AssetKey,
     Failure,
     MetadataValue,
     TableColumn,
@@ -14,7 +13,6 @@ from dagster import (
     TimeWindowPartitionMapping,
 )
 
-from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import trading_days
@@ -64,10 +62,6 @@ def key_table(df: pl.DataFrame, n: int = 30) -> MetadataValue:
 
 def rounded(values: dict) -> dict:
     return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in values.items() if v is not None}
-
-
-def schema_check(key: AssetKey):
-    return qc.schema_spec(key)
 
 
 def all_daily(lake: Lake, columns=None) -> pl.DataFrame:

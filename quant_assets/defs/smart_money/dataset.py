@@ -8,7 +8,6 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     Failure,
-    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -27,20 +26,35 @@ from quant_assets.defs.smart_money.keys import (
     MISSING_CHECK,
     PER_SYMBOL,
     RAW_KEYS,
-    _kwargs,
     schedule_of,
+    smart_money_kwargs,
 )
-from quant_assets.lib.smart_money import dataset as ds
-from quant_assets.lib.smart_money import raw as rw
+from quant_assets.lib import frames
+from quant_assets.lib.smart_money.dataset import (
+    COLUMN_DOCS,
+    DATASET_SCHEMA,
+    LABEL_THRESHOLD,
+    assemble,
+    dataset_rows,
+    quality,
+    sampled_rows,
+    symbol_figures,
+    to_csv,
+)
 from quant_assets.lib.smart_money.features import ETF_POLICIES
+from quant_assets.lib.smart_money.raw import RAW_SCHEMAS
 from quant_assets.lib.smart_money.universe import (
     DATASET_FILE_NAMES,
     SURVIVORSHIP_STATIC,
 )
 
-# ---------------------------------------------------------------------------------------
-# Features (per symbol)
-# ---------------------------------------------------------------------------------------
+FEATURE_CHECKS = qc.AssetChecks(KEYS["features"])
+DATASET_CHECKS = qc.AssetChecks(
+    KEYS["dataset"],
+    qc.Check(COMPLETENESS_CHECK, "Labelled examples exceed min_completeness (85%) of symbols x sample dates."),
+    qc.Check(LABEL_BALANCE_CHECK, "The share of bullish labels is within 30%-70%."),
+    qc.Check(MISSING_CHECK, "Fewer than max_missing_share (15%) of examples miss any feature."),
+)
 
 
 class FeaturesConfig(BaseModel):
@@ -50,17 +64,17 @@ class FeaturesConfig(BaseModel):
         "sample date (ETF holdings follow index weights and move slowly; a known look-ahead, flagged in "
         "metadata); strict = ETF features are null before the snapshot's date.",
     )
-    label_threshold: float = Field(default=ds.LABEL_THRESHOLD, gt=-1, lt=1, description="label = 1 when return_14d is above this.")
+    label_threshold: float = Field(default=LABEL_THRESHOLD, gt=-1, lt=1, description="label = 1 when return_14d is above this.")
 
 
 @asset(
     key=KEYS["features"],
-    **_kwargs("features", {"polars", "parquet"}, "3"),  # v2: insider shares on the sample date's split basis; v3: prices too
+    **smart_money_kwargs("features", {"polars", "parquet"}, "3"),  # v2: insider shares on the sample date's split basis; v3: prices too
     partitions_def=smart_money_symbols,
     backfill_policy=PER_SYMBOL,
     ins={"universe": AssetIn(key=KEYS["universe"]), **{f"raw_{t}": AssetIn(key=k) for t, k in RAW_KEYS.items()}},
-    metadata=md.table_definition_metadata(ds.DATASET_SCHEMA, ds.COLUMN_DOCS, partition_column="symbol"),
-    check_specs=[qc.schema_spec(KEYS["features"])],
+    metadata=md.table_definition_metadata(DATASET_SCHEMA, COLUMN_DOCS, partition_column="symbol"),
+    check_specs=FEATURE_CHECKS.specs,
     config_schema=config_schema(FeaturesConfig),
 )
 def features(
@@ -91,47 +105,12 @@ def features(
         "etf_exposure": raw_etf_exposure,
         "prices": raw_prices,
     }
-    inputs = {t: _typed(f, rw.RAW_SCHEMAS[t]) for t, f in inputs.items()}
+    inputs = {t: frames.conform(f, RAW_SCHEMAS[t]) for t, f in inputs.items()}
     symbols = list(context.partition_keys)
-    frame = ds.dataset_rows(inputs, symbols, dates, etf_policy=config.etf_snapshot_policy, threshold=config.label_threshold)
-    feature_cols = list(ds.DATASET_COLUMNS[5:-1])
-    stats = (
-        frame.group_by("symbol")
-        .agg(
-            pl.len().alias("sample_dates"),
-            pl.col("label").is_not_null().sum().alias("labelled_rows"),
-            pl.col("label").mean().alias("bullish_share"),
-            pl.any_horizontal([pl.col(c).is_null() for c in feature_cols]).sum().alias("rows_missing_features"),
-        )
-        .rows_by_key("symbol", named=True, unique=True)
-    )
-    md.per_partition(
-        context,
-        {
-            symbol: {
-                "sample_dates": int(stats[symbol]["sample_dates"]),
-                "labelled_rows": int(stats[symbol]["labelled_rows"]),
-                "bullish_share": round(float(stats[symbol]["bullish_share"] or 0.0), 4),
-                "rows_missing_features": int(stats[symbol]["rows_missing_features"]),
-                "etf_snapshot_policy": config.etf_snapshot_policy,
-                "etf_point_in_time": config.etf_snapshot_policy == "strict",
-            }
-            for symbol in symbols
-        },
-    )
-    return MaterializeResult(value=frame, check_results=[qc.schema_result(context, KEYS["features"], frame.schema)])
-
-
-def _typed(frame: pl.DataFrame, schema: dict) -> pl.DataFrame:
-    """An upstream frame, or an empty one of the right schema when no upstream rows exist."""
-    if frame.width == 0:
-        return pl.DataFrame(schema=schema)
-    return frame
-
-
-# ---------------------------------------------------------------------------------------
-# Dataset
-# ---------------------------------------------------------------------------------------
+    frame = dataset_rows(inputs, symbols, dates, etf_policy=config.etf_snapshot_policy, threshold=config.label_threshold)
+    policy = {"etf_snapshot_policy": config.etf_snapshot_policy, "etf_point_in_time": config.etf_snapshot_policy == "strict"}
+    md.per_partition(context, {symbol: {**figures, **policy} for symbol, figures in symbol_figures(frame, symbols).items()})
+    return FEATURE_CHECKS.materialize(context, frame)
 
 
 class DatasetConfig(BaseModel):
@@ -149,16 +128,11 @@ def dataset_key(universe_name: str) -> str:
 
 @asset(
     key=KEYS["dataset"],
-    **_kwargs("dataset", {"polars", "parquet", "csv"}, "2"),  # v2: rows on each symbol's membership dates only
+    **smart_money_kwargs("dataset", {"polars", "parquet", "csv"}, "2"),  # v2: rows on each symbol's membership dates only
     ins={"universe": AssetIn(key=KEYS["universe"])},
     deps=[KEYS["features"]],
-    metadata=md.table_definition_metadata(ds.DATASET_SCHEMA, ds.COLUMN_DOCS),
-    check_specs=[
-        qc.spec(KEYS["dataset"], COMPLETENESS_CHECK, "Labelled examples exceed min_completeness (85%) of symbols x sample dates."),
-        qc.spec(KEYS["dataset"], LABEL_BALANCE_CHECK, "The share of bullish labels is within 30%-70%."),
-        qc.spec(KEYS["dataset"], MISSING_CHECK, "Fewer than max_missing_share (15%) of examples miss any feature."),
-        qc.schema_spec(KEYS["dataset"]),
-    ],
+    metadata=md.table_definition_metadata(DATASET_SCHEMA, COLUMN_DOCS),
+    check_specs=DATASET_CHECKS.specs,
     config_schema=config_schema(DatasetConfig),
 )
 def dataset(context: AssetExecutionContext, universe: pl.DataFrame, lake: Lake):
@@ -173,73 +147,67 @@ def dataset(context: AssetExecutionContext, universe: pl.DataFrame, lake: Lake):
     # A universe table from before dated membership: a static list on every date.
     sampled = dict(zip(symbols, universe["sample_dates"].to_list())) if "sample_dates" in universe.columns else {s: dates for s in symbols}
     survivorship = universe["survivorship"][0] if "survivorship" in universe.columns else SURVIVORSHIP_STATIC
-    frames, absent, stale = [], [], []
+    kept, absent = _features_of(lake, symbols, dates, sampled)
+    data = assemble(kept)
+    q = quality(data, expected=sum(len(v) for v in sampled.values()))
+    universe_name = universe["universe"][0]
+    csv_key = dataset_key(universe_name)
+    lake.store().write_bytes(csv_key, to_csv(data))
+    if absent:
+        context.log.warning(f"{len(absent)} symbol(s) have no features partition yet: {absent[:20]}")
+    meta = {
+        "universe": universe_name,
+        "survivorship": survivorship,
+        "symbols": len(symbols),
+        "sample_dates": len(dates),
+        "expected_examples": q.expected,
+        "completeness": round(q.completeness, 4),
+        "bullish_share": round(q.bullish_share, 4),
+        "missing_feature_share": round(q.missing_share, 4),
+        "csv": MetadataValue.path(lake.describe(csv_key)),
+        "first_date": str(dates[0]),
+        "last_date": str(dates[-1]),
+    }
+    return DATASET_CHECKS.materialize(context, data, meta, _quality_outcomes(config, q, absent))
+
+
+def _features_of(lake: Lake, symbols: list[str], dates: list, sampled: dict) -> tuple[list[pl.DataFrame], list[str]]:
+    """Each symbol's features rows on its sample dates, and the symbols without a features
+    partition; a Failure when a partition was built for another sample schedule."""
+    kept, absent, stale = [], [], []
     for symbol in symbols:
-        path = partition_file(KEYS["features"], symbol)
         try:
-            rows = lake.read_frame(path)
+            rows = lake.read_frame(partition_file(KEYS["features"], symbol))
         except FileNotFoundError:
             absent.append(symbol)
             continue
         if rows.height and sorted(set(rows["date"].to_list())) != dates:
             stale.append(symbol)
             continue
-        frames.append(ds.sampled_rows(rows, sampled[symbol]))
+        kept.append(sampled_rows(rows, sampled[symbol]))
     if stale:
         raise Failure(
             description=f"smart_money/features of {len(stale)} symbol(s) ({', '.join(stale[:10])}) were built for another "
             "sample schedule than the universe's; rematerialize them"
         )
-    data = ds.assemble(frames)
-    q = ds.quality(data, expected=sum(len(v) for v in sampled.values()))
-    universe_name = universe["universe"][0]
-    csv_key = dataset_key(universe_name)
-    lake.store().write_bytes(csv_key, ds.to_csv(data))
-    if absent:
-        context.log.warning(f"{len(absent)} symbol(s) have no features partition yet: {absent[:20]}")
-    key = KEYS["dataset"]
-    checks = [
-        qc.result(
-            key,
-            COMPLETENESS_CHECK,
+    return kept, absent
+
+
+def _quality_outcomes(config: DatasetConfig, q, absent: list[str]) -> dict[str, qc.Outcome]:
+    return {
+        COMPLETENESS_CHECK: qc.Outcome(
             q.completeness > config.min_completeness,
             f"{q.rows:,} of {q.expected:,} expected examples ({q.completeness:.1%}; needs > {config.min_completeness:.0%}).",
-            {"rows": q.rows, "expected": q.expected, "completeness": round(q.completeness, 4),
-             "symbols_without_features": MetadataValue.json(absent[:100])},
+            {"rows": q.rows, "expected": q.expected, "completeness": round(q.completeness, 4), "symbols_without_features": MetadataValue.json(absent[:100])},
         ),
-        qc.result(
-            key,
-            LABEL_BALANCE_CHECK,
+        LABEL_BALANCE_CHECK: qc.Outcome(
             config.min_bullish_share <= q.bullish_share <= config.max_bullish_share,
             f"{q.bullish_share:.1%} bullish (needs {config.min_bullish_share:.0%}-{config.max_bullish_share:.0%}).",
             {"bullish_share": round(q.bullish_share, 4)},
         ),
-        qc.result(
-            key,
-            MISSING_CHECK,
+        MISSING_CHECK: qc.Outcome(
             q.missing_share < config.max_missing_share,
-            f"{q.rows_missing_features:,} example(s) ({q.missing_share:.1%}) miss at least one feature "
-            f"(needs < {config.max_missing_share:.0%}).",
+            f"{q.rows_missing_features:,} example(s) ({q.missing_share:.1%}) miss at least one feature (needs < {config.max_missing_share:.0%}).",
             {"missing_share": round(q.missing_share, 4), "missing_by_feature": MetadataValue.json(q.missing_by_feature)},
         ),
-        qc.schema_result(context, key, data.schema),
-    ]
-    return MaterializeResult(
-        value=data,
-        metadata={
-            "universe": universe_name,
-            "survivorship": survivorship,
-            "symbols": len(symbols),
-            "sample_dates": len(dates),
-            "expected_examples": q.expected,
-            "completeness": round(q.completeness, 4),
-            "bullish_share": round(q.bullish_share, 4),
-            "missing_feature_share": round(q.missing_share, 4),
-            "csv": MetadataValue.path(lake.describe(csv_key)),
-            "first_date": str(dates[0]),
-            "last_date": str(dates[-1]),
-        },
-        check_results=checks,
-    )
-
-
+    }

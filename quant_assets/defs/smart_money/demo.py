@@ -6,7 +6,6 @@ metrics."""
 
 from __future__ import annotations
 
-
 from quant_assets.demo import DemoDomain, DemoSettings
 from quant_assets.launch import RunSpec
 

@@ -59,7 +59,7 @@ TIME_ORDER_CHECK = "time_ordered"
 CHANCE_CHECK = "roc_auc_above_chance"
 
 
-def _kwargs(layer: str, kinds: set[str], code_version: str = "1") -> dict:
+def smart_money_kwargs(layer: str, kinds: set[str], code_version: str = "1") -> dict:
     return md.asset_kwargs(DOMAIN, layer=layer, kinds=kinds, code_version=code_version, tags={"vendor": "fmp"})
 
 

@@ -6,7 +6,6 @@ import json
 
 import polars as pl
 from dagster import (
-    AssetCheckSeverity,
     AssetExecutionContext,
     AssetIn,
     AssetRecordsFilter,
@@ -28,15 +27,39 @@ from quant_assets.defs.smart_money.keys import (
     SPLITS_DOCS,
     SPLITS_SCHEMA,
     TIME_ORDER_CHECK,
-    _kwargs,
+    smart_money_kwargs,
 )
-from quant_assets.lib.smart_money import dataset as ds
-from quant_assets.lib.smart_money import model as mdl
-from quant_assets.lib.smart_money import splits as sp
+from quant_assets.lib.smart_money.dataset import to_csv
+from quant_assets.lib.smart_money.model import (
+    Normalizer,
+    TrainParams,
+    baseline_markdown,
+    confusion_markdown,
+    evaluate,
+    importance_markdown,
+    load_booster,
+    model_dir,
+    model_metadata,
+    train,
+)
+from quant_assets.lib.smart_money.splits import (
+    SPLITS,
+    SplitError,
+    bullish_shares,
+    by_split,
+    time_split,
+)
 
-# ---------------------------------------------------------------------------------------
-# Splits, model, evaluation
-# ---------------------------------------------------------------------------------------
+SPLIT_CHECKS = qc.AssetChecks(
+    KEYS["splits"],
+    qc.Check(
+        TIME_ORDER_CHECK,
+        "Every validation and test example is later than every training example (and every test example later than every validation one).",
+    ),
+)
+EVALUATION_CHECKS = qc.AssetChecks(
+    KEYS["evaluation"], qc.Check(CHANCE_CHECK, "The model ranks test examples better than chance (ROC-AUC > 0.5).", blocking=False), schema=False
+)
 
 
 class SplitsConfig(BaseModel):
@@ -47,14 +70,10 @@ class SplitsConfig(BaseModel):
 
 @asset(
     key=KEYS["splits"],
-    **_kwargs("dataset", {"polars", "parquet", "csv"}),
+    **smart_money_kwargs("dataset", {"polars", "parquet", "csv"}),
     ins={"dataset": AssetIn(key=KEYS["dataset"])},
     metadata=md.table_definition_metadata(SPLITS_SCHEMA, SPLITS_DOCS),
-    check_specs=[
-        qc.spec(KEYS["splits"], TIME_ORDER_CHECK, "Every validation and test example is later than every training example "
-                "(and every test example later than every validation one)."),
-        qc.schema_spec(KEYS["splits"]),
-    ],
+    check_specs=SPLIT_CHECKS.specs,
     config_schema=config_schema(SplitsConfig),
 )
 def splits(context: AssetExecutionContext, dataset: pl.DataFrame, lake: Lake):
@@ -64,35 +83,24 @@ def splits(context: AssetExecutionContext, dataset: pl.DataFrame, lake: Lake):
     ``smart_money/splits/`` in the lake."""
     config = parse(SplitsConfig, context)
     try:
-        out, report = sp.time_split(dataset, config.train_fraction, config.val_fraction, config.test_fraction)
-    except sp.SplitError as exc:
+        out, report = time_split(dataset, config.train_fraction, config.val_fraction, config.test_fraction)
+    except SplitError as exc:
         raise Failure(description=str(exc)) from None
     uris = {}
-    for name in sp.SPLITS:
+    for name, part in by_split(out).items():
         key = f"{DOMAIN}/splits/{name}.csv"
-        lake.store().write_bytes(key, ds.to_csv(out.filter(pl.col("split") == name)))
+        lake.store().write_bytes(key, to_csv(part))
         uris[f"{name}_csv"] = MetadataValue.path(lake.describe(key))
     tr, va, te = report.dates["train"], report.dates["val"], report.dates["test"]
-    ordered = tr[1] < va[0] and va[1] < te[0]
-    return MaterializeResult(
-        value=out,
-        metadata={
-            **{f"{s}_rows": report.rows[s] for s in sp.SPLITS},
-            **{f"{s}_dates": f"{a}..{b}" for s, (a, b) in report.dates.items()},
-            **{f"{s}_bullish_share": round(float(out.filter(pl.col("split") == s)["label"].mean()), 4) for s in sp.SPLITS},
-            "purged_rows": MetadataValue.json(report.purged),
-            **uris,
-        },
-        check_results=[
-            qc.result(
-                KEYS["splits"],
-                TIME_ORDER_CHECK,
-                ordered,
-                f"train {tr[0]}..{tr[1]} < val {va[0]}..{va[1]} < test {te[0]}..{te[1]}.",
-            ),
-            qc.schema_result(context, KEYS["splits"], out.schema),
-        ],
-    )
+    meta = {
+        **{f"{s}_rows": report.rows[s] for s in SPLITS},
+        **{f"{s}_dates": f"{a}..{b}" for s, (a, b) in report.dates.items()},
+        **{f"{s}_bullish_share": share for s, share in bullish_shares(out).items()},
+        "purged_rows": MetadataValue.json(report.purged),
+        **uris,
+    }
+    outcome = qc.Outcome(tr[1] < va[0] and va[1] < te[0], f"train {tr[0]}..{tr[1]} < val {va[0]}..{va[1]} < test {te[0]}..{te[1]}.")
+    return SPLIT_CHECKS.materialize(context, out, meta, {TIME_ORDER_CHECK: outcome})
 
 
 class ModelConfig(BaseModel):
@@ -108,8 +116,8 @@ class ModelConfig(BaseModel):
     seed: int = Field(default=7, description="Random seed (LightGBM runs deterministic, single-threaded).")
     tune_threshold: bool = Field(default=True, description="Choose the decision threshold maximising F1 on validation (else 0.5).")
 
-    def params(self) -> mdl.TrainParams:
-        return mdl.TrainParams(
+    def params(self) -> TrainParams:
+        return TrainParams(
             num_leaves=self.num_leaves,
             learning_rate=self.learning_rate,
             num_boost_round=self.num_boost_round,
@@ -122,39 +130,13 @@ class ModelConfig(BaseModel):
         )
 
 
-def _importance_table(importance: dict[str, dict[str, float]]) -> str:
-    lines = ["| feature | gain share | splits |", "|---|---|---|"]
-    lines += [f"| {f} | {v['gain_share']:.3f} | {v['splits']} |" for f, v in importance.items()]
-    return "\n".join(lines)
-
-
 def _round(v: float | None) -> float:
     return round(v, 4) if v is not None else float("nan")
 
 
-def _baseline_table(metrics: dict, baselines: dict) -> str:
-    def f(v):
-        return "-" if v is None else f"{v:.3f}"
-
-    lines = ["| metric | model | constant (base rate) | shuffled labels | gap |", "|---|---|---|---|---|"]
-    for m in mdl.BASELINE_METRICS:
-        lines.append(
-            f"| {m} | {f(metrics.get(m))} | {f(baselines['constant'].get(m))} | {f(baselines['shuffled'].get(m))} | "
-            f"{f(baselines['gap'].get(m))} |"
-        )
-    return "\n".join(lines)
-
-
-def _confusion_table(cm: dict[str, int]) -> str:
-    return (
-        "| | predicted 0 | predicted 1 |\n|---|---|---|\n"
-        f"| actual 0 | {cm['tn']} | {cm['fp']} |\n| actual 1 | {cm['fn']} | {cm['tp']} |"
-    )
-
-
 @asset(
     key=KEYS["model"],
-    **_kwargs("model", {"lightgbm", "python"}),
+    **smart_money_kwargs("model", {"lightgbm", "python"}),
     ins={"splits": AssetIn(key=KEYS["splits"])},
     config_schema=config_schema(ModelConfig),
 )
@@ -166,14 +148,14 @@ def model(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
     validation metrics, feature importance) to the lake."""
     config = parse(ModelConfig, context)
     try:
-        folder = mdl.model_dir(config.version)
+        folder = model_dir(config.version)
     except ValueError as exc:
         raise Failure(description=str(exc)) from None
-    parts = {s: splits.filter(pl.col("split") == s) for s in sp.SPLITS}
+    parts = by_split(splits)
     params = config.params()
-    trained = mdl.train(parts["train"], parts["val"], params, tune_threshold=config.tune_threshold)
-    window = {s: (parts[s]["date"].min(), parts[s]["date"].max()) for s in sp.SPLITS}
-    meta = mdl.metadata(trained, params, window, {s: parts[s].height for s in sp.SPLITS}, config.version)
+    trained = train(parts["train"], parts["val"], params, tune_threshold=config.tune_threshold)
+    window = {s: (part["date"].min(), part["date"].max()) for s, part in parts.items()}
+    meta = model_metadata(trained, params, window, {s: part.height for s, part in parts.items()}, config.version)
     meta["tune_threshold"] = config.tune_threshold
     store = lake.store()
     store.write_bytes(f"{folder}/model.txt", trained.booster.model_to_string(num_iteration=trained.best_iteration).encode())
@@ -192,7 +174,7 @@ def model(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
             "val_roc_auc": round(val["roc_auc"], 4) if val["roc_auc"] is not None else -1.0,
             "val_f1": round(val["f1"], 4),
             "val_accuracy": round(val["accuracy"], 4),
-            "feature_importance": MetadataValue.md(_importance_table(trained.importance)),
+            "feature_importance": MetadataValue.md(importance_markdown(trained.importance)),
             "parameters": MetadataValue.json(meta["parameters"]),
             "data_window": MetadataValue.json(meta["data_window"]),
             "metadata_json": MetadataValue.json(meta),
@@ -202,12 +184,10 @@ def model(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
 
 @asset(
     key=KEYS["evaluation"],
-    **_kwargs("analysis", {"lightgbm", "python"}, "2"),  # v2: precision at k and no-skill baselines
+    **smart_money_kwargs("analysis", {"lightgbm", "python"}, "2"),  # v2: precision at k and no-skill baselines
     ins={"splits": AssetIn(key=KEYS["splits"])},
     deps=[KEYS["model"]],
-    check_specs=[
-        qc.spec(KEYS["evaluation"], CHANCE_CHECK, "The model ranks test examples better than chance (ROC-AUC > 0.5).", blocking=False)
-    ],
+    check_specs=EVALUATION_CHECKS.specs,
 )
 def evaluation(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
     """The latest ``smart_money/model`` on the test split (the latest dates, never seen in training
@@ -221,66 +201,43 @@ def evaluation(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake)
     if event is None or "version" not in event.metadata:
         raise Failure(description="smart_money/model has no materialization to evaluate; materialize it first")
     version = str(event.metadata["version"].value)
-    folder = mdl.model_dir(version)
+    folder = model_dir(version)
     store = lake.store()
     try:
-        booster = mdl.load_booster(store.read_bytes(f"{folder}/model.txt").decode())
-        normalizer = mdl.Normalizer.from_json(store.read_bytes(f"{folder}/normalizer.json").decode())
+        booster = load_booster(store.read_bytes(f"{folder}/model.txt").decode())
+        normalizer = Normalizer.from_json(store.read_bytes(f"{folder}/normalizer.json").decode())
         meta = json.loads(store.read_bytes(f"{folder}/metadata.json"))
     except FileNotFoundError as exc:
         raise Failure(description=f"model v{version} artifacts are incomplete in the lake: {exc}") from None
-    test = splits.filter(pl.col("split") == "test")
-    p = booster.predict(normalizer.transform(test))
-    metrics = mdl.classification_metrics(test["label"].to_numpy(), p, meta["decision_threshold"])
-    baselines = mdl.no_skill_baselines(
-        splits.filter(pl.col("split") == "train"),
-        splits.filter(pl.col("split") == "val"),
-        test,
-        metrics,
-        mdl.params_from_metadata(meta),
-        tune_threshold=bool(meta.get("tune_threshold", True)),
-        features=meta["features"],
-    )
-    report = {
-        "version": version,
-        "test_window": {"first_date": str(test["date"].min()), "last_date": str(test["date"].max()), "rows": test.height},
-        "metrics": metrics,
-        "no_skill_baselines": baselines,
-        "feature_importance": meta["feature_importance"],
-    }
-    store.write_bytes(f"{folder}/evaluation.json", json.dumps(report, indent=2).encode())
+    ev = evaluate(splits, booster, normalizer, meta)
+    store.write_bytes(f"{folder}/evaluation.json", json.dumps(ev.report(version, meta["feature_importance"]), indent=2).encode())
+    metrics, baselines, test = ev.metrics, ev.baselines, ev.test
     auc = metrics["roc_auc"]
-    return MaterializeResult(
-        metadata={
-            "version": version,
-            "test_rows": test.height,
-            "test_dates": f"{test['date'].min()}..{test['date'].max()}",
-            "accuracy": round(metrics["accuracy"], 4),
-            "precision": round(metrics["precision"], 4),
-            "recall": round(metrics["recall"], 4),
-            "f1": round(metrics["f1"], 4),
-            "roc_auc": round(auc, 4) if auc is not None else -1.0,
-            "precision_at_k": round(metrics["precision_at_k"], 4) if metrics["precision_at_k"] is not None else -1.0,
-            "k": metrics["k"],
-            "baselines": MetadataValue.md(_baseline_table(metrics, baselines)),
-            "gap_roc_auc": _round(baselines["gap"]["roc_auc"]),
-            "gap_precision_at_k": _round(baselines["gap"]["precision_at_k"]),
-            "no_skill_baselines": MetadataValue.json(baselines),
-            "decision_threshold": round(metrics["threshold"], 4),
-            "positive_rate": round(metrics["positive_rate"], 4),
-            "confusion_matrix": MetadataValue.md(_confusion_table(metrics["confusion_matrix"])),
-            "feature_importance": MetadataValue.md(_importance_table(meta["feature_importance"])),
-            "evaluation_json": MetadataValue.path(lake.describe(f"{folder}/evaluation.json")),
-            "metrics": MetadataValue.json(metrics),
-        },
-        check_results=[
-            qc.result(
-                KEYS["evaluation"],
-                CHANCE_CHECK,
-                auc is not None and auc > 0.5,
-                f"Test ROC-AUC {auc:.3f}." if auc is not None else "The test split holds one class only: no ROC-AUC.",
-                {"roc_auc": round(auc, 4) if auc is not None else -1.0},
-                severity=AssetCheckSeverity.WARN,
-            )
-        ],
+    run_meta = {
+        "version": version,
+        "test_rows": test.height,
+        "test_dates": f"{test['date'].min()}..{test['date'].max()}",
+        "accuracy": round(metrics["accuracy"], 4),
+        "precision": round(metrics["precision"], 4),
+        "recall": round(metrics["recall"], 4),
+        "f1": round(metrics["f1"], 4),
+        "roc_auc": round(auc, 4) if auc is not None else -1.0,
+        "precision_at_k": round(metrics["precision_at_k"], 4) if metrics["precision_at_k"] is not None else -1.0,
+        "k": metrics["k"],
+        "baselines": MetadataValue.md(baseline_markdown(metrics, baselines)),
+        "gap_roc_auc": _round(baselines["gap"]["roc_auc"]),
+        "gap_precision_at_k": _round(baselines["gap"]["precision_at_k"]),
+        "no_skill_baselines": MetadataValue.json(baselines),
+        "decision_threshold": round(metrics["threshold"], 4),
+        "positive_rate": round(metrics["positive_rate"], 4),
+        "confusion_matrix": MetadataValue.md(confusion_markdown(metrics["confusion_matrix"])),
+        "feature_importance": MetadataValue.md(importance_markdown(meta["feature_importance"])),
+        "evaluation_json": MetadataValue.path(lake.describe(f"{folder}/evaluation.json")),
+        "metrics": MetadataValue.json(metrics),
+    }
+    outcome = qc.Outcome(
+        auc is not None and auc > 0.5,
+        f"Test ROC-AUC {auc:.3f}." if auc is not None else "The test split holds one class only: no ROC-AUC.",
+        {"roc_auc": round(auc, 4) if auc is not None else -1.0},
     )
+    return EVALUATION_CHECKS.materialize(context, metadata=run_meta, outcomes={CHANCE_CHECK: outcome})

@@ -11,13 +11,10 @@ and the permanent response cache makes a rerun of done work free of HTTP calls.
 
 import polars as pl
 from dagster import (
-    AssetCheckKey,
     AssetExecutionContext,
     AssetIn,
-    AssetKey,
     AssetOut,
     Failure,
-    MaterializeResult,
     MetadataValue,
     asset,
     multi_asset,
@@ -28,7 +25,6 @@ from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.partitions import smart_money_symbols
-from quant_assets.defs.vendors import FmpResource
 from quant_assets.defs.smart_money.keys import (
     KEYS,
     PER_SYMBOL,
@@ -36,11 +32,18 @@ from quant_assets.defs.smart_money.keys import (
     RAW_KEYS,
     UNIVERSE_DOCS,
     UNIVERSE_SCHEMA,
-    _kwargs,
     schedule_of,
+    smart_money_kwargs,
 )
+from quant_assets.defs.vendors import FmpResource
 from quant_assets.lib.http import HttpError
-from quant_assets.lib.smart_money import raw as rw
+from quant_assets.lib.smart_money.raw import (
+    RAW_SCHEMAS,
+    RAW_TABLES,
+    conflict_verdict,
+    fetch_figures,
+    fetch_raw_many,
+)
 from quant_assets.lib.smart_money.universe import (
     DATASET_FILE_NAMES,
     DEFAULT_HEDGE_FUNDS,
@@ -52,9 +55,18 @@ from quant_assets.lib.smart_money.universe import (
 )
 from quant_assets.lib.sources import fmp as fmp_source
 
-# ---------------------------------------------------------------------------------------
-# Universe
-# ---------------------------------------------------------------------------------------
+UNIVERSE_CHECKS = qc.AssetChecks(KEYS["universe"])
+RAW_CHECKS = {
+    table: qc.AssetChecks(
+        key,
+        qc.Check(
+            QUARANTINE_CHECK,
+            "Each symbol's share of conflicting records (same key, different values: all copies held back) is within "
+            "max_conflict_share; above it the features are blocked.",
+        ),
+    )
+    for table, key in RAW_KEYS.items()
+}
 
 
 class UniverseConfig(BaseModel):
@@ -77,9 +89,9 @@ class UniverseConfig(BaseModel):
 
 @asset(
     key=KEYS["universe"],
-    **_kwargs("curated", {"polars", "parquet"}, "2"),  # v2: sample_dates per symbol (dated membership), survivorship
+    **smart_money_kwargs("curated", {"polars", "parquet"}, "2"),  # v2: sample_dates per symbol (dated membership), survivorship
     metadata=md.table_definition_metadata(UNIVERSE_SCHEMA, UNIVERSE_DOCS),
-    check_specs=[qc.schema_spec(KEYS["universe"])],
+    check_specs=UNIVERSE_CHECKS.specs,
     config_schema=config_schema(UniverseConfig),
 )
 def universe(context: AssetExecutionContext):
@@ -104,41 +116,20 @@ def universe(context: AssetExecutionContext):
     new = [s for s in symbols if s not in existing]
     if new:
         context.instance.add_dynamic_partitions(smart_money_symbols.name, new)
-    frame = pl.DataFrame(
-        {
-            "symbol": symbols,
-            "rank": list(range(1, len(symbols) + 1)),
-            "universe": [config.universe] * len(symbols),
-            "start_month": [config.start_month] * len(symbols),
-            "end_month": [config.end_month] * len(symbols),
-            "sample_day": [config.sample_day] * len(symbols),
-            "sample_dates": [selection.sample_dates_of(sym) for sym in symbols],
-            "survivorship": [selection.survivorship] * len(symbols),
-        },
-        schema=UNIVERSE_SCHEMA,
-    )
-    changes = [d for prev, d in zip(dates, dates[1:]) if selection.sampled[prev] != selection.sampled[d]]
-    return MaterializeResult(
-        value=frame,
-        metadata={
-            "symbols": len(symbols),
-            "partitions_registered": len(new),
-            "sample_dates": len(dates),
-            "first_sample": str(dates[0]),
-            "last_sample": str(dates[-1]),
-            "expected_examples": selection.examples,
-            "survivorship": selection.survivorship,
-            "membership_changes": len(changes),
-            "dataset_file": DATASET_FILE_NAMES[config.universe],
-            "symbol_list": MetadataValue.json(symbols),
-        },
-        check_results=[qc.schema_result(context, KEYS["universe"], frame.schema)],
-    )
-
-
-# ---------------------------------------------------------------------------------------
-# Raw sources (one asset per source, one partition per symbol)
-# ---------------------------------------------------------------------------------------
+    frame = selection.table(config.universe, schedule, UNIVERSE_SCHEMA)
+    meta = {
+        "symbols": len(symbols),
+        "partitions_registered": len(new),
+        "sample_dates": len(dates),
+        "first_sample": str(dates[0]),
+        "last_sample": str(dates[-1]),
+        "expected_examples": selection.examples,
+        "survivorship": selection.survivorship,
+        "membership_changes": selection.membership_changes(),
+        "dataset_file": DATASET_FILE_NAMES[config.universe],
+        "symbol_list": MetadataValue.json(symbols),
+    }
+    return UNIVERSE_CHECKS.materialize(context, frame, meta)
 
 
 class FmpFetchConfig(BaseModel):
@@ -199,26 +190,17 @@ _RAW_DOCS = {
             key=RAW_KEYS[table],
             is_required=False,
             description=_RAW_DOCS[table],
-            metadata=md.table_definition_metadata(rw.RAW_SCHEMAS[table], fmp_source.COLUMN_DOCS, partition_column="symbol"),
+            metadata=md.table_definition_metadata(RAW_SCHEMAS[table], fmp_source.COLUMN_DOCS, partition_column="symbol"),
             # prices v2: split_ratio (the bar each split takes effect)
-            **_kwargs("raw", {"polars", "parquet", "api"}, "2" if table == "prices" else "1"),
+            **smart_money_kwargs("raw", {"polars", "parquet", "api"}, "2" if table == "prices" else "1"),
         )
-        for table in rw.RAW_TABLES
+        for table in RAW_TABLES
     },
     ins={"universe": AssetIn(key=KEYS["universe"])},
     partitions_def=smart_money_symbols,
     backfill_policy=PER_SYMBOL,
     can_subset=True,
-    check_specs=[qc.schema_spec(k) for k in RAW_KEYS.values()]
-    + [
-        qc.spec(
-            k,
-            QUARANTINE_CHECK,
-            "Each symbol's share of conflicting records (same key, different values: all copies held back) is within "
-            "max_conflict_share; above it the features are blocked.",
-        )
-        for k in RAW_KEYS.values()
-    ],
+    check_specs=[spec for checks in RAW_CHECKS.values() for spec in checks.specs],
     # One FMP account, one rate limit: runs fetching from it queue behind each other when the
     # instance limits the pool (dagster.yaml: concurrency: pools: ...).
     pool="fmp",
@@ -246,7 +228,7 @@ def raw_fmp_sources(context: AssetExecutionContext, universe: pl.DataFrame, fmp:
     symbols = list(context.partition_keys)
     try:
         try:
-            frames, reports = rw.fetch_raw_many(client, symbols, window, tables=selected, hedge_fund_ciks=config.hedge_fund_ciks)
+            frames, reports = fetch_raw_many(client, symbols, window, tables=selected, hedge_fund_ciks=config.hedge_fund_ciks)
         except HttpError as exc:
             raise Failure(
                 description=str(exc),
@@ -258,28 +240,18 @@ def raw_fmp_sources(context: AssetExecutionContext, universe: pl.DataFrame, fmp:
     entries, size = client.cache.entries()
     cache_state = {"cache_entries": entries, "cache_bytes": size, "cache_dir": MetadataValue.path(str(client.cache.root))}
     for t in selected:
-        per_partition = {}
-        for symbol in context.partition_keys:
-            rep = [reports[symbol][d] for d in rw.RAW_TABLES[t]]
-            hits, misses = sum(r.cache_hits for r in rep), sum(r.cache_misses for r in rep)
-            per_partition[symbol] = {
+        for symbol in symbols:
+            figures = {
                 "vendor": fmp.describe(config.source),
-                "endpoints": MetadataValue.json([fmp_source.ENDPOINTS[d].path for d in rw.RAW_TABLES[t]]),
+                "endpoints": MetadataValue.json([fmp_source.ENDPOINTS[d].path for d in RAW_TABLES[t]]),
                 "window": f"{window.start}..{window.end}",
-                "cache_hits": hits,
-                "cache_misses": misses,
-                "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else 0.0,
-                "http_calls": sum(r.http_calls for r in rep),
-                "cache_refetched": sum(r.cache_refetched for r in rep),
-                "duplicates_dropped": sum(r.duplicates_dropped for r in rep),
-                "conflicts_quarantined": sum(r.conflicts_quarantined for r in rep),
+                **fetch_figures([reports[symbol][d] for d in RAW_TABLES[t]]),
                 **cache_state,
             }
             if t == "hedge_fund_holdings":
                 # Read from the same cached 13F responses as raw_institutional_ownership.
-                per_partition[symbol]["same_requests_as"] = RAW_KEYS["institutional_ownership"].to_user_string()
-        for symbol, meta in per_partition.items():
-            context.add_asset_metadata(meta, asset_key=RAW_KEYS[t], partition_key=symbol)
+                figures["same_requests_as"] = RAW_KEYS["institutional_ownership"].to_user_string()
+            context.add_asset_metadata(figures, asset_key=RAW_KEYS[t], partition_key=symbol)
     hits = sum(r.cache_hits for rep in reports.values() for r in rep.values())
     misses = sum(r.cache_misses for rep in reports.values() for r in rep.values())
     context.log.info(
@@ -288,34 +260,6 @@ def raw_fmp_sources(context: AssetExecutionContext, universe: pl.DataFrame, fmp:
         f"cache holds {entries:,} entries, {size:,} bytes"
     )
     for t in selected:
-        key = RAW_KEYS[t]
-        checks = []
-        if AssetCheckKey(key, qc.SCHEMA_CHECK) in context.selected_asset_check_keys:
-            checks.append(qc.schema_result(context, key, frames[t].schema))
-        if AssetCheckKey(key, QUARANTINE_CHECK) in context.selected_asset_check_keys:
-            checks.append(_conflict_result(key, {s: [reports[s][d] for d in rw.RAW_TABLES[t]] for s in symbols}, config.max_conflict_share))
-        yield MaterializeResult(asset_key=key, value=frames[t], check_results=checks)
-
-
-def _conflict_result(key: AssetKey, reports: dict[str, list[fmp_source.FetchReport]], limit: float):
-    shares = {}
-    for symbol, rep in reports.items():
-        held = sum(r.conflicts_quarantined for r in rep)
-        rows = sum(r.rows for r in rep)
-        shares[symbol] = (held, held / rows if rows else 0.0)
-    over = {s: v for s, v in shares.items() if v[1] > limit}
-    worst = max(shares.items(), key=lambda kv: kv[1][1], default=(None, (0, 0.0)))
-    desc = (
-        f"{len(over)} symbol(s) with more than {limit:.1%} conflicting records; worst {worst[0]} at {worst[1][1]:.1%} "
-        f"({worst[1][0]} rows held back)"
-        if over
-        else f"Every symbol within the {limit:.1%} conflict limit (worst {worst[1][1]:.2%})."
-    )
-    meta = {
-        "limit": limit,
-        "conflicts_quarantined": sum(v[0] for v in shares.values()),
-        "symbols_over_limit": MetadataValue.json({s: {"rows": v[0], "share": round(v[1], 6)} for s, v in over.items()}),
-    }
-    return qc.result(key, QUARANTINE_CHECK, not over, desc, meta)
-
-
+        passed, verdict, held, over = conflict_verdict({s: [reports[s][d] for d in RAW_TABLES[t]] for s in symbols}, config.max_conflict_share)
+        meta = {"limit": config.max_conflict_share, "conflicts_quarantined": held, "symbols_over_limit": MetadataValue.json(over)}
+        yield RAW_CHECKS[t].materialize(context, frames[t], outcomes={QUARANTINE_CHECK: qc.Outcome(passed, verdict, meta)}, asset_key=True)

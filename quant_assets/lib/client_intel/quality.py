@@ -551,3 +551,25 @@ def switch_probability_gradual(history: pl.DataFrame, clients: pl.DataFrame, spe
             "latest_mean_by_segment": {k: round(v, 4) for k, v in per_seg.items()},
         },
     )
+
+
+def table_figures(table: str, frame: pl.DataFrame, clients: pl.DataFrame) -> dict[str, Any]:
+    """Key figures of one world table beyond its row count: clients and trades per segment, the
+    trades' span, mean holding period per segment, clients whose switch probability is 0.5 or
+    more on the last day."""
+    def per_segment(df: pl.DataFrame) -> dict[str, int]:
+        return dict(df.group_by("segment").len().sort("segment").iter_rows())
+
+    if table == "clients":
+        return {"per_segment": per_segment(frame)}
+    if table == "trades":
+        joined = frame.join(clients.select("client_id", "segment"), on="client_id")
+        return {"per_segment": per_segment(joined), "first_trade": str(frame["executed_at"].min()), "last_trade": str(frame["executed_at"].max())}
+    if table == "features":
+        joined = frame.join(clients.select("client_id", "segment"), on="client_id")
+        hold = joined.group_by("segment").agg(pl.col("holding_period_avg").mean()).sort("segment")
+        return {"holding_period_avg_by_segment": {s: round(v, 3) for s, v in hold.iter_rows()}}
+    if table == "switch_probability_history":
+        latest = frame.group_by("client_id").agg(pl.col("switch_prob").last())
+        return {"clients_elevated_now": int((latest["switch_prob"] >= 0.5).sum())}
+    return {}

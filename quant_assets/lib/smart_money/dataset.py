@@ -174,3 +174,29 @@ def to_csv(dataset: pl.DataFrame) -> bytes:
     buf = io.BytesIO()
     dataset.select(list(DATASET_COLUMNS)).write_csv(buf, date_format="%Y-%m-%d", float_precision=None)
     return buf.getvalue()
+
+
+def symbol_figures(frame: pl.DataFrame, symbols: list[str]) -> dict[str, dict]:
+    """Per symbol of a features frame: sample dates, labelled rows, bullish share (of labelled
+    rows, 0 without any) and rows missing at least one feature."""
+    feature_cols = list(DATASET_COLUMNS[5:-1])
+    stats = (
+        frame.group_by("symbol")
+        .agg(
+            pl.len().alias("sample_dates"),
+            pl.col("label").is_not_null().sum().alias("labelled_rows"),
+            pl.col("label").mean().alias("bullish_share"),
+            pl.any_horizontal([pl.col(c).is_null() for c in feature_cols]).sum().alias("rows_missing_features"),
+        )
+        .rows_by_key("symbol", named=True, unique=True)
+    )
+    empty = {"sample_dates": 0, "labelled_rows": 0, "bullish_share": None, "rows_missing_features": 0}
+    return {
+        s: {
+            "sample_dates": int(stats.get(s, empty)["sample_dates"]),
+            "labelled_rows": int(stats.get(s, empty)["labelled_rows"]),
+            "bullish_share": round(float(stats.get(s, empty)["bullish_share"] or 0.0), 4),
+            "rows_missing_features": int(stats.get(s, empty)["rows_missing_features"]),
+        }
+        for s in symbols
+    }

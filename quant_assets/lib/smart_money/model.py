@@ -136,7 +136,14 @@ def precision_at_k(y: np.ndarray, p: np.ndarray, fraction: float = TOP_FRACTION)
 def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     """Accuracy, precision, recall, F1, ROC-AUC, precision at k (top 10 %) and the confusion
     matrix at ``threshold``."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
 
     y = np.asarray(y).astype(int)
     pred = (np.asarray(p) >= threshold).astype(int)
@@ -297,7 +304,7 @@ def params_from_metadata(meta: Mapping) -> TrainParams:
     return TrainParams(**{k: v for k, v in p.items() if k in fields})
 
 
-def metadata(model: TrainedModel, params: TrainParams, splits: Mapping[str, tuple], rows: Mapping[str, int], version: str) -> dict:
+def model_metadata(model: TrainedModel, params: TrainParams, splits: Mapping[str, tuple], rows: Mapping[str, int], version: str) -> dict:
     return {
         "name": MODEL_NAME,
         "version": version,
@@ -319,3 +326,69 @@ def load_booster(model_text: str):
     import lightgbm as lgb
 
     return lgb.Booster(model_str=model_text)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """A trained model on the test split, beside its no-skill baselines."""
+
+    test: pl.DataFrame
+    metrics: dict
+    baselines: dict
+
+    def report(self, version: str, importance: Mapping) -> dict:
+        """The ``evaluation.json`` document."""
+        return {
+            "version": version,
+            "test_window": {"first_date": str(self.test["date"].min()), "last_date": str(self.test["date"].max()), "rows": self.test.height},
+            "metrics": self.metrics,
+            "no_skill_baselines": self.baselines,
+            "feature_importance": dict(importance),
+        }
+
+
+def evaluate(splits: pl.DataFrame, booster, normalizer: Normalizer, meta: Mapping) -> Evaluation:
+    """The model (``booster`` with its ``normalizer`` and ``metadata.json`` content ``meta``) on
+    the test split at its decision threshold, and the no-skill baselines on the same rows."""
+    test = splits.filter(pl.col("split") == "test")
+    metrics = classification_metrics(test["label"].to_numpy(), booster.predict(normalizer.transform(test)), meta["decision_threshold"])
+    baselines = no_skill_baselines(
+        splits.filter(pl.col("split") == "train"),
+        splits.filter(pl.col("split") == "val"),
+        test,
+        metrics,
+        params_from_metadata(meta),
+        tune_threshold=bool(meta.get("tune_threshold", True)),
+        features=meta["features"],
+    )
+    return Evaluation(test, metrics, baselines)
+
+
+def importance_markdown(importance: Mapping[str, Mapping[str, float]]) -> str:
+    """Feature importance as a Markdown table (gain share, splits)."""
+    lines = ["| feature | gain share | splits |", "|---|---|---|"]
+    lines += [f"| {f} | {v['gain_share']:.3f} | {v['splits']} |" for f, v in importance.items()]
+    return "\n".join(lines)
+
+
+def baseline_markdown(metrics: Mapping, baselines: Mapping) -> str:
+    """The model's metrics beside the no-skill baselines and its gap, as a Markdown table."""
+
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    lines = ["| metric | model | constant (base rate) | shuffled labels | gap |", "|---|---|---|---|---|"]
+    for m in BASELINE_METRICS:
+        lines.append(
+            f"| {m} | {f(metrics.get(m))} | {f(baselines['constant'].get(m))} | {f(baselines['shuffled'].get(m))} | "
+            f"{f(baselines['gap'].get(m))} |"
+        )
+    return "\n".join(lines)
+
+
+def confusion_markdown(cm: Mapping[str, int]) -> str:
+    """A confusion matrix (tn, fp, fn, tp) as a Markdown table."""
+    return (
+        "| | predicted 0 | predicted 1 |\n|---|---|---|\n"
+        f"| actual 0 | {cm['tn']} | {cm['fp']} |\n| actual 1 | {cm['fn']} | {cm['tp']} |"
+    )

@@ -14,7 +14,7 @@ Raw table -> FMP data types it is built from:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import polars as pl
 
@@ -105,3 +105,37 @@ def normalise(table: str, fetched: dict[str, fmp.Fetched]) -> pl.DataFrame:
         return fmp.normalize_prices(fetched["prices"].frame, fetched["splits"].frame)
     raise ValueError(f"unknown raw table {table!r}")
 
+
+
+def fetch_figures(reports: Sequence[fmp.FetchReport]) -> dict:
+    """What fetching one raw table of one symbol cost and found: cache hits, misses and hit
+    rate, HTTP calls, cache entries fetched again, repeats dropped and conflicts held back."""
+    hits, misses = sum(r.cache_hits for r in reports), sum(r.cache_misses for r in reports)
+    return {
+        "cache_hits": hits,
+        "cache_misses": misses,
+        "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else 0.0,
+        "http_calls": sum(r.http_calls for r in reports),
+        "cache_refetched": sum(r.cache_refetched for r in reports),
+        "duplicates_dropped": sum(r.duplicates_dropped for r in reports),
+        "conflicts_quarantined": sum(r.conflicts_quarantined for r in reports),
+    }
+
+
+def conflict_verdict(reports: Mapping[str, Sequence[fmp.FetchReport]], limit: float) -> tuple[bool, str, int, dict]:
+    """(passed, verdict, conflicting rows held back, symbols over ``limit``) of one raw table:
+    each symbol's share of rows held back as conflicting against ``limit``."""
+    shares = {}
+    for symbol, rep in reports.items():
+        held = sum(r.conflicts_quarantined for r in rep)
+        rows = sum(r.rows for r in rep)
+        shares[symbol] = (held, held / rows if rows else 0.0)
+    over = {s: {"rows": v[0], "share": round(v[1], 6)} for s, v in shares.items() if v[1] > limit}
+    worst = max(shares.items(), key=lambda kv: kv[1][1], default=(None, (0, 0.0)))
+    verdict = (
+        f"{len(over)} symbol(s) with more than {limit:.1%} conflicting records; worst {worst[0]} at {worst[1][1]:.1%} "
+        f"({worst[1][0]} rows held back)"
+        if over
+        else f"Every symbol within the {limit:.1%} conflict limit (worst {worst[1][1]:.2%})."
+    )
+    return not over, verdict, sum(v[0] for v in shares.values()), over

@@ -94,3 +94,13 @@ def time_split(
             raise SplitError(f"the {s} split is empty after purging overlapping label windows")
         span[s] = (part.min(), part.max())
     return out, SplitReport(rows=rows, dates=span, purged=purged)
+
+
+def by_split(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """``{split: its rows}`` for train, val and test (in that order)."""
+    return {s: frame.filter(pl.col("split") == s) for s in SPLITS}
+
+
+def bullish_shares(frame: pl.DataFrame) -> dict[str, float]:
+    """Share of label = 1 in each split (4 decimals)."""
+    return {s: round(float(part["label"].mean()), 4) for s, part in by_split(frame).items()}

@@ -27,6 +27,8 @@ import datetime as dt
 import re
 from pathlib import Path
 
+import polars as pl
+
 from quant_assets.lib import calendar as cal
 
 UNIVERSES = ("test", "custom", "top50", "top100", "top500")
@@ -217,6 +219,29 @@ class UniverseSelection:
     @property
     def examples(self) -> int:
         return sum(len(v) for v in self.sampled.values())
+
+    def membership_changes(self) -> int:
+        """Sample dates whose sampled symbols differ from the previous sample date's."""
+        dates = sorted(self.sampled)
+        return sum(1 for prev, d in zip(dates, dates[1:]) if self.sampled[prev] != self.sampled[d])
+
+    def table(self, universe: str, schedule, schema) -> pl.DataFrame:
+        """One row per symbol, in rank order: the universe's name, its schedule, the dates the
+        symbol is sampled on and the survivorship of the selection."""
+        n = len(self.symbols)
+        return pl.DataFrame(
+            {
+                "symbol": self.symbols,
+                "rank": list(range(1, n + 1)),
+                "universe": [universe] * n,
+                "start_month": [schedule.start_month] * n,
+                "end_month": [schedule.end_month] * n,
+                "sample_day": [schedule.sample_day] * n,
+                "sample_dates": [self.sample_dates_of(sym) for sym in self.symbols],
+                "survivorship": [self.survivorship] * n,
+            },
+            schema=schema,
+        )
 
 
 def resolve_universe(

@@ -15,13 +15,13 @@ from dagster import (
     schedule,
     sensor,
 )
-from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+from dagster._core.definitions.events import AssetKeyPartitionKey
 
 from quant_assets.defs.market import ingest, tables, warehouse
-from quant_assets.defs.market.keys import MINUTE_DAYS_PER_RUN
 from quant_assets.defs.market import landing as lz
 from quant_assets.defs.market.checks import market_checks, market_freshness_checks
+from quant_assets.defs.market.keys import MINUTE_DAYS_PER_RUN
 from quant_assets.defs.partitions import trading_day_request
 from quant_assets.defs.resources import LandingZone
 from quant_assets.lib import calendar as cal

@@ -25,13 +25,6 @@ def table_meta(schema: dict, partition_column: str = "date") -> dict:
 
 
 
-def conform(df: pl.DataFrame, schema: dict) -> pl.DataFrame:
-    """An upstream frame, or an empty frame of the right schema when no upstream rows exist."""
-    if df.width == 0:
-        return market.empty_frame(schema)
-    return df
-
-
 def require_sessions(df: pl.DataFrame, first: dt.date, last: dt.date, lookback: int, name: str) -> None:
     """Fail when a session inside the lookback window (and inside history) was never materialized."""
     lo = market.nth_session_back(cal.previous_trading_day(first), lookback)

@@ -35,8 +35,8 @@ from quant_assets.defs.market.keys import (
     QUARANTINE_CHECK,
     ROW_COUNT_REFERENCE_SESSIONS,
 )
-from quant_assets.defs.quarantine import keep_rejected, share_outcome
 from quant_assets.defs.partitions import history_start, partition_dates, trading_days
+from quant_assets.defs.quarantine import keep_rejected, share_outcome
 from quant_assets.defs.resources import Lake, LandingZone
 from quant_assets.lib import calendar as cal
 from quant_assets.lib import market

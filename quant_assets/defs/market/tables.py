@@ -18,7 +18,6 @@ from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.market.common import (
-    conform,
     day_window,
     require_sessions,
     table_meta,
@@ -95,7 +94,7 @@ def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame):
     unadjusted; returns as fractions.
     """
     targets = partition_dates(context.partition_keys)
-    day_aggs = conform(day_aggs, market.DAY_AGGS_SCHEMA)
+    day_aggs = frames.conform(day_aggs, market.DAY_AGGS_SCHEMA)
     try:
         out, removed = market.build_daily_bars(day_aggs, targets, history_start())
     except market.MissingHistoryError as exc:
@@ -142,7 +141,7 @@ def weekly_bars(context: AssetExecutionContext, daily_bars: pl.DataFrame):
     First open, max high, min low, last close (USD unadjusted), summed share volume and trades,
     and the number of sessions the ticker traded (``trading_days``), from ``market/daily_bars``.
     """
-    daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
+    daily = frames.conform(daily_bars, market.DAILY_BARS_SCHEMA)
     weeks = partition_dates(context.partition_keys)
     out = market.build_weekly_bars(daily).filter(pl.col("week_start").is_in(weeks))
     md.per_day(context, market.weekly_figures(out, daily, weeks))
@@ -187,7 +186,7 @@ def daily_filtered(context: AssetExecutionContext, daily_bars: pl.DataFrame):
     """
     config = parse(DailyFilteredConfig, context)
     targets = partition_dates(context.partition_keys)
-    daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
+    daily = frames.conform(daily_bars, market.DAILY_BARS_SCHEMA)
     require_sessions(daily, min(targets), max(targets), config.min_days, "market/daily_bars")
     out = market.build_daily_filtered(
         daily,
@@ -237,8 +236,8 @@ def minute_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame, d
     """
     config = parse(MinuteFeaturesConfig, context)
     targets = partition_dates(context.partition_keys)
-    minute = conform(minute_aggs, market.MINUTE_AGGS_SCHEMA)
-    daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
+    minute = frames.conform(minute_aggs, market.MINUTE_AGGS_SCHEMA)
+    daily = frames.conform(daily_bars, market.DAILY_BARS_SCHEMA)
     first_prev = cal.previous_trading_day(min(targets))
     require_sessions(daily, first_prev, first_prev, config.vol_spike_lookback, "market/daily_bars")
     feats = market.add_volume_spike(market.minute_day_features(market.tradable_only(minute)), daily, config.vol_spike_lookback)

@@ -12,9 +12,6 @@ from dagster import (
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.market.common import (
-    conform,
-)
 from quant_assets.defs.market.keys import (
     DAYS_PER_RUN,
     DOMAIN,
@@ -54,7 +51,7 @@ def warehouse_daily_bars(context: AssetExecutionContext, daily_bars: pl.DataFram
     in one transaction.
     """
     targets = partition_dates(context.partition_keys)
-    daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
+    daily = frames.conform(daily_bars, market.DAILY_BARS_SCHEMA)
     with warehouse.connect() as wh:
         wh.replace_range("market_daily_bars", daily, "date", min(targets), max(targets))
         counts = wh.count_by("market_daily_bars", "date", min(targets), max(targets))

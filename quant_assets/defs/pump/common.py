@@ -13,12 +13,11 @@ from dagster import (
 from quant_assets.defs import metadata as md
 from quant_assets.defs.pump.keys import DOMAIN, KEYS, WINDOW_S
 from quant_assets.defs.resources import Lake, partition_file
-from quant_assets.lib.pump import optimizer as opt
-from quant_assets.lib.pump import schemas as sch
+from quant_assets.lib.pump import optimizer, schemas
 
 
 def table_meta(schema: dict, **extra) -> dict:
-    return md.table_definition_metadata(schema, sch.COLUMN_DOCS, **extra)
+    return md.table_definition_metadata(schema, schemas.COLUMN_DOCS, **extra)
 
 
 def pump_kwargs(layer: str, kinds: set[str], version: str, **tags) -> dict:
@@ -50,8 +49,8 @@ def research_closes(lake: Lake, research: pl.DataFrame) -> tuple[np.ndarray, np.
         if b is None:
             raise fail(f"pump/delta_bars_1s {d} is no longer in the lake; re-materialize it")
         frames.append(b.filter(pl.col("signal_id").is_in(ids)))
-    bars = pl.concat(frames) if frames else sch.empty(sch.DELTA_BARS_SCHEMA)
-    closes, offsets = opt.paths_from_frame(bars, research["signal_id"].to_list())
+    bars = pl.concat(frames) if frames else schemas.empty(schemas.DELTA_BARS_SCHEMA)
+    closes, offsets = optimizer.paths_from_frame(bars, research["signal_id"].to_list())
     short = np.flatnonzero(np.diff(offsets) != WINDOW_S)
     if short.size:
         sid = research["signal_id"][int(short[0])]

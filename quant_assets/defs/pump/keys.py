@@ -6,7 +6,7 @@ from dagster import (
     AssetKey,
 )
 
-from quant_assets.lib.pump import trades as ptr
+from quant_assets.lib.pump import trades
 
 DOMAIN = "pump"
 NAMES = (
@@ -24,9 +24,9 @@ NAMES = (
 KEYS = {name: AssetKey([DOMAIN, name]) for name in NAMES}
 COMPOSITE_JSON = f"{DOMAIN}/composite_strategy.json"
 BACKTEST_CSV = f"{DOMAIN}/backtest_trades.csv"
+WINDOW_S = trades.WINDOW_S  # seconds of each signal's window (24 h)
 # Signal-day partitions run a week per run in a backfill (a day of trades is a few million rows).
 DAYS_PER_RUN = 7
-WINDOW_S = ptr.WINDOW_S
 
 QUARANTINE_CHECK = "quarantine_share"
 COVERAGE_CHECK = "windows_covered"

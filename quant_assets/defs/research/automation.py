@@ -16,7 +16,15 @@ from dagster import (
 )
 
 from quant_assets.defs.partitions import trading_day_request
-from quant_assets.defs.research import backtests, dataset, factors, features, labels, models, universe
+from quant_assets.defs.research import (
+    backtests,
+    dataset,
+    factors,
+    features,
+    labels,
+    models,
+    universe,
+)
 from quant_assets.defs.research.keys import MINUTE_DAYS_PER_RUN
 from quant_assets.lib import calendar as cal
 

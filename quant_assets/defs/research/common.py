@@ -38,10 +38,6 @@ def day_window(start: int, end: int) -> TimeWindowPartitionMapping:
     return TimeWindowPartitionMapping(start_offset=start, end_offset=end, allow_nonexistent_upstream_partitions=True)
 
 
-def conform(df: pl.DataFrame, schema: dict) -> pl.DataFrame:
-    return pl.DataFrame(schema=schema) if df.width == 0 else df
-
-
 def key_table(df: pl.DataFrame, n: int = 30) -> MetadataValue:
     """A table of key figures, shown inline on the asset page (first ``n`` rows; floats to six
     significant digits)."""

@@ -16,7 +16,6 @@ from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import partition_dates, trading_days
 from quant_assets.defs.research.common import (
     closed,
-    conform,
     day_window,
     table_meta,
 )
@@ -84,12 +83,12 @@ def training_dataset(
     bars_to_outcome, forward_bars) look forward by definition and are never features.
     """
     targets = partition_dates(context.partition_keys)
-    events = conform(macd_event_labels, labels.EVENTS_SCHEMA)
+    events = frames.conform(macd_event_labels, labels.EVENTS_SCHEMA)
     previous = {
-        "technical_features": conform(technical_features, indicators.TECHNICAL_SCHEMA),
-        "daily_bars": conform(daily_bars, market.DAILY_BARS_SCHEMA),
-        "minute_features": conform(minute_features, market.MINUTE_FEATURES_SCHEMA),
-        "macd_day_features": conform(macd_day_features, macd.MACD_DAY_SCHEMA),
+        "technical_features": frames.conform(technical_features, indicators.TECHNICAL_SCHEMA),
+        "daily_bars": frames.conform(daily_bars, market.DAILY_BARS_SCHEMA),
+        "minute_features": frames.conform(minute_features, market.MINUTE_FEATURES_SCHEMA),
+        "macd_day_features": frames.conform(macd_day_features, macd.MACD_DAY_SCHEMA),
     }
     out = datasets.build_training_dataset(events, previous).select(list(DATASET_SCHEMA))
     leaks = datasets.point_in_time_violations(out)

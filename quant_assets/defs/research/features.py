@@ -20,7 +20,7 @@ from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import history_start, partition_dates, trading_days
 from quant_assets.defs.research import lakeio
-from quant_assets.defs.research.common import closed, conform, table_meta
+from quant_assets.defs.research.common import closed, table_meta
 from quant_assets.defs.research.keys import (
     DOMAIN,
     JOIN_CHECK,
@@ -66,7 +66,7 @@ def technical_features(context: AssetExecutionContext, daily_bars: pl.DataFrame,
     targets = partition_dates(context.partition_keys)
     cols = ["ticker", "date", "high", "low", "close", "volume"]
     history = _daily_history(lake, min(targets), cols)
-    full = frames.stitch(history, conform(daily_bars, market.DAILY_BARS_SCHEMA).select(cols))
+    full = frames.stitch(history, frames.conform(daily_bars, market.DAILY_BARS_SCHEMA).select(cols))
     try:
         out = indicators.technical_features(full, keep_dates=targets) if full.height else indicators.empty_technical()
     except ValueError as exc:
@@ -136,7 +136,7 @@ def macd_day_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame,
     if bad or not config.modes:
         raise Failure(description=f"modes must be a non-empty subset of {list(macd.MODES)}, got {config.modes}")
     targets = partition_dates(context.partition_keys)
-    minute = conform(minute_aggs, market.MINUTE_AGGS_SCHEMA)
+    minute = frames.conform(minute_aggs, market.MINUTE_AGGS_SCHEMA)
     try:
         out = macd.macd_day_features(minute).filter(pl.col("mode").is_in(config.modes))
     except ValueError as exc:
@@ -173,7 +173,7 @@ def minute_features_plus_macd(context: AssetExecutionContext, minute_features: p
     """``market/minute_features`` with the day's MACD summaries beside them: one row per
     tradable ticker and day. MACD columns of mode ``all`` keep their names; mode ``rth`` columns
     end in ``_rth``. Units as in the two sources."""
-    out = macd.with_macd_day(conform(minute_features, market.MINUTE_FEATURES_SCHEMA), conform(macd_day_features, macd.MACD_DAY_SCHEMA))
+    out = macd.with_macd_day(frames.conform(minute_features, market.MINUTE_FEATURES_SCHEMA), frames.conform(macd_day_features, macd.MACD_DAY_SCHEMA))
     joined = int(out["bars__1m"].is_not_null().sum()) if out.height else 0
     md.per_day(context, frames.per_day_counts(out, partition_dates(context.partition_keys), rows="tickers"))
     outcome = qc.Outcome(joined == out.height, f"{joined:,} of {out.height:,} rows have MACD-day features.", {"rows": out.height, "with_macd": joined})

@@ -19,7 +19,6 @@ from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import partition_dates, trading_days
 from quant_assets.defs.research.common import (
     closed,
-    conform,
     day_window,
     rounded,
     table_meta,
@@ -87,7 +86,7 @@ def macd_event_labels(context: AssetExecutionContext, minute_aggs: pl.DataFrame)
     """
     config = parse(EventLabelConfig, context)
     targets = partition_dates(context.partition_keys)
-    minute = conform(minute_aggs, market.MINUTE_AGGS_SCHEMA)
+    minute = frames.conform(minute_aggs, market.MINUTE_AGGS_SCHEMA)
     try:
         out = labels.macd_events(
             minute,
@@ -128,7 +127,7 @@ def range_expansion_labels(context: AssetExecutionContext, daily_bars: pl.DataFr
     """
     config = parse(RangeLabelConfig, context)
     targets = partition_dates(context.partition_keys)
-    daily = conform(daily_bars, market.DAILY_BARS_SCHEMA)
+    daily = frames.conform(daily_bars, market.DAILY_BARS_SCHEMA)
     out = labels.range_expansion_labels(daily, targets, config.threshold)
     known = {"labelled": pl.col("label").is_not_null().sum(), "positive": pl.col("label").fill_null(0).sum()}
     figures = frames.per_day_counts(out, targets, known, rows="tickers")

@@ -12,8 +12,8 @@ from dagster import (
 )
 
 from quant_assets.defs import metadata as md
-from quant_assets.lib.smart_money import dataset as ds
-from quant_assets.lib.smart_money import raw as rw
+from quant_assets.lib.smart_money.dataset import COLUMN_DOCS, DATASET_SCHEMA
+from quant_assets.lib.smart_money.raw import RAW_TABLES
 from quant_assets.lib.smart_money.universe import (
     Schedule,
 )
@@ -23,7 +23,7 @@ KEYS = {
     name: AssetKey([DOMAIN, name])
     for name in ("universe", "features", "dataset", "splits", "model", "evaluation")
 }
-RAW_KEYS = {table: AssetKey([DOMAIN, f"raw_{table}"]) for table in rw.RAW_TABLES}
+RAW_KEYS = {table: AssetKey([DOMAIN, f"raw_{table}"]) for table in RAW_TABLES}
 # One symbol per run in a backfill: each symbol is materialized (a checkpoint) on its own.
 PER_SYMBOL = BackfillPolicy.multi_run(max_partitions_per_run=1)
 
@@ -48,8 +48,8 @@ UNIVERSE_DOCS = {
     "its membership spans for a dated membership file).",
     "survivorship": "static_universe (one list on every date: only its survivors are sampled) or dated_membership.",
 }
-SPLITS_SCHEMA = {**ds.DATASET_SCHEMA, "split": pl.String}
-SPLITS_DOCS = {**ds.COLUMN_DOCS, "split": "train, val or test (whole sample dates, in date order)."}
+SPLITS_SCHEMA = {**DATASET_SCHEMA, "split": pl.String}
+SPLITS_DOCS = {**COLUMN_DOCS, "split": "train, val or test (whole sample dates, in date order)."}
 
 COMPLETENESS_CHECK = "completeness"
 QUARANTINE_CHECK = "quarantine_share"

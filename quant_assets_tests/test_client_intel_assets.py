@@ -185,7 +185,7 @@ def test_a_failing_blocking_check_keeps_the_world_out_of_the_warehouse(graph, mo
 
 
 def test_demo_report_prints_the_verification_figures(materialized):
-    from quant_assets.defs.client_intel import demo
+    from quant_assets.demo import client_intel as demo
 
     graph = materialized[0]
     lines = demo.report(graph.instance, None)

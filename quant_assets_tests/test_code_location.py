@@ -4,8 +4,7 @@ every asset, check, job, schedule and sensor of every domain follows."""
 import subprocess
 import sys
 
-import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import DagsterInstance
 
 from quant_assets.definitions import DOMAINS, defs
 from quant_assets.defs.metadata import COLUMN_SCHEMA, OWNERS
@@ -13,7 +12,7 @@ from quant_assets_tests.dagster_stack import REPO
 
 
 def test_workspace_loads_the_code_location_without_errors(tmp_path, monkeypatch):
-    from quant_assets.launch import WorkspaceLauncher
+    from quant_assets.demo.launch import WorkspaceLauncher
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")

@@ -300,7 +300,6 @@ def test_after_publish_schedule_targets_previous_weekday():
 def test_postgres_warehouse_load(local_graph, postgres_database):
     from quant_assets.defs.resources import WarehouseResource
     from quant_assets.lib.warehouse import Warehouse
-
     from quant_assets_tests.fixtures import GraphRunner
 
     graph = GraphRunner(
@@ -332,7 +331,7 @@ def test_backfills_run_at_most_a_year_of_sessions_per_run():
     scaling benchmark) launch a range in the slices a backfill would."""
     from quant_assets.defs.market import ingest, tables, warehouse
     from quant_assets.defs.market.keys import DAYS_PER_RUN
-    from quant_assets.launch import backfill_specs
+    from quant_assets.demo.launch import backfill_specs
 
     sizes = {name: a.backfill_policy.max_partitions_per_run for name, a in (
         ("day_aggs", ingest.day_aggs), ("daily_bars", tables.daily_bars), ("daily_filtered", tables.daily_filtered),

@@ -8,8 +8,8 @@ import datetime as dt
 import json
 import time
 
-from quant_assets.demo import DemoDomain, DemoSettings
-from quant_assets.launch import RunSpec
+from quant_assets.demo.launch import RunSpec
+from quant_assets.demo.run import DemoDomain, DemoSettings
 
 SIGNAL_DAYS = 10
 SIGNALS_PER_DAY = 12

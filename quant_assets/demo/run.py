@@ -1,9 +1,9 @@
 """``quant-assets demo``: simulate every vendor, materialize every domain, print what was built.
 
-Each domain contributes a :class:`DemoDomain` from ``quant_assets/defs/<domain>/demo.py``:
+Each domain contributes a :class:`DemoDomain` from ``quant_assets/demo/<domain>.py``:
 ``prepare`` writes its simulated vendor inputs, ``runs`` lists the runs to launch (in order) and
 ``report`` returns the figures to print at the end. Runs are launched against the workspace's
-code location (see :mod:`quant_assets.launch`), so the UI lists and re-executes them.
+code location (see :mod:`quant_assets.demo.launch`), so the UI lists and re-executes them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from quant_assets.launch import RunSpec
+from quant_assets.demo.launch import RunSpec
 
 # Order matters: later domains read what earlier ones materialized.
 DOMAIN_MODULES = ("market", "research", "client_intel", "smart_money", "pump")
@@ -52,7 +52,7 @@ def load_domains(names: Sequence[str] | None = None) -> list[DemoDomain]:
     unknown = [n for n in wanted if n not in DOMAIN_MODULES]
     if unknown:
         raise SystemExit(f"unknown domain(s) {unknown}; choose from {list(DOMAIN_MODULES)}")
-    return [importlib.import_module(f"quant_assets.defs.{n}.demo").DEMO for n in DOMAIN_MODULES if n in wanted]
+    return [importlib.import_module(f"quant_assets.demo.{n}").DEMO for n in DOMAIN_MODULES if n in wanted]
 
 
 def summarise(instance, run_ids: Sequence[str]) -> list[tuple[str, int, int | None, float]]:
@@ -100,7 +100,7 @@ def _failure_text(instance, run_id: str) -> str:
 def run(args) -> int:
     from dagster import DagsterInstance, DagsterRunStatus
 
-    from quant_assets.launch import WorkspaceLauncher
+    from quant_assets.demo.launch import WorkspaceLauncher
     from quant_assets.lib import calendar as cal
     from quant_assets.lib import settings as qs
 

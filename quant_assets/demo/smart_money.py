@@ -6,8 +6,8 @@ metrics."""
 
 from __future__ import annotations
 
-from quant_assets.demo import DemoDomain, DemoSettings
-from quant_assets.launch import RunSpec
+from quant_assets.demo.launch import RunSpec
+from quant_assets.demo.run import DemoDomain, DemoSettings
 
 UNIVERSE = "top50"
 # The simulated FMP has no quota; the demo lifts the client's limit so that the rate limiter is

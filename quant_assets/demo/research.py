@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import time
 
-from quant_assets.demo import DemoDomain, DemoSettings
-from quant_assets.launch import RunSpec
+from quant_assets.demo.launch import RunSpec
+from quant_assets.demo.run import DemoDomain, DemoSettings
 
 # Below this many sessions the technical indicators (lookbacks up to 200 bars) leave too little
 # to train on: the demo skips the four models.

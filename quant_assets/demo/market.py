@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from quant_assets.demo import DemoDomain, DemoSettings
-from quant_assets.launch import RunSpec, backfill_specs
+from quant_assets.demo.launch import RunSpec, backfill_specs
+from quant_assets.demo.run import DemoDomain, DemoSettings
 
 
 def prepare(s: DemoSettings) -> list[str]:

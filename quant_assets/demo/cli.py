@@ -28,16 +28,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from quant_assets import demo
+    from quant_assets.demo import run
 
-    return demo.run(args)
+    return run.run(args)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     """``dagster dev -w workspace.yaml`` with the project's warning policy installed."""
     from dagster._cli import cli
 
-    from quant_assets.launch import default_workspace_file
+    from quant_assets.demo.launch import default_workspace_file
 
     argv = ["dev", "-w", str(default_workspace_file()), *args.extra]
     return int(cli.main(args=argv, prog_name="dagster", standalone_mode=False) or 0)

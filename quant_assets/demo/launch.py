@@ -61,7 +61,7 @@ def backfill_specs(label: str, job_name: str, keys: Sequence[str], per_run: int 
 
 
 def default_workspace_file() -> Path:
-    return Path(__file__).resolve().parent.parent / "workspace.yaml"
+    return Path(__file__).resolve().parents[2] / "workspace.yaml"
 
 
 class WorkspaceLauncher:

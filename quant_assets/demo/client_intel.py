@@ -3,8 +3,8 @@ Config, load it into the warehouse, and print the old verification figures."""
 
 from __future__ import annotations
 
-from quant_assets.demo import DemoDomain, DemoSettings
-from quant_assets.launch import RunSpec
+from quant_assets.demo.launch import RunSpec
+from quant_assets.demo.run import DemoDomain, DemoSettings
 
 
 def prepare(s: DemoSettings) -> list[str]:

@@ -7,6 +7,11 @@ with plain types, the model's defaults and descriptions (constraints appended), 
 ``parse(Model, context)`` validates the run's values with pydantic, failing with a message that
 names the field.
 
+A knob with a lib counterpart is declared once, in the lib parameter dataclass: the Config model
+is decorated ``@mirrors(Params)``, its ``Field(default=...)`` reads the dataclass's default, and
+``lib_params(config, Params)`` builds the dataclass from the run's values. A Config default that
+differs from the dataclass's fails at import.
+
     class FilterConfig(BaseModel):
         min_days: int = Field(60, ge=1, le=90, description="Window length in sessions.")
 
@@ -17,8 +22,10 @@ names the field.
 
 from __future__ import annotations
 
+import dataclasses
 import types
 import typing
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dagster import Array, Bool, Failure, Field, Float, Int, Map, Noneable, String
@@ -93,3 +100,83 @@ def parse(model: type[M], context) -> M:
     """The validated config of the running asset (or op)."""
     op_context = getattr(context, "op_execution_context", context)
     return validate(model, op_context.op_config)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mirror:
+    """A Config model whose knobs are the fields of a lib parameter dataclass: the dataclass
+    holds the defaults (the Config's ``Field(default=...)`` reads them), ``rename`` maps a
+    Config field to a differently named dataclass field and ``convert`` turns a Config value
+    into the dataclass's units."""
+
+    config: type[BaseModel]
+    params: type
+    rename: Mapping[str, str]
+    convert: Mapping[str, Callable[[Any], Any]]
+
+    def pairs(self) -> dict[str, str]:
+        """Config field -> dataclass field, for every knob they share."""
+        lib = {f.name for f in dataclasses.fields(self.params)}
+        out = {c: self.rename.get(c, c) for c in self.config.model_fields}
+        return {c: p for c, p in out.items() if p in lib}
+
+    def value(self, name: str, value: Any) -> Any:
+        value = self.convert[name](value) if name in self.convert else value
+        return tuple(value) if isinstance(value, list) else value
+
+    def build(self, config: BaseModel):
+        """The dataclass with the config's values (its own defaults for knobs the Config lacks)."""
+        return self.params(**{p: self.value(c, getattr(config, c)) for c, p in self.pairs().items()})
+
+    def disagreements(self) -> dict[str, tuple[Any, Any]]:
+        """{config field: (Config default in lib units, lib default)} where they differ."""
+        out = {}
+        for c, p in self.pairs().items():
+            field = self.config.model_fields[c]
+            mine = self.value(c, field.get_default(call_default_factory=True))
+            theirs = lib_default(self.params, p)
+            theirs = tuple(theirs) if isinstance(theirs, list) else theirs
+            if mine != theirs:
+                out[c] = (mine, theirs)
+        return out
+
+
+MIRRORS: list[Mirror] = []
+
+
+def lib_default(params: type, name: str) -> Any:
+    """The default of field ``name`` of the lib dataclass ``params``."""
+    for f in dataclasses.fields(params):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            raise TypeError(f"{params.__name__}.{name} has no default")
+    raise AttributeError(f"{params.__name__} has no field {name!r}")
+
+
+def mirrors(params: type, *, rename: Mapping[str, str] | None = None, convert: Mapping[str, Callable[[Any], Any]] | None = None):
+    """Class decorator: the Config's knobs are ``params``'s fields (see :class:`Mirror`); a
+    default that differs from the dataclass's fails at import, naming the knob."""
+
+    def wrap(config: type[BaseModel]) -> type[BaseModel]:
+        mirror = Mirror(config, params, dict(rename or {}), dict(convert or {}))
+        unknown = sorted(set(mirror.rename) - set(config.model_fields))
+        if unknown:
+            raise TypeError(f"{config.__name__}: rename names unknown fields {unknown}")
+        bad = mirror.disagreements()
+        if bad:
+            raise TypeError(f"{config.__name__} defaults differ from {params.__name__}'s: {bad}")
+        MIRRORS.append(mirror)
+        return config
+
+    return wrap
+
+
+def lib_params(config: BaseModel, params: type):
+    """``params`` (a lib dataclass the Config mirrors) built from the config's values."""
+    for mirror in MIRRORS:
+        if mirror.config is type(config) and mirror.params is params:
+            return mirror.build(config)
+    raise TypeError(f"{type(config).__name__} does not mirror {params.__name__}")

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.resources import WarehouseResource
 from quant_assets.lib.client_intel import spec as S
 from quant_assets.lib.client_intel.classifier import cross_validate
@@ -129,6 +129,7 @@ WAREHOUSE_CHECKS = qc.AssetChecks(
 )
 
 
+@mirrors(S.WorldSpec, convert={"as_of": S.parse_as_of})
 class ClientWorldConfig(BaseModel):
     """The knobs of the client-intelligence world (the old seed scripts' defaults)."""
 
@@ -168,15 +169,6 @@ class ClientWorldConfig(BaseModel):
         S.parse_as_of(value)
         return value
 
-    def world_spec(self) -> S.WorldSpec:
-        return S.WorldSpec(
-            n_clients=self.n_clients,
-            months_history=self.months_history,
-            seed=self.seed,
-            segment_mix=dict(self.segment_mix),
-            as_of=S.parse_as_of(self.as_of),
-        )
-
 
 def _out(table: str) -> AssetOut:
     return AssetOut(
@@ -210,7 +202,7 @@ def _outcome(verdict: Verdict) -> qc.Outcome:
 def client_intel_world(context: AssetExecutionContext):
     """Generate the world, verify it, and hand every table to the lake with its checks."""
     config = parse(ClientWorldConfig, context)
-    spec = config.world_spec()
+    spec = lib_params(config, S.WorldSpec)
     t0 = time.perf_counter()
     world = build_world(spec)
     built = time.perf_counter() - t0

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.market import landing as lz
 from quant_assets.defs.market.common import (
     table_meta,
@@ -44,6 +44,7 @@ from quant_assets.lib.landing import LandingFile
 from quant_assets.lib.sources import polygon
 
 
+@mirrors(polygon.Bounds)
 class FlatFileConfig(BaseModel):
     allow_extra_columns: bool = Field(
         default=False,
@@ -57,7 +58,7 @@ class FlatFileConfig(BaseModel):
         "of a file's rows break a quarantine rule.",
     )
     min_rows_ratio: float = Field(
-        default=0.5,
+        default=polygon.MIN_ROWS_RATIO,
         ge=0.0,
         le=1.0,
         description="Fail a session's file with fewer rows than this fraction of the median row count of "
@@ -65,23 +66,20 @@ class FlatFileConfig(BaseModel):
         "a file with no rows always fails.",
     )
     max_price: float = Field(
-        default=polygon.DEFAULT_BOUNDS.max_price,
+        default=polygon.Bounds.max_price,
         gt=0,
         description="Quarantine bars with a price above this many USD (rule implausible_value).",
     )
     max_volume: int = Field(
-        default=polygon.DEFAULT_BOUNDS.max_volume,
+        default=polygon.Bounds.max_volume,
         gt=0,
         description="Quarantine bars with more shares than this (rule implausible_value).",
     )
     max_transactions: int = Field(
-        default=polygon.DEFAULT_BOUNDS.max_transactions,
+        default=polygon.Bounds.max_transactions,
         gt=0,
         description="Quarantine bars with more trades than this (rule implausible_value).",
     )
-
-    def bounds(self) -> polygon.Bounds:
-        return polygon.Bounds(max_price=self.max_price, max_volume=self.max_volume, max_transactions=self.max_transactions)
 
 
 
@@ -130,7 +128,7 @@ def _ingest(context: AssetExecutionContext, config: FlatFileConfig, landing: Lan
         run = polygon.ingest_days(
             infos, store.read_bytes, landing.describe, key_of=key_of, to_table=to_table, empty=market.empty_frame(schema),
             reference_rows=lambda day, known: _reference_rows(context, day, known), allow_extra_columns=config.allow_extra_columns,
-            bounds=config.bounds(), min_rows_ratio=config.min_rows_ratio,
+            bounds=lib_params(config, polygon.Bounds), min_rows_ratio=config.min_rows_ratio,
         )
     except polygon.PolygonFileError as exc:
         raise Failure(description=str(exc), metadata={"file": exc.source, "rule": exc.rule, "line": exc.line if exc.line is not None else -1}) from None

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.pump.common import (
     fail,
     pump_kwargs,
@@ -111,16 +111,17 @@ def _agreement(scope: str, champions: pl.DataFrame, trades: pl.DataFrame) -> qc.
     )
 
 
+@mirrors(portfolio.PortfolioRules, rename={"timeout": "timeout_minutes", "slippage_bps": "slippage"}, convert={"slippage_bps": lambda bps: bps / 10_000.0})
 class PortfolioConfig(BaseModel):
-    sl: float = Field(default=0.05, gt=0, lt=1, description="Stop loss below the entry reference price, fraction.")
-    activation: float = Field(default=0.04, ge=0, description="Rise over the entry that arms the trailing exit, fraction.")
-    callback: float = Field(default=0.02, gt=0, lt=1, description="Fall from the running high that exits once armed, fraction.")
-    timeout: int = Field(default=240, ge=1, description="Longest hold, minutes.")
-    fee_rate: float = Field(default=0.0005, ge=0, description="Fee per side, fraction of the notional (0.05 % taker).")
-    slippage_bps: float = Field(default=10.0, ge=0, description="Slippage per fill, basis points (entries pay up, exits give up).")
-    initial_capital: float = Field(default=10_000.0, gt=0, description="Starting cash, USDT.")
-    position_size: float = Field(default=0.1, gt=0, le=1, description="Notional per position, fraction of book equity.")
-    max_positions: int = Field(default=5, ge=1, description="Most positions open at once.")
+    sl: float = Field(default=portfolio.PortfolioRules.sl, gt=0, lt=1, description="Stop loss below the entry reference price, fraction.")
+    activation: float = Field(default=portfolio.PortfolioRules.activation, ge=0, description="Rise over the entry that arms the trailing exit, fraction.")
+    callback: float = Field(default=portfolio.PortfolioRules.callback, gt=0, lt=1, description="Fall from the running high that exits once armed, fraction.")
+    timeout: int = Field(default=portfolio.PortfolioRules.timeout_minutes, ge=1, description="Longest hold, minutes.")
+    fee_rate: float = Field(default=portfolio.PortfolioRules.fee_rate, ge=0, description="Fee per side, fraction of the notional (0.05 % taker).")
+    slippage_bps: float = Field(default=portfolio.PortfolioRules.slippage * 10_000.0, ge=0, description="Slippage per fill, basis points (entries pay up, exits give up).")
+    initial_capital: float = Field(default=portfolio.PortfolioRules.initial_capital, gt=0, description="Starting cash, USDT.")
+    position_size: float = Field(default=portfolio.PortfolioRules.position_size, gt=0, le=1, description="Notional per position, fraction of book equity.")
+    max_positions: int = Field(default=portfolio.PortfolioRules.max_positions, ge=1, description="Most positions open at once.")
     only_composite_signals: bool = Field(
         default=False, description="Trade only signals passing their score range's champion filter (else every research signal)."
     )
@@ -129,20 +130,6 @@ class PortfolioConfig(BaseModel):
         description="'out_of_sample': only signals of the walk-forward evaluation windows (each under its fold's champion "
         "filter with only_composite_signals); 'all': every research signal (in sample for the champions' filters).",
     )
-
-    def rules(self) -> portfolio.PortfolioRules:
-        return portfolio.PortfolioRules(
-            sl=self.sl,
-            activation=self.activation,
-            callback=self.callback,
-            timeout_minutes=self.timeout,
-            fee_rate=self.fee_rate,
-            slippage=self.slippage_bps / 10_000.0,
-            initial_capital=self.initial_capital,
-            position_size=self.position_size,
-            max_positions=self.max_positions,
-        )
-
 
 @asset(
     key=KEYS["portfolio_backtest"],
@@ -167,7 +154,7 @@ def portfolio_backtest(context: AssetExecutionContext, signal_analysis: pl.DataF
     champions = schemas.conform(composite_strategy, schemas.COMPOSITE_SCHEMA)
     chosen = portfolio.portfolio_signals(research, champions, out_of_sample=config.signals == "out_of_sample", only_composite=config.only_composite_signals)
     window = composite.evaluation_window(champions) if config.signals == "out_of_sample" else {"window": "all research signals"}
-    res = portfolio.simulate_portfolio(chosen, _candles(lake, chosen), config.rules())
+    res = portfolio.simulate_portfolio(chosen, _candles(lake, chosen), lib_params(config, portfolio.PortfolioRules))
     eq = res.equity
     problems = portfolio.ledger_problems(eq, res.trades, config.initial_capital)
     metrics = {k: (v if v is not None else float("nan")) for k, v in res.metrics.items()}

@@ -16,7 +16,7 @@ from dagster import (
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.pump.common import (
     fail,
     pump_kwargs,
@@ -138,33 +138,27 @@ def _read_window(lake: Lake, window: list[dt.date]) -> tuple[pl.DataFrame, pl.Da
 
 
 
+@mirrors(optimizer.GridSpec)
 class StrategyMatrixConfig(BaseModel):
     sl_levels: list[float] = Field(
-        default=list(optimizer.DEFAULT_SL_LEVELS), description="Stop-loss levels below the entry, fractions (0.05 = 5 %)."
+        default=list(optimizer.GridSpec.sl_levels), description="Stop-loss levels below the entry, fractions (0.05 = 5 %)."
     )
     profiles: list[str] = Field(
-        default=list(optimizer.PROFILES),
+        default=list(optimizer.GridSpec.profiles),
         description="Trailing profiles: SCALPING 0.4/0.2, BALANCED 4/2, MODERATE 7/3, CONSERVATIVE 10/4 "
         "(activation/callback, %).",
     )
-    timeouts_s: list[int] = Field(default=list(optimizer.DEFAULT_TIMEOUTS_S), description="Longest holds, seconds after entry.")
+    timeouts_s: list[int] = Field(default=list(optimizer.GridSpec.timeouts_s), description="Longest holds, seconds after entry.")
     entry_delays_s: list[int] = Field(
-        default=list(optimizer.DEFAULT_ENTRY_DELAYS_S), description="Entry delays, seconds after the signal's first second."
+        default=list(optimizer.GridSpec.entry_delays_s), description="Entry delays, seconds after the signal's first second."
     )
-    fee: float = Field(default=optimizer.DEFAULT_FEE, description="Round-trip fee deducted from each trade, fraction.")
+    fee: float = Field(default=optimizer.GridSpec.fee, description="Round-trip fee deducted from each trade, fraction.")
     reference_sample: int = Field(
         default=2000, ge=0, description="(strategy, signal) cells re-walked bar by bar by the matches_bar_by_bar check."
     )
 
     def grid(self) -> optimizer.GridSpec:
-        return optimizer.GridSpec(
-            sl_levels=tuple(self.sl_levels),
-            profiles=tuple(self.profiles),
-            timeouts_s=tuple(self.timeouts_s),
-            entry_delays_s=tuple(self.entry_delays_s),
-            fee=self.fee,
-        )
-
+        return lib_params(self, optimizer.GridSpec)
 
 @asset(
     key=KEYS["strategy_matrix"],

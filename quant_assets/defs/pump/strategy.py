@@ -15,7 +15,7 @@ from dagster import (
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.pump.common import (
     fail,
     pump_kwargs,
@@ -52,15 +52,17 @@ COMPOSITE_CHECKS = qc.AssetChecks(
 )
 
 
+@mirrors(walkforward.WalkForwardSpec)
+@mirrors(filters.FilterGrid, rename={"score_bands": "bands", "volume_zscore_cuts": "volume_cuts", "oi_change_cuts": "oi_cuts"})
 class OptimizationConfig(BaseModel):
     score_bands: list[int] = Field(
-        default=list(filters.DEFAULT_BANDS), description="Lower bounds of the score ranges (each 100 wide; 800-900 includes 900)."
+        default=list(filters.FilterGrid.bands), description="Lower bounds of the score ranges (each 100 wide; 800-900 includes 900)."
     )
     rsi_cuts: list[float] = Field(
-        default=list(filters.DEFAULT_RSI_CUTS), description="RSI cut points; every pair (and the open ends) is a range."
+        default=list(filters.FilterGrid.rsi_cuts), description="RSI cut points; every pair (and the open ends) is a range."
     )
-    volume_zscore_cuts: list[float] = Field(default=list(filters.DEFAULT_VOLUME_CUTS), description="Volume z-score cut points.")
-    oi_change_cuts: list[float] = Field(default=list(filters.DEFAULT_OI_CUTS), description="Open-interest change (%) cut points.")
+    volume_zscore_cuts: list[float] = Field(default=list(filters.FilterGrid.volume_cuts), description="Volume z-score cut points.")
+    oi_change_cuts: list[float] = Field(default=list(filters.FilterGrid.oi_cuts), description="Open-interest change (%) cut points.")
     min_trades: int = Field(default=3, ge=1, description="Fewest trades for a configuration to be kept.")
     max_strategies_per_filter: int = Field(
         default=5, ge=1, description="Most profitable strategies kept per distinct filtered signal set."
@@ -78,15 +80,10 @@ class OptimizationConfig(BaseModel):
     step_days: int = Field(default=walkforward.WalkForwardSpec.step_days, ge=1, description="Days between consecutive folds' starts.")
 
     def walk_forward(self) -> walkforward.WalkForwardSpec:
-        return walkforward.WalkForwardSpec(self.selection, self.train_days, self.test_days, self.step_days)
+        return lib_params(self, walkforward.WalkForwardSpec)
 
     def grid(self) -> filters.FilterGrid:
-        return filters.FilterGrid(
-            bands=tuple(self.score_bands),
-            rsi_cuts=tuple(self.rsi_cuts),
-            volume_cuts=tuple(self.volume_zscore_cuts),
-            oi_cuts=tuple(self.oi_change_cuts),
-        )
+        return lib_params(self, filters.FilterGrid)
 
 
 @asset(

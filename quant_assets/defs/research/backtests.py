@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.research import lakeio
@@ -52,18 +52,19 @@ BACKTEST_CHECKS = qc.AssetChecks(
 PERFORMANCE_CHECKS = qc.AssetChecks(KEYS["performance_report"])
 
 
+@mirrors(BacktestParams)
 class BacktestConfig(BaseModel):
     tickers: list[str] = Field(default=[], description="Tickers to backtest on all their bars; empty = the members of research/liquid_universe.")
     n_liquid: int = Field(
         default=10, ge=1, description="When tickers is empty: the first n_liquid members of each rebalance date, each traded only while a member."
     )
     strategies: list[str] = Field(default=["macd", "rsi"], description="Strategies to run: 'macd' and/or 'rsi'.")
-    rsi_period: int = Field(default=14, ge=2, description="RSI lookback of the rsi strategy.")
-    oversold: float = Field(default=30.0, description="RSI crossing below this enters.")
-    overbought: float = Field(default=70.0, description="RSI crossing above this exits.")
-    fees: float = Field(default=0.001, ge=0, description="Fees per fill, fraction of traded value (0.001 = 10 bp).")
-    slippage: float = Field(default=0.0005, ge=0, description="Slippage per fill, fraction of price, against the trade.")
-    init_cash: float = Field(default=10_000.0, gt=0, description="Starting cash per ticker and strategy, USD.")
+    rsi_period: int = Field(default=BacktestParams.rsi_period, ge=2, description="RSI lookback of the rsi strategy.")
+    oversold: float = Field(default=BacktestParams.oversold, description="RSI crossing below this enters.")
+    overbought: float = Field(default=BacktestParams.overbought, description="RSI crossing above this exits.")
+    fees: float = Field(default=BacktestParams.fees, ge=0, description="Fees per fill, fraction of traded value (0.001 = 10 bp).")
+    slippage: float = Field(default=BacktestParams.slippage, ge=0, description="Slippage per fill, fraction of price, against the trade.")
+    init_cash: float = Field(default=BacktestParams.init_cash, gt=0, description="Starting cash per ticker and strategy, USD.")
     min_bars: int = Field(default=60, ge=35, description="Tickers with fewer bars are skipped (and listed).")
     delisting_return: float = Field(
         default=universe.DELISTING_RETURN,
@@ -102,14 +103,7 @@ def backtests(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lak
         require_bars(daily, tickers)
     else:
         tickers, membership = universe.selection(liquid_universe, config.n_liquid, daily["date"].unique().to_list())
-    params = BacktestParams(
-        rsi_period=config.rsi_period,
-        oversold=config.oversold,
-        overbought=config.overbought,
-        fees=config.fees,
-        slippage=config.slippage,
-        init_cash=config.init_cash,
-    )
+    params = lib_params(config, BacktestParams)
     try:
         stats, equity, notes = run_backtests(
             daily, tickers, config.strategies, params, min_bars=config.min_bars, membership=membership, delisting_return=config.delisting_return

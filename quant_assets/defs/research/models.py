@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.research import lakeio
 from quant_assets.defs.research.common import (
@@ -51,27 +51,18 @@ class ModelConfig(BaseModel):
     gap_days: int = Field(default=5, ge=0, description="Distinct dates purged between each training set and its test block.")
 
 
+@mirrors(modeling.LgbmParams)
 class LgbmConfig(ModelConfig):
-    n_estimators: int = Field(default=200, ge=1, description="Boosting rounds.")
-    learning_rate: float = Field(default=0.05, gt=0, description="Shrinkage per round.")
-    num_leaves: int = Field(default=31, ge=2, description="Leaves per tree.")
-    min_child_samples: int = Field(default=50, ge=1, description="Minimum rows in a leaf.")
+    n_estimators: int = Field(default=modeling.LgbmParams.n_estimators, ge=1, description="Boosting rounds.")
+    learning_rate: float = Field(default=modeling.LgbmParams.learning_rate, gt=0, description="Shrinkage per round.")
+    num_leaves: int = Field(default=modeling.LgbmParams.num_leaves, ge=2, description="Leaves per tree.")
+    min_child_samples: int = Field(default=modeling.LgbmParams.min_child_samples, ge=1, description="Minimum rows in a leaf.")
     n_jobs: int = Field(
-        default=1,
+        default=modeling.LgbmParams.n_jobs,
         ge=1,
         description="LightGBM threads. More help only on an idle machine: its threads spin while waiting, so on a busy "
         "one (or beside other steps) one thread is faster.",
     )
-
-    def params(self) -> modeling.LgbmParams:
-        return modeling.LgbmParams(
-            n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate,
-            num_leaves=self.num_leaves,
-            min_child_samples=self.min_child_samples,
-            n_jobs=self.n_jobs,
-        )
-
 
 class LinearConfig(ModelConfig):
     regularization: str = Field(default="none", description="'none' (OLS), 'ridge', 'lasso' or 'elasticnet'.")
@@ -178,7 +169,7 @@ def lgbm_classifier(context: AssetExecutionContext, lake: Lake):
     config = parse(LgbmConfig, context)
     result = _train(
         KEYS["lgbm_classifier"], lake, config, "classifier",
-        lambda d: modeling.train_lgbm(d, "classifier", config.params(), config.n_splits, config.gap_days),
+        lambda d: modeling.train_lgbm(d, "classifier", lib_params(config, modeling.LgbmParams), config.n_splits, config.gap_days),
     )
     return _finish(context, "lgbm_classifier", result, config, lake, "gain share: feature importance")
 
@@ -192,7 +183,7 @@ def lgbm_regressor(context: AssetExecutionContext, lake: Lake):
     config = parse(LgbmConfig, context)
     result = _train(
         KEYS["lgbm_regressor"], lake, config, "regressor",
-        lambda d: modeling.train_lgbm(d, "regressor", config.params(), config.n_splits, config.gap_days),
+        lambda d: modeling.train_lgbm(d, "regressor", lib_params(config, modeling.LgbmParams), config.n_splits, config.gap_days),
     )
     return _finish(context, "lgbm_regressor", result, config, lake, "gain share: feature importance")
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.research.common import (
     all_daily,
@@ -33,6 +33,7 @@ from quant_assets.lib.research import (
 )
 
 
+@mirrors(universe.UniverseSpec)
 class LiquidUniverseConfig(BaseModel):
     count: int = Field(default=universe.UniverseSpec.count, ge=1, description="Members on each rebalance date.")
     window: int = Field(
@@ -44,8 +45,6 @@ class LiquidUniverseConfig(BaseModel):
     )
     exclude: list[str] = Field(default=[BENCHMARK], description="Tickers never admitted (the benchmark).")
 
-    def spec(self) -> universe.UniverseSpec:
-        return universe.UniverseSpec(count=self.count, window=self.window, rebalance=self.rebalance, min_history=self.min_history)
 
 UNIVERSE_CHECKS = qc.AssetChecks(
     KEYS["liquid_universe"], qc.Check(UNIVERSE_CHECK, "Every rebalance date with window sessions of history before it has members.")
@@ -69,7 +68,7 @@ def liquid_universe(context: AssetExecutionContext, lake: Lake):
     rebalance after its last bar. One row per (rebalance date, member)."""
     config = parse(LiquidUniverseConfig, context)
     try:
-        spec = config.spec()
+        spec = lib_params(config, universe.UniverseSpec)
     except ValueError as exc:
         raise Failure(description=f"research/liquid_universe: {exc}") from None
     daily = all_daily(lake, ["ticker", "date", "close", "volume"])

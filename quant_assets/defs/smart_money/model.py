@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.resources import Lake
 from quant_assets.defs.smart_money.keys import (
     CHANCE_CHECK,
@@ -103,32 +103,19 @@ def splits(context: AssetExecutionContext, dataset: pl.DataFrame, lake: Lake):
     return SPLIT_CHECKS.materialize(context, out, meta, {TIME_ORDER_CHECK: outcome})
 
 
+@mirrors(TrainParams)
 class ModelConfig(BaseModel):
     version: str = Field(default="1.0.0", description="Model version X.Y.Z: artifacts go to models/smart-money-flow/vX.Y.Z/.")
-    num_leaves: int = Field(default=15, ge=2, description="LightGBM num_leaves.")
-    learning_rate: float = Field(default=0.03, gt=0, description="LightGBM learning_rate.")
-    num_boost_round: int = Field(default=400, ge=1, description="Most boosting rounds.")
-    early_stopping_rounds: int = Field(default=40, ge=1, description="Stop when validation log-loss has not improved for this many rounds.")
-    min_data_in_leaf: int = Field(default=20, ge=1, description="LightGBM min_data_in_leaf.")
-    feature_fraction: float = Field(default=0.8, gt=0, le=1, description="LightGBM feature_fraction.")
-    bagging_fraction: float = Field(default=0.8, gt=0, le=1, description="LightGBM bagging_fraction.")
-    lambda_l2: float = Field(default=1.0, ge=0, description="LightGBM lambda_l2.")
-    seed: int = Field(default=7, description="Random seed (LightGBM runs deterministic, single-threaded).")
+    num_leaves: int = Field(default=TrainParams.num_leaves, ge=2, description="LightGBM num_leaves.")
+    learning_rate: float = Field(default=TrainParams.learning_rate, gt=0, description="LightGBM learning_rate.")
+    num_boost_round: int = Field(default=TrainParams.num_boost_round, ge=1, description="Most boosting rounds.")
+    early_stopping_rounds: int = Field(default=TrainParams.early_stopping_rounds, ge=1, description="Stop when validation log-loss has not improved for this many rounds.")
+    min_data_in_leaf: int = Field(default=TrainParams.min_data_in_leaf, ge=1, description="LightGBM min_data_in_leaf.")
+    feature_fraction: float = Field(default=TrainParams.feature_fraction, gt=0, le=1, description="LightGBM feature_fraction.")
+    bagging_fraction: float = Field(default=TrainParams.bagging_fraction, gt=0, le=1, description="LightGBM bagging_fraction.")
+    lambda_l2: float = Field(default=TrainParams.lambda_l2, ge=0, description="LightGBM lambda_l2.")
+    seed: int = Field(default=TrainParams.seed, description="Random seed (LightGBM runs deterministic, single-threaded).")
     tune_threshold: bool = Field(default=True, description="Choose the decision threshold maximising F1 on validation (else 0.5).")
-
-    def params(self) -> TrainParams:
-        return TrainParams(
-            num_leaves=self.num_leaves,
-            learning_rate=self.learning_rate,
-            num_boost_round=self.num_boost_round,
-            early_stopping_rounds=self.early_stopping_rounds,
-            min_data_in_leaf=self.min_data_in_leaf,
-            feature_fraction=self.feature_fraction,
-            bagging_fraction=self.bagging_fraction,
-            lambda_l2=self.lambda_l2,
-            seed=self.seed,
-        )
-
 
 def _round(v: float | None) -> float:
     return round(v, 4) if v is not None else float("nan")
@@ -152,7 +139,7 @@ def model(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
     except ValueError as exc:
         raise Failure(description=str(exc)) from None
     parts = by_split(splits)
-    params = config.params()
+    params = lib_params(config, TrainParams)
     trained = train(parts["train"], parts["val"], params, tune_threshold=config.tune_threshold)
     window = {s: (part["date"].min(), part["date"].max()) for s, part in parts.items()}
     meta = model_metadata(trained, params, window, {s: part.height for s, part in parts.items()}, config.version)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.partitions import smart_money_symbols
 from quant_assets.defs.smart_money.keys import (
     KEYS,
@@ -69,6 +69,7 @@ RAW_CHECKS = {
 }
 
 
+@mirrors(Schedule)
 class UniverseConfig(BaseModel):
     universe: str = Field(
         default="test",
@@ -82,9 +83,9 @@ class UniverseConfig(BaseModel):
         "or a dated membership file with `symbol, start, end` (and optionally `rank`) per membership span. "
         "Empty = the embedded S&P 500 list ranked by market capitalisation (static: survivorship bias).",
     )
-    start_month: str = Field(default="2022-01", description="First sample month (YYYY-MM).")
-    end_month: str = Field(default="2024-12", description="Last sample month (YYYY-MM).")
-    sample_day: int = Field(default=15, ge=1, le=28, description="Day of the month sampled; the next NYSE session when not one.")
+    start_month: str = Field(default=Schedule.start_month, description="First sample month (YYYY-MM).")
+    end_month: str = Field(default=Schedule.end_month, description="Last sample month (YYYY-MM).")
+    sample_day: int = Field(default=Schedule.sample_day, ge=1, le=28, description="Day of the month sampled; the next NYSE session when not one.")
 
 
 @asset(
@@ -106,7 +107,7 @@ def universe(context: AssetExecutionContext):
     """
     config = parse(UniverseConfig, context)
     try:
-        schedule = Schedule(config.start_month, config.end_month, config.sample_day)
+        schedule = lib_params(config, Schedule)
         dates = schedule.sample_dates()
         selection = resolve_universe(config.universe, dates, config.symbols, config.universe_file or None)
     except UniverseError as exc:

@@ -133,6 +133,10 @@ def parse_key(key: str) -> tuple[str, dt.date] | None:
     return None
 
 
+# A session's file with fewer usable rows than this share of the previous sessions' median fails.
+MIN_ROWS_RATIO = 0.5
+
+
 class PolygonFileError(ValueError):
     """A flat file that cannot be loaded. The message names the file, the rule and where."""
 
@@ -477,7 +481,7 @@ def ingest_days(
     reference_rows,
     allow_extra_columns: bool = False,
     bounds: Bounds = DEFAULT_BOUNDS,
-    min_rows_ratio: float = 0.5,
+    min_rows_ratio: float = MIN_ROWS_RATIO,
 ) -> IngestRun:
     """Read, validate and type the flat file of every day of ``files`` ({day: the file's stat
     with an ``etag``, or None when absent}); ``read(key)`` gives a file's bytes, ``describe(key)``

@@ -1,0 +1,64 @@
+"""Each knob is declared once: a Config model with a lib parameter dataclass behind it takes
+its defaults from the dataclass, and the two agree for every knob."""
+
+import dataclasses
+
+import pytest
+from pydantic import BaseModel, Field
+
+import quant_assets.definitions  # noqa: F401 - registers every Config model
+from quant_assets.defs.config import MIRRORS, lib_params, mirrors
+
+EXPECTED = {
+    ("ClientWorldConfig", "WorldSpec"),
+    ("FlatFileConfig", "Bounds"),
+    ("PortfolioConfig", "PortfolioRules"),
+    ("StrategyMatrixConfig", "GridSpec"),
+    ("OptimizationConfig", "FilterGrid"),
+    ("OptimizationConfig", "WalkForwardSpec"),
+    ("BacktestConfig", "BacktestParams"),
+    ("LgbmConfig", "LgbmParams"),
+    ("LiquidUniverseConfig", "UniverseSpec"),
+    ("ModelConfig", "TrainParams"),
+    ("UniverseConfig", "Schedule"),
+}
+
+
+def test_every_config_with_lib_parameters_mirrors_them():
+    assert {(m.config.__name__, m.params.__name__) for m in MIRRORS} == EXPECTED
+
+
+@pytest.mark.parametrize("mirror", MIRRORS, ids=lambda m: f"{m.config.__name__}-{m.params.__name__}")
+def test_config_defaults_equal_the_lib_defaults_for_every_knob(mirror):
+    assert mirror.disagreements() == {}
+    assert mirror.build(mirror.config()) == mirror.params()
+    # Every knob the dataclass has and the Config offers under any name is mirrored.
+    shared = set(mirror.pairs().values())
+    offered = {mirror.rename.get(c, c) for c in mirror.config.model_fields}
+    assert shared == offered & {f.name for f in dataclasses.fields(mirror.params)}
+
+
+def test_run_values_reach_the_lib_parameters_in_their_units():
+    from quant_assets.defs.pump.backtests import PortfolioConfig
+    from quant_assets.lib.pump.portfolio import PortfolioRules
+
+    rules = lib_params(PortfolioConfig(slippage_bps=25.0, timeout=30), PortfolioRules)
+    assert rules.slippage == pytest.approx(0.0025) and rules.timeout_minutes == 30 and rules.sl == PortfolioRules.sl
+
+
+def test_a_drifting_default_fails_at_import_naming_the_knob():
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        window: int = 20
+
+    with pytest.raises(TypeError, match=r"'window': \(21, 20\)"):
+
+        @mirrors(Params)
+        class Drifted(BaseModel):
+            window: int = Field(default=21)
+
+    class Unmirrored(BaseModel):
+        window: int = 20
+
+    with pytest.raises(TypeError, match="does not mirror"):
+        lib_params(Unmirrored(), Params)

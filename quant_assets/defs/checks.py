@@ -23,15 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
-    AssetKey,
-    AssetRecordsFilter,
-    MaterializeResult,
-    MetadataValue,
-)
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, AssetRecordsFilter, MaterializeResult, MetadataValue
 
 from quant_assets.defs import metadata as md
 

@@ -9,13 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dagster import (
-    DailyPartitionsDefinition,
-    DynamicPartitionsDefinition,
-    RunRequest,
-    SkipReason,
-    WeeklyPartitionsDefinition,
-)
+from dagster import DailyPartitionsDefinition, DynamicPartitionsDefinition, RunRequest, SkipReason, WeeklyPartitionsDefinition
 
 from quant_assets.lib import calendar as cal
 from quant_assets.lib import settings

@@ -14,13 +14,7 @@ import threading
 from typing import Any
 
 import polars as pl
-from dagster import (
-    ConfigurableIOManager,
-    ConfigurableResource,
-    EnvVar,
-    InputContext,
-    OutputContext,
-)
+from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputContext, OutputContext
 from dagster_aws.s3 import S3Resource
 
 from quant_assets.defs import metadata as md

@@ -27,12 +27,7 @@ def prepare(s: DemoSettings) -> list[str]:
 
 
 def runs(s: DemoSettings) -> list[RunSpec]:
-    from quant_assets.defs.market.automation import (
-        market_completeness_job,
-        market_minute_job,
-        market_trading_day_job,
-        market_weekly_job,
-    )
+    from quant_assets.defs.market.automation import market_completeness_job, market_minute_job, market_trading_day_job, market_weekly_job
     from quant_assets.defs.market.keys import DAYS_PER_RUN, WEEKS_PER_RUN
     from quant_assets.defs.partitions import trading_days, trading_weeks
 

@@ -81,11 +81,7 @@ def runs(s: DemoSettings) -> list[RunSpec]:
     from dagster import DagsterInstance
 
     from quant_assets.defs.partitions import smart_money_symbols
-    from quant_assets.defs.smart_money.automation import (
-        smart_money_symbols_job,
-        smart_money_training_job,
-        smart_money_universe_job,
-    )
+    from quant_assets.defs.smart_money.automation import smart_money_symbols_job, smart_money_training_job, smart_money_universe_job
 
     fetch = {"ops": {"raw_fmp_sources": {"config": {"source": "simulated", "calls_per_minute": DEMO_CALLS_PER_MINUTE}}}}
     specs = [

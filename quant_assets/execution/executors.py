@@ -38,15 +38,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from dagster import (
-    Field,
-    Float,
-    IntSource,
-    Permissive,
-    Selector,
-    StringSource,
-    executor,
-)
+from dagster import Field, Float, IntSource, Permissive, Selector, StringSource, executor
 from dagster._core.definitions.executor_definition import (
     IN_PROC_CONFIG,
     MULTI_PROC_CONFIG,
@@ -59,12 +51,7 @@ from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
 from dagster._core.execution.tags import get_tag_concurrency_limits_config
 from dagster._core.executor.base import Executor
-from dagster._core.executor.step_delegating import (
-    CheckStepHealthResult,
-    StepDelegatingExecutor,
-    StepHandler,
-    StepHandlerContext,
-)
+from dagster._core.executor.step_delegating import CheckStepHealthResult, StepDelegatingExecutor, StepHandler, StepHandlerContext
 
 from quant_assets.execution import preflight
 from quant_assets.lib import settings

@@ -11,16 +11,7 @@ belong together), so they are built by one step and always re-materialized toget
 import time
 
 import polars as pl
-from dagster import (
-    AssetCheckSeverity,
-    AssetExecutionContext,
-    AssetIn,
-    AssetKey,
-    AssetOut,
-    MetadataValue,
-    asset,
-    multi_asset,
-)
+from dagster import AssetCheckSeverity, AssetExecutionContext, AssetIn, AssetKey, AssetOut, MetadataValue, asset, multi_asset
 from pydantic import BaseModel, Field, field_validator
 
 from quant_assets.defs import checks as qc

@@ -8,11 +8,7 @@ filtered, minute features), ``warehouse`` -- plus ``landing`` (the observable so
 from dagster import Definitions, load_assets_from_modules
 
 from quant_assets.defs.market import ingest, tables, warehouse
-from quant_assets.defs.market.automation import (
-    market_jobs,
-    market_schedules,
-    market_sensors,
-)
+from quant_assets.defs.market.automation import market_jobs, market_schedules, market_sensors
 from quant_assets.defs.market.checks import market_checks, market_freshness_checks
 from quant_assets.defs.market.landing import POLYGON_DAY_FILES, POLYGON_MINUTE_FILES
 

@@ -2,20 +2,11 @@
 
 import datetime as dt
 
-from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetCheckSeverity,
-    MetadataValue,
-    asset_check,
-)
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from quant_assets.defs.market import ingest, tables, warehouse
 from quant_assets.defs.market import landing as lz
-from quant_assets.defs.market.keys import (
-    PUBLICATION_DEADLINE_CRON,
-    WEEKLY_DEADLINE_CRON,
-)
+from quant_assets.defs.market.keys import PUBLICATION_DEADLINE_CRON, WEEKLY_DEADLINE_CRON
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.resources import LandingZone
 from quant_assets.lib import calendar as cal

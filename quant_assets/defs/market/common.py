@@ -4,10 +4,7 @@ frames and the lookback-session guard."""
 import datetime as dt
 
 import polars as pl
-from dagster import (
-    Failure,
-    TimeWindowPartitionMapping,
-)
+from dagster import Failure, TimeWindowPartitionMapping
 
 from quant_assets.defs import metadata as md
 from quant_assets.defs.partitions import history_start

@@ -6,25 +6,14 @@ import hashlib
 import statistics
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetKey,
-    AssetRecordsFilter,
-    BackfillPolicy,
-    DataVersion,
-    Failure,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetKey, AssetRecordsFilter, BackfillPolicy, DataVersion, Failure, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.market import landing as lz
-from quant_assets.defs.market.common import (
-    table_meta,
-)
+from quant_assets.defs.market.common import table_meta
 from quant_assets.defs.market.keys import (
     DAYS_PER_RUN,
     DOMAIN,

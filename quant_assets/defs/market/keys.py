@@ -4,10 +4,7 @@ without the asset code."""
 
 import datetime as dt
 
-from dagster import (
-    AssetKey,
-    FreshnessPolicy,
-)
+from dagster import AssetKey, FreshnessPolicy
 
 from quant_assets.lib import calendar as cal
 

@@ -5,13 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dagster import (
-    AssetKey,
-    AssetObservation,
-    AssetRecordsFilter,
-    AssetSpec,
-    DagsterInstance,
-)
+from dagster import AssetKey, AssetObservation, AssetRecordsFilter, AssetSpec, DagsterInstance
 
 from quant_assets.defs import metadata as md
 from quant_assets.defs.partitions import history_start, trading_days

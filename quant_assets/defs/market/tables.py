@@ -4,24 +4,13 @@ features (``quant_assets.lib.market``)."""
 import datetime as dt
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    BackfillPolicy,
-    Failure,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, Failure, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, parse
-from quant_assets.defs.market.common import (
-    day_window,
-    require_sessions,
-    table_meta,
-)
+from quant_assets.defs.market.common import day_window, require_sessions, table_meta
 from quant_assets.defs.market.keys import (
     DAY_AGGS_LOOKBACK,
     DAYS_PER_RUN,
@@ -37,12 +26,7 @@ from quant_assets.defs.market.keys import (
     WEEKLY_FRESHNESS,
     WEEKS_PER_RUN,
 )
-from quant_assets.defs.partitions import (
-    history_start,
-    partition_dates,
-    trading_days,
-    trading_weeks,
-)
+from quant_assets.defs.partitions import history_start, partition_dates, trading_days, trading_weeks
 from quant_assets.lib import calendar as cal
 from quant_assets.lib import frames, market
 

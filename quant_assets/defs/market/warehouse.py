@@ -2,23 +2,11 @@
 
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    BackfillPolicy,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MetadataValue, asset
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.market.keys import (
-    DAYS_PER_RUN,
-    DOMAIN,
-    KEYS,
-    PUBLICATION_FRESHNESS,
-    WAREHOUSE_CHECK,
-)
+from quant_assets.defs.market.keys import DAYS_PER_RUN, DOMAIN, KEYS, PUBLICATION_FRESHNESS, WAREHOUSE_CHECK
 from quant_assets.defs.partitions import partition_dates, trading_days
 from quant_assets.defs.resources import WarehouseResource
 from quant_assets.lib import frames, market

@@ -3,30 +3,14 @@ portfolio backtest (``quant_assets.lib.pump.backtest``, ``.portfolio``)."""
 
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
-from quant_assets.defs.pump.common import (
-    fail,
-    pump_kwargs,
-    read_lake_partition,
-    research_closes,
-    table_meta,
-)
-from quant_assets.defs.pump.keys import (
-    AGREEMENT_CHECK,
-    BACKTEST_CSV,
-    EQUITY_CHECK,
-    KEYS,
-)
+from quant_assets.defs.pump.common import fail, pump_kwargs, read_lake_partition, research_closes, table_meta
+from quant_assets.defs.pump.keys import AGREEMENT_CHECK, BACKTEST_CSV, EQUITY_CHECK, KEYS
 from quant_assets.defs.resources import Lake
 from quant_assets.lib import frames
 from quant_assets.lib.pump import backtest, composite, portfolio, schemas

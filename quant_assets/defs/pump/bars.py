@@ -3,28 +3,13 @@
 
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    BackfillPolicy,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MetadataValue, asset
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.partitions import partition_dates, utc_days
-from quant_assets.defs.pump.common import (
-    pump_kwargs,
-    table_meta,
-)
-from quant_assets.defs.pump.keys import (
-    DAYS_PER_RUN,
-    IDENTITY_CHECK,
-    KEYS,
-    SECONDS_CHECK,
-    WINDOW_S,
-)
+from quant_assets.defs.pump.common import pump_kwargs, table_meta
+from quant_assets.defs.pump.keys import DAYS_PER_RUN, IDENTITY_CHECK, KEYS, SECONDS_CHECK, WINDOW_S
 from quant_assets.lib import frames
 from quant_assets.lib.pump import bars, schemas, trades
 

@@ -5,10 +5,7 @@ import io
 
 import numpy as np
 import polars as pl
-from dagster import (
-    AssetKey,
-    Failure,
-)
+from dagster import AssetKey, Failure
 
 from quant_assets.defs import metadata as md
 from quant_assets.defs.pump.keys import DOMAIN, KEYS, WINDOW_S

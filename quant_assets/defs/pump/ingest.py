@@ -5,43 +5,21 @@ trades around each signal, validated and quarantined (``quant_assets.lib.pump.si
 import datetime as dt
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    BackfillPolicy,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.partitions import partition_dates, utc_days
-from quant_assets.defs.pump.common import (
-    fail,
-    pump_kwargs,
-    table_meta,
-)
-from quant_assets.defs.pump.keys import (
-    COVERAGE_CHECK,
-    DAYS_PER_RUN,
-    KEYS,
-    QUARANTINE_CHECK,
-)
+from quant_assets.defs.pump.common import fail, pump_kwargs, table_meta
+from quant_assets.defs.pump.keys import COVERAGE_CHECK, DAYS_PER_RUN, KEYS, QUARANTINE_CHECK
 from quant_assets.defs.quarantine import keep_rejected, share_outcome
 from quant_assets.defs.resources import Lake, LandingZone, WarehouseResource
 from quant_assets.defs.vendors import HttpClientResource
 from quant_assets.lib import frames
 from quant_assets.lib.pump import schemas, trades
-from quant_assets.lib.pump.signals import (
-    ParsedSignals,
-    SignalFileError,
-    normalise,
-    read_signals_csv,
-    signal_day_figures,
-    signals_key,
-)
+from quant_assets.lib.pump.signals import ParsedSignals, SignalFileError, normalise, read_signals_csv, signal_day_figures, signals_key
 from quant_assets.lib.sources import binance
 
 SIGNAL_CHECKS = qc.AssetChecks(

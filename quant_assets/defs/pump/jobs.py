@@ -2,15 +2,7 @@
 
 import datetime as dt
 
-from dagster import (
-    AssetSelection,
-    DefaultScheduleStatus,
-    RunRequest,
-    ScheduleEvaluationContext,
-    SkipReason,
-    define_asset_job,
-    schedule,
-)
+from dagster import AssetSelection, DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, define_asset_job, schedule
 
 from quant_assets.defs.partitions import utc_days
 from quant_assets.defs.pump import backtests, bars, ingest, research, strategy

@@ -2,9 +2,7 @@
 batching -- importable by other modules and by tests without the asset code."""
 
 
-from dagster import (
-    AssetKey,
-)
+from dagster import AssetKey
 
 from quant_assets.lib.pump import trades
 

@@ -6,29 +6,13 @@ import datetime as dt
 import time
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    AssetKey,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetIn, AssetKey, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
-from quant_assets.defs.pump.common import (
-    fail,
-    pump_kwargs,
-    read_lake_partition,
-    research_closes,
-    table_meta,
-)
-from quant_assets.defs.pump.keys import (
-    KEYS,
-    REFERENCE_CHECK,
-    RESEARCH_CHECK,
-)
+from quant_assets.defs.pump.common import fail, pump_kwargs, read_lake_partition, research_closes, table_meta
+from quant_assets.defs.pump.keys import KEYS, REFERENCE_CHECK, RESEARCH_CHECK
 from quant_assets.defs.resources import Lake
 from quant_assets.lib import frames
 from quant_assets.lib.pump import analysis, optimizer, schemas

@@ -6,29 +6,13 @@ import dataclasses
 import time
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
-from quant_assets.defs.pump.common import (
-    fail,
-    pump_kwargs,
-    table_meta,
-)
-from quant_assets.defs.pump.keys import (
-    CHAMPION_CHECK,
-    COMPOSITE_JSON,
-    KEYS,
-    OVERFITTING_CHECK,
-    PROFITABLE_CHECK,
-    WINDOW_S,
-)
+from quant_assets.defs.pump.common import fail, pump_kwargs, table_meta
+from quant_assets.defs.pump.keys import CHAMPION_CHECK, COMPOSITE_JSON, KEYS, OVERFITTING_CHECK, PROFITABLE_CHECK, WINDOW_S
 from quant_assets.defs.resources import Lake
 from quant_assets.lib.pump import composite, filters, optimizer, overfitting, schemas, walkforward
 

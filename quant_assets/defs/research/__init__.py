@@ -8,15 +8,7 @@ One module per stage -- ``features``, ``labels``, ``dataset``, ``models``, ``fac
 
 from dagster import Definitions, load_assets_from_modules
 
-from quant_assets.defs.research import (
-    backtests,
-    dataset,
-    factors,
-    features,
-    labels,
-    models,
-    universe,
-)
+from quant_assets.defs.research import backtests, dataset, factors, features, labels, models, universe
 from quant_assets.defs.research.automation import research_jobs, research_schedules
 
 STAGES = (features, labels, dataset, models, factors, universe, backtests)

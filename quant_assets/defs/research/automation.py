@@ -6,25 +6,10 @@ performance) read every materialized day. Schedules are off by default, like the
 they run after the market group's 11:00 New York materialization.
 """
 
-from dagster import (
-    AssetSelection,
-    DefaultScheduleStatus,
-    RunRequest,
-    ScheduleEvaluationContext,
-    define_asset_job,
-    schedule,
-)
+from dagster import AssetSelection, DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, define_asset_job, schedule
 
 from quant_assets.defs.partitions import trading_day_request
-from quant_assets.defs.research import (
-    backtests,
-    dataset,
-    factors,
-    features,
-    labels,
-    models,
-    universe,
-)
+from quant_assets.defs.research import backtests, dataset, factors, features, labels, models, universe
 from quant_assets.defs.research.keys import MINUTE_DAYS_PER_RUN
 from quant_assets.lib import calendar as cal
 

@@ -4,14 +4,7 @@ liquid universe, delisting exits realised (``quant_assets.lib.research.backtests
 
 
 import polars as pl
-from dagster import (
-    AssetDep,
-    AssetExecutionContext,
-    AssetIn,
-    Failure,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetDep, AssetExecutionContext, AssetIn, Failure, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
@@ -20,20 +13,8 @@ from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.research import lakeio
-from quant_assets.defs.research.common import (
-    all_daily,
-    dated_returns,
-    key_table,
-    require_bars,
-    table_meta,
-)
-from quant_assets.defs.research.keys import (
-    ALL_DAYS,
-    BENCHMARK,
-    DOMAIN,
-    KEYS,
-    TRADES_CHECK,
-)
+from quant_assets.defs.research.common import all_daily, dated_returns, key_table, require_bars, table_meta
+from quant_assets.defs.research.keys import ALL_DAYS, BENCHMARK, DOMAIN, KEYS, TRADES_CHECK
 from quant_assets.defs.resources import Lake
 from quant_assets.lib.research import performance, universe
 from quant_assets.lib.research.backtests import (
@@ -52,6 +33,16 @@ BACKTEST_CHECKS = qc.AssetChecks(
 PERFORMANCE_CHECKS = qc.AssetChecks(KEYS["performance_report"])
 
 
+def delisting_field():
+    """The ``delisting_return`` knob, the same on every asset that trades or reports held names."""
+    return Field(
+        default=universe.DELISTING_RETURN,
+        ge=-1.0,
+        le=10.0,
+        description="A held name that stops trading is sold at its last close x (1 + this); 0 = at the last close, -0.3 = a typical performance delisting.",
+    )
+
+
 @mirrors(BacktestParams)
 class BacktestConfig(BaseModel):
     tickers: list[str] = Field(default=[], description="Tickers to backtest on all their bars; empty = the members of research/liquid_universe.")
@@ -66,12 +57,7 @@ class BacktestConfig(BaseModel):
     slippage: float = Field(default=BacktestParams.slippage, ge=0, description="Slippage per fill, fraction of price, against the trade.")
     init_cash: float = Field(default=BacktestParams.init_cash, gt=0, description="Starting cash per ticker and strategy, USD.")
     min_bars: int = Field(default=60, ge=35, description="Tickers with fewer bars are skipped (and listed).")
-    delisting_return: float = Field(
-        default=universe.DELISTING_RETURN,
-        ge=-1.0,
-        le=10.0,
-        description="A held name that stops trading is sold at its last close x (1 + this); 0 = at the last close, -0.3 = a typical performance delisting.",
-    )
+    delisting_return: float = delisting_field()
 
 
 @asset(
@@ -137,12 +123,7 @@ class PerformanceConfig(BaseModel):
         default=20, ge=0, description="When tickers is empty: the first n_liquid members of each rebalance date, each reported over the sessions it was held."
     )
     benchmark: str = Field(default=BENCHMARK, description="Benchmark ticker for alpha, beta and the information ratio.")
-    delisting_return: float = Field(
-        default=universe.DELISTING_RETURN,
-        ge=-1.0,
-        le=10.0,
-        description="A held name that stops trading is sold at its last close x (1 + this); 0 = at the last close, -0.3 = a typical performance delisting.",
-    )
+    delisting_return: float = delisting_field()
 
 
 @asset(

@@ -4,14 +4,7 @@ tables, and the market's daily bars read from the lake."""
 import math
 
 import polars as pl
-from dagster import (
-    Failure,
-    MetadataValue,
-    TableColumn,
-    TableRecord,
-    TableSchema,
-    TimeWindowPartitionMapping,
-)
+from dagster import Failure, MetadataValue, TableColumn, TableRecord, TableSchema, TimeWindowPartitionMapping
 
 from quant_assets.defs import metadata as md
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
@@ -20,9 +13,7 @@ from quant_assets.defs.research import lakeio
 from quant_assets.defs.research.keys import HOLIDAY
 from quant_assets.defs.resources import Lake
 from quant_assets.lib import calendar as cal
-from quant_assets.lib.research import (
-    universe,
-)
+from quant_assets.lib.research import universe
 
 
 def closed(day) -> str | None:

@@ -3,37 +3,17 @@
 
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    BackfillPolicy,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, asset
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import partition_dates, trading_days
-from quant_assets.defs.research.common import (
-    closed,
-    day_window,
-    table_meta,
-)
-from quant_assets.defs.research.keys import (
-    DOMAIN,
-    KEYS,
-    MINUTE_DAYS_PER_RUN,
-    PIT_CHECK,
-    PREVIOUS_WINDOW,
-)
+from quant_assets.defs.research.common import closed, day_window, table_meta
+from quant_assets.defs.research.keys import DOMAIN, KEYS, MINUTE_DAYS_PER_RUN, PIT_CHECK, PREVIOUS_WINDOW
 from quant_assets.lib import calendar as cal
 from quant_assets.lib import frames, market
-from quant_assets.lib.research import (
-    datasets,
-    indicators,
-    labels,
-    macd,
-)
+from quant_assets.lib.research import datasets, indicators, labels, macd
 
 
 def _dataset_schema() -> tuple[dict, dict]:

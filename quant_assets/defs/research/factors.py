@@ -4,14 +4,7 @@ regressions on Ken French files (``quant_assets.lib.research.factors``,
 
 
 import polars as pl
-from dagster import (
-    AssetDep,
-    AssetExecutionContext,
-    AssetIn,
-    Failure,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetDep, AssetExecutionContext, AssetIn, Failure, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
@@ -20,25 +13,10 @@ from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.research import lakeio
-from quant_assets.defs.research.common import (
-    all_daily,
-    dated_returns,
-    key_table,
-    table_meta,
-)
-from quant_assets.defs.research.keys import (
-    ALL_DAYS,
-    BENCHMARK,
-    COVERAGE_CHECK,
-    DOMAIN,
-    FACTOR_COVERAGE_CHECK,
-    KEYS,
-)
+from quant_assets.defs.research.common import all_daily, dated_returns, key_table, table_meta
+from quant_assets.defs.research.keys import ALL_DAYS, BENCHMARK, COVERAGE_CHECK, DOMAIN, FACTOR_COVERAGE_CHECK, KEYS
 from quant_assets.defs.resources import Lake, LandingZone
-from quant_assets.lib.research import (
-    factors,
-    indicators,
-)
+from quant_assets.lib.research import factors, indicators
 from quant_assets.lib.sources import kenfrench
 
 EVALUATION_CHECKS = qc.AssetChecks(

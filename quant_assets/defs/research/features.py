@@ -4,14 +4,7 @@ features of the minute bars (``quant_assets.lib.research.indicators``, ``.macd``
 import datetime as dt
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    BackfillPolicy,
-    Failure,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, Failure, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
@@ -21,14 +14,7 @@ from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import history_start, partition_dates, trading_days
 from quant_assets.defs.research import lakeio
 from quant_assets.defs.research.common import closed, table_meta
-from quant_assets.defs.research.keys import (
-    DOMAIN,
-    JOIN_CHECK,
-    KEYS,
-    MINUTE_DAYS_PER_RUN,
-    MODE_CHECK,
-    RANGE_CHECK,
-)
+from quant_assets.defs.research.keys import DOMAIN, JOIN_CHECK, KEYS, MINUTE_DAYS_PER_RUN, MODE_CHECK, RANGE_CHECK
 from quant_assets.defs.resources import Lake
 from quant_assets.lib import frames, market
 from quant_assets.lib.research import indicators, macd

@@ -2,10 +2,7 @@
 importable by other modules and by tests without the asset code."""
 
 
-from dagster import (
-    AllPartitionMapping,
-    AssetKey,
-)
+from dagster import AllPartitionMapping, AssetKey
 
 DOMAIN = "research"
 # Minute days are ~2M rows each: range backfills of the minute-fed assets run a few days per run.

@@ -3,13 +3,7 @@ expansion labels (``quant_assets.lib.research.labels``, ``.macd``)."""
 
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    BackfillPolicy,
-    Failure,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, Failure, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
@@ -17,24 +11,10 @@ from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import partition_dates, trading_days
-from quant_assets.defs.research.common import (
-    closed,
-    day_window,
-    rounded,
-    table_meta,
-)
-from quant_assets.defs.research.keys import (
-    BALANCE_BAND,
-    BALANCE_CHECK,
-    DOMAIN,
-    KEYS,
-    MINUTE_DAYS_PER_RUN,
-    NEXT_WINDOW,
-)
+from quant_assets.defs.research.common import closed, day_window, rounded, table_meta
+from quant_assets.defs.research.keys import BALANCE_BAND, BALANCE_CHECK, DOMAIN, KEYS, MINUTE_DAYS_PER_RUN, NEXT_WINDOW
 from quant_assets.lib import frames, market
-from quant_assets.lib.research import (
-    labels,
-)
+from quant_assets.lib.research import labels
 
 BALANCE = qc.Check(BALANCE_CHECK, "Positive-label share between 1% and 99% (warns).", blocking=False)
 EVENT_CHECKS = qc.AssetChecks(KEYS["macd_event_labels"], BALANCE)

@@ -3,14 +3,7 @@ and no-skill baselines (``quant_assets.lib.research.modeling``)."""
 
 
 import polars as pl
-from dagster import (
-    AssetDep,
-    AssetExecutionContext,
-    AssetKey,
-    Failure,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetDep, AssetExecutionContext, AssetKey, Failure, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
@@ -18,20 +11,10 @@ from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.research import lakeio
-from quant_assets.defs.research.common import (
-    key_table,
-)
-from quant_assets.defs.research.keys import (
-    ALL_DAYS,
-    DOMAIN,
-    KEYS,
-    PURGE_CHECK,
-)
+from quant_assets.defs.research.common import key_table
+from quant_assets.defs.research.keys import ALL_DAYS, DOMAIN, KEYS, PURGE_CHECK
 from quant_assets.defs.resources import Lake
-from quant_assets.lib.research import (
-    charts,
-    modeling,
-)
+from quant_assets.lib.research import charts, modeling
 
 MODEL_NAMES = ("lgbm_classifier", "lgbm_regressor", "linear_model", "logistic_model")
 PURGE = qc.Check(PURGE_CHECK, "Every fold's training dates end gap_days dates before its test block.")
@@ -160,18 +143,21 @@ def _model_asset(name: str):
     )
 
 
+def _fit_lgbm(context, lake: Lake, name: str, kind: str):
+    """LightGBM of ``kind`` (classifier or regressor) under walk-forward CV, as the asset ``name``."""
+    config = parse(LgbmConfig, context)
+    params = lib_params(config, modeling.LgbmParams)
+    result = _train(KEYS[name], lake, config, kind, lambda d: modeling.train_lgbm(d, kind, params, config.n_splits, config.gap_days))
+    return _finish(context, name, result, config, lake, "gain share: feature importance")
+
+
 @asset(**_model_asset("lgbm_classifier"), config_schema=config_schema(LgbmConfig))
 def lgbm_classifier(context: AssetExecutionContext, lake: Lake):
     """LightGBM classifier of direction: next-session return > 0 (technical features) or the event
     label (training dataset). Walk-forward CV with a purge gap; accuracy, ROC-AUC, F1 per fold and
     on average; gain importance. The final model (fitted on all rows) is stored in LightGBM's own
     text format with a results JSON under ``research/models/lgbm_classifier/`` in the lake."""
-    config = parse(LgbmConfig, context)
-    result = _train(
-        KEYS["lgbm_classifier"], lake, config, "classifier",
-        lambda d: modeling.train_lgbm(d, "classifier", lib_params(config, modeling.LgbmParams), config.n_splits, config.gap_days),
-    )
-    return _finish(context, "lgbm_classifier", result, config, lake, "gain share: feature importance")
+    return _fit_lgbm(context, lake, "lgbm_classifier", "classifier")
 
 
 @asset(**_model_asset("lgbm_regressor"), config_schema=config_schema(LgbmConfig))
@@ -180,12 +166,7 @@ def lgbm_regressor(context: AssetExecutionContext, lake: Lake):
     ``ret_fwd`` (training dataset). Walk-forward CV with a purge gap; RMSE, R^2, direction accuracy
     and rank IC per fold and on average; gain importance; LightGBM text model + results JSON under
     ``research/models/lgbm_regressor/``."""
-    config = parse(LgbmConfig, context)
-    result = _train(
-        KEYS["lgbm_regressor"], lake, config, "regressor",
-        lambda d: modeling.train_lgbm(d, "regressor", lib_params(config, modeling.LgbmParams), config.n_splits, config.gap_days),
-    )
-    return _finish(context, "lgbm_regressor", result, config, lake, "gain share: feature importance")
+    return _fit_lgbm(context, lake, "lgbm_regressor", "regressor")
 
 
 @asset(**_model_asset("linear_model"), config_schema=config_schema(LinearConfig))

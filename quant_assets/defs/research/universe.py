@@ -2,35 +2,17 @@
 (``quant_assets.lib.research.universe``)."""
 
 
-from dagster import (
-    AssetDep,
-    AssetExecutionContext,
-    Failure,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetDep, AssetExecutionContext, Failure, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
-from quant_assets.defs.research.common import (
-    all_daily,
-    key_table,
-    table_meta,
-)
-from quant_assets.defs.research.keys import (
-    ALL_DAYS,
-    BENCHMARK,
-    DOMAIN,
-    KEYS,
-    UNIVERSE_CHECK,
-)
+from quant_assets.defs.research.common import all_daily, key_table, table_meta
+from quant_assets.defs.research.keys import ALL_DAYS, BENCHMARK, DOMAIN, KEYS, UNIVERSE_CHECK
 from quant_assets.defs.resources import Lake
-from quant_assets.lib.research import (
-    universe,
-)
+from quant_assets.lib.research import universe
 
 
 @mirrors(universe.UniverseSpec)

@@ -7,10 +7,7 @@ One module per stage: ``sources`` (universe, raw FMP tables), ``dataset`` (featu
 from dagster import Definitions, load_assets_from_modules
 
 from quant_assets.defs.smart_money import dataset, model, sources
-from quant_assets.defs.smart_money.automation import (
-    smart_money_jobs,
-    smart_money_sensors,
-)
+from quant_assets.defs.smart_money.automation import smart_money_jobs, smart_money_sensors
 
 defs = Definitions(
     assets=load_assets_from_modules([sources, dataset, model]),

@@ -4,13 +4,7 @@ checks (``quant_assets.lib.smart_money.features`` and ``.dataset``)."""
 
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    Failure,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
@@ -43,10 +37,7 @@ from quant_assets.lib.smart_money.dataset import (
 )
 from quant_assets.lib.smart_money.features import ETF_POLICIES
 from quant_assets.lib.smart_money.raw import RAW_SCHEMAS
-from quant_assets.lib.smart_money.universe import (
-    DATASET_FILE_NAMES,
-    SURVIVORSHIP_STATIC,
-)
+from quant_assets.lib.smart_money.universe import DATASET_FILE_NAMES, SURVIVORSHIP_STATIC
 
 FEATURE_CHECKS = qc.AssetChecks(KEYS["features"])
 DATASET_CHECKS = qc.AssetChecks(

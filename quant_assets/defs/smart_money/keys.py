@@ -5,18 +5,12 @@ the asset code."""
 
 
 import polars as pl
-from dagster import (
-    AssetKey,
-    BackfillPolicy,
-    Failure,
-)
+from dagster import AssetKey, BackfillPolicy, Failure
 
 from quant_assets.defs import metadata as md
 from quant_assets.lib.smart_money.dataset import COLUMN_DOCS, DATASET_SCHEMA
 from quant_assets.lib.smart_money.raw import RAW_TABLES
-from quant_assets.lib.smart_money.universe import (
-    Schedule,
-)
+from quant_assets.lib.smart_money.universe import Schedule
 
 DOMAIN = "smart_money"
 KEYS = {

@@ -5,30 +5,14 @@ split (``quant_assets.lib.smart_money.splits`` and ``.model``)."""
 import json
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    AssetRecordsFilter,
-    Failure,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetIn, AssetRecordsFilter, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.resources import Lake
-from quant_assets.defs.smart_money.keys import (
-    CHANCE_CHECK,
-    DOMAIN,
-    KEYS,
-    SPLITS_DOCS,
-    SPLITS_SCHEMA,
-    TIME_ORDER_CHECK,
-    smart_money_kwargs,
-)
+from quant_assets.defs.smart_money.keys import CHANCE_CHECK, DOMAIN, KEYS, SPLITS_DOCS, SPLITS_SCHEMA, TIME_ORDER_CHECK, smart_money_kwargs
 from quant_assets.lib.smart_money.dataset import to_csv
 from quant_assets.lib.smart_money.model import (
     Normalizer,
@@ -42,13 +26,7 @@ from quant_assets.lib.smart_money.model import (
     model_metadata,
     train,
 )
-from quant_assets.lib.smart_money.splits import (
-    SPLITS,
-    SplitError,
-    bullish_shares,
-    by_split,
-    time_split,
-)
+from quant_assets.lib.smart_money.splits import SPLITS, SplitError, bullish_shares, by_split, time_split
 
 SPLIT_CHECKS = qc.AssetChecks(
     KEYS["splits"],

@@ -10,15 +10,7 @@ and the permanent response cache makes a rerun of done work free of HTTP calls.
 
 
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    AssetOut,
-    Failure,
-    MetadataValue,
-    asset,
-    multi_asset,
-)
+from dagster import AssetExecutionContext, AssetIn, AssetOut, Failure, MetadataValue, asset, multi_asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
@@ -37,13 +29,7 @@ from quant_assets.defs.smart_money.keys import (
 )
 from quant_assets.defs.vendors import FmpResource
 from quant_assets.lib.http import HttpError
-from quant_assets.lib.smart_money.raw import (
-    RAW_SCHEMAS,
-    RAW_TABLES,
-    conflict_verdict,
-    fetch_figures,
-    fetch_raw_many,
-)
+from quant_assets.lib.smart_money.raw import RAW_SCHEMAS, RAW_TABLES, conflict_verdict, fetch_figures, fetch_raw_many
 from quant_assets.lib.smart_money.universe import (
     DATASET_FILE_NAMES,
     DEFAULT_HEDGE_FUNDS,

@@ -91,6 +91,26 @@ class Endpoint:
 
 S, F, B = pl.String, pl.Float64, pl.Boolean
 
+def _congress_trades(data_type: str, path: str) -> Endpoint:
+    """The Senate and House trade endpoints: the same periodic-transaction-report fields,
+    counted from their disclosure day."""
+    return Endpoint(
+        data_type,
+        path,
+        "once",
+        required=("disclosureDate", "transactionDate", "type"),
+        fields={
+            "symbol": S, "disclosureDate": S, "transactionDate": S, "firstName": S, "lastName": S,
+            "office": S, "district": S, "owner": S, "assetDescription": S, "assetType": S, "type": S,
+            "amount": S, "link": S,
+        },
+        window_field="disclosureDate",
+        strings=("firstName", "lastName", "office", "district", "owner", "type", "amount"),
+        dates=("disclosureDate", "transactionDate"),
+        aliases={"dateRecieved": "disclosureDate"},
+    )
+
+
 ENDPOINTS: dict[str, Endpoint] = {
     e.data_type: e
     for e in (
@@ -126,36 +146,8 @@ ENDPOINTS: dict[str, Endpoint] = {
             booleans=("isNew", "isSoldOut"),
             dates=("date", "filingDate"),
         ),
-        Endpoint(
-            "senate_trades",
-            "senate-trades",
-            "once",
-            required=("disclosureDate", "transactionDate", "type"),
-            fields={
-                "symbol": S, "disclosureDate": S, "transactionDate": S, "firstName": S, "lastName": S,
-                "office": S, "district": S, "owner": S, "assetDescription": S, "assetType": S, "type": S,
-                "amount": S, "link": S,
-            },
-            window_field="disclosureDate",
-            strings=("firstName", "lastName", "office", "district", "owner", "type", "amount"),
-            dates=("disclosureDate", "transactionDate"),
-            aliases={"dateRecieved": "disclosureDate"},
-        ),
-        Endpoint(
-            "house_trades",
-            "house-trades",
-            "once",
-            required=("disclosureDate", "transactionDate", "type"),
-            fields={
-                "symbol": S, "disclosureDate": S, "transactionDate": S, "firstName": S, "lastName": S,
-                "office": S, "district": S, "owner": S, "assetDescription": S, "assetType": S, "type": S,
-                "amount": S, "link": S,
-            },
-            window_field="disclosureDate",
-            strings=("firstName", "lastName", "office", "district", "owner", "type", "amount"),
-            dates=("disclosureDate", "transactionDate"),
-            aliases={"dateRecieved": "disclosureDate"},
-        ),
+        _congress_trades("senate_trades", "senate-trades"),
+        _congress_trades("house_trades", "house-trades"),
         Endpoint(
             "etf_exposure",
             "etf/asset-exposure",

@@ -2,6 +2,10 @@
 on a free loopback port, with a temporary DAGSTER_HOME holding the project's own instance
 configuration and the project's ``workspace.yaml``. Driven through the webserver's GraphQL API.
 Every process it starts is stopped, also when the test fails.
+
+Dagster's backfill daemon sleeps a fixed 30 s between iterations (no instance setting changes
+it); the stack's daemon process runs its iterations every ``BACKFILL_INTERVAL_S`` instead, through
+a ``sitecustomize`` that acts only in that process. Everything else runs as configured.
 """
 
 from __future__ import annotations
@@ -17,6 +21,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 LOCATION = "quant_assets"
+BACKFILL_INTERVAL_S = 3
+_DAEMON_SITE = f"""import sys
+
+if "dagster._daemon" in getattr(sys, "orig_argv", ()):
+    import dagster._daemon.controller
+
+    dagster._daemon.controller.DEFAULT_DAEMON_INTERVAL_SECONDS = {BACKFILL_INTERVAL_S}
+"""
 REPOSITORY = "__repository__"
 
 
@@ -27,8 +39,10 @@ def free_port() -> int:
 
 
 def instance_yaml(source: Path, *, poll_interval_s: int = 2) -> str:
-    """The project's instance configuration with monitoring polled fast enough for a test."""
+    """The project's instance configuration with monitoring polled, and queued runs dequeued,
+    fast enough for a test."""
     text = source.read_text()
+    text = text.replace("  class: QueuedRunCoordinator\n", "  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n", 1)
     text = re.sub(r"poll_interval_seconds: \d+", f"poll_interval_seconds: {poll_interval_s}", text)
     text = re.sub(r"free_slots_after_run_end_seconds: \d+", f"free_slots_after_run_end_seconds: {poll_interval_s}", text)
     return text
@@ -49,10 +63,14 @@ class DagsterStack:
 
     def start(self, timeout_s: float = 240.0) -> DagsterStack:
         self._log = open(self.log_path, "wb")
+        site = self.log_path.parent / "daemon_site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(_DAEMON_SITE)
+        env = {**self.env, "PYTHONPATH": os.pathsep.join(p for p in (str(site), self.env.get("PYTHONPATH", "")) if p)}
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "quant-assets"), "dev", "-h", "127.0.0.1", "-p", str(self.port)],
             cwd=REPO,
-            env=self.env,
+            env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # one process group: the stop below reaches every child

@@ -73,11 +73,6 @@ def value_counts(frame: pl.DataFrame, column: str) -> dict:
     return dict(frame.group_by(column).len().sort(column).iter_rows())
 
 
-def mean_by(frame: pl.DataFrame, keys: str | Sequence[str], value: str, *, sort: str | Sequence[str] | None = None) -> pl.DataFrame:
-    """The mean of ``value`` per ``keys`` (sorted by ``sort``, default the keys)."""
-    keys = [keys] if isinstance(keys, str) else list(keys)
-    return frame.group_by(keys).agg(pl.col(value).mean()).sort(sort if sort is not None else keys)
-
 
 def conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     """An upstream frame as it is, or an empty frame of ``schema`` when it has no columns at

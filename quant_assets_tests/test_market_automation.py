@@ -297,6 +297,25 @@ def test_after_publish_schedule_targets_previous_weekday():
     assert not hasattr(market_after_publish_schedule(build_schedule_context(scheduled_execution_time=late)), "partition_key")
 
 
+def test_house_schedules_are_stopped_in_their_timezone_and_select_whole_stages():
+    from quant_assets.defs.pump import bars, ingest
+    from quant_assets.defs.pump.jobs import DAILY_ASSETS, pump_daily_schedule
+    from quant_assets.defs.research.automation import research_analysis_schedule, research_range_labels_schedule
+
+    for s in (research_range_labels_schedule, research_analysis_schedule, market_after_publish_schedule):
+        assert s.execution_timezone == cal.NY_TZ_NAME and s.default_status.value == "STOPPED"
+    assert pump_daily_schedule.execution_timezone == "UTC"
+    # Range labels need the next session: a Tuesday tick after the MLK holiday labels Friday.
+    tue = dt.datetime(2024, 1, 16, 12, 30, tzinfo=cal.NEW_YORK)
+    assert research_range_labels_schedule(build_schedule_context(scheduled_execution_time=tue)).partition_key == "2024-01-12"
+    sat = dt.datetime(2024, 3, 2, 14, 0, tzinfo=cal.NEW_YORK)
+    assert research_analysis_schedule(build_schedule_context(scheduled_execution_time=sat)).run_key == sat.isoformat()
+    # A stage's assets, never its checks.
+    assert sorted(a.key.to_user_string() for a in DAILY_ASSETS) == sorted(
+        a.key.to_user_string() for a in (ingest.signals, ingest.agg_trades, bars.delta_bars_1s, bars.minute_candles)
+    )
+
+
 def test_postgres_warehouse_load(local_graph, postgres_database):
     from quant_assets.defs.resources import WarehouseResource
     from quant_assets.lib.warehouse import Warehouse

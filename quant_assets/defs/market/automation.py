@@ -6,25 +6,22 @@ from dagster import (
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
-    ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     build_schedule_from_partitioned_job,
     define_asset_job,
-    schedule,
     sensor,
 )
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.events import AssetKeyPartitionKey
 
+from quant_assets.defs.automation import asset_job, previous_weekday_request, stopped_schedule, tick_request
 from quant_assets.defs.market import ingest, tables, warehouse
 from quant_assets.defs.market import landing as lz
 from quant_assets.defs.market.checks import market_checks, market_freshness_checks
 from quant_assets.defs.market.keys import MINUTE_DAYS_PER_RUN
-from quant_assets.defs.partitions import trading_day_request
 from quant_assets.defs.resources import LandingZone
-from quant_assets.lib import calendar as cal
 from quant_assets.lib import settings
 from quant_assets.lib.landing import LandingPlan, parse_listing, plan
 from quant_assets.lib.sources import polygon
@@ -34,26 +31,30 @@ MINUTE_FILE_ASSETS = [ingest.minute_aggs, tables.minute_features]
 
 # One job per backfill policy: the day-file assets run a whole range in one run, the minute
 # assets a few days per run.
-market_trading_day_job = define_asset_job(
+CHECK_JOB_ONLY = [*market_checks, *market_freshness_checks]
+market_trading_day_job = asset_job(
     "market_trading_day_job",
-    selection=AssetSelection.assets(*DAY_FILE_ASSETS) - AssetSelection.checks(*market_checks, *market_freshness_checks),
-    description="The assets fed by the Polygon day file (day_aggs, daily_bars, daily_filtered, the warehouse "
+    DAY_FILE_ASSETS,
+    "The assets fed by the Polygon day file (day_aggs, daily_bars, daily_filtered, the warehouse "
     "load) for the selected trading day(s); a range runs as one run.",
+    without_checks=CHECK_JOB_ONLY,
 )
-market_minute_job = define_asset_job(
+market_minute_job = asset_job(
     "market_minute_job",
-    selection=AssetSelection.assets(*MINUTE_FILE_ASSETS) - AssetSelection.checks(*market_checks, *market_freshness_checks),
-    description="The assets fed by the Polygon minute file (minute_aggs, minute_features) for the selected "
+    MINUTE_FILE_ASSETS,
+    "The assets fed by the Polygon minute file (minute_aggs, minute_features) for the selected "
     f"trading day(s); a range runs {MINUTE_DAYS_PER_RUN} days per run to bound memory.",
+    without_checks=CHECK_JOB_ONLY,
 )
-market_weekly_job = define_asset_job(
+market_weekly_job = asset_job(
     "market_weekly_job",
-    selection=AssetSelection.assets(tables.weekly_bars) - AssetSelection.checks(*market_freshness_checks),
-    description="Weekly bars for the selected week(s) (key: the Monday), from market/daily_bars.",
+    [tables.weekly_bars],
+    "Weekly bars for the selected week(s) (key: the Monday), from market/daily_bars.",
+    without_checks=market_freshness_checks,
 )
 market_completeness_job = define_asset_job(
     "market_completeness_job",
-    selection=AssetSelection.checks(*market_checks, *market_freshness_checks),
+    selection=AssetSelection.checks(*CHECK_JOB_ONLY),
     description="check_missing (landing files not built, built from bytes since re-published, or vanished) "
     "and partition_freshness (the partition due by the publication deadline has arrived).",
 )
@@ -155,27 +156,26 @@ def polygon_landing_sensor(context: SensorEvaluationContext, landing: LandingZon
     return SensorResult(run_requests=requests, cursor=result.cursor, asset_events=events)
 
 
-@schedule(
-    cron_schedule="0 11 * * 2-6",
-    execution_timezone=cal.NY_TZ_NAME,
-    job=market_trading_day_job,
-    default_status=DefaultScheduleStatus.STOPPED,
-    description="11:00 New York, Tuesday-Saturday: materialize the previous weekday once the vendor has published it.",
-)
-def market_after_publish_schedule(context: ScheduleEvaluationContext):
-    tick = context.scheduled_execution_time
-    return trading_day_request(cal.previous_weekday(tick), tick)
+# The vendor publishes a weekday's files by 11:00 New York the next weekday.
+AFTER_PUBLISH = "0 11 * * 2-6"
 
 
-@schedule(
-    cron_schedule="0 11 * * 2-6",
-    execution_timezone=cal.NY_TZ_NAME,
-    job=market_minute_job,
-    default_status=DefaultScheduleStatus.STOPPED,
-    description="11:00 New York, Tuesday-Saturday: the previous weekday's minute assets once published.",
+@stopped_schedule(
+    AFTER_PUBLISH,
+    market_trading_day_job,
+    "11:00 New York, Tuesday-Saturday: materialize the previous weekday once the vendor has published it.",
 )
-def market_minute_after_publish_schedule(context: ScheduleEvaluationContext):
-    return market_after_publish_schedule(context)
+def market_after_publish_schedule(context):
+    return previous_weekday_request(context)
+
+
+@stopped_schedule(
+    AFTER_PUBLISH,
+    market_minute_job,
+    "11:00 New York, Tuesday-Saturday: the previous weekday's minute assets once published.",
+)
+def market_minute_after_publish_schedule(context):
+    return previous_weekday_request(context)
 
 
 market_weekly_schedule = build_schedule_from_partitioned_job(
@@ -188,15 +188,13 @@ market_weekly_schedule = build_schedule_from_partitioned_job(
 )
 
 
-@schedule(
-    cron_schedule="0 12 * * 2-6",
-    execution_timezone=cal.NY_TZ_NAME,
-    job=market_completeness_job,
-    default_status=DefaultScheduleStatus.STOPPED,
-    description="12:00 New York, Tuesday-Saturday (the publication deadline): check_missing and partition_freshness.",
+@stopped_schedule(
+    "0 12 * * 2-6",
+    market_completeness_job,
+    "12:00 New York, Tuesday-Saturday (the publication deadline): check_missing and partition_freshness.",
 )
-def market_completeness_schedule(context: ScheduleEvaluationContext):
-    return RunRequest(run_key=context.scheduled_execution_time.isoformat())
+def market_completeness_schedule(context):
+    return tick_request(context)
 
 
 market_jobs = [market_trading_day_job, market_minute_job, market_weekly_job, market_completeness_job]

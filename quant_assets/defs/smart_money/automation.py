@@ -1,42 +1,32 @@
 """Jobs and the backfill sensor of the smart-money group."""
 
 
-from dagster import (
-    AssetKey,
-    AssetRecordsFilter,
-    AssetSelection,
-    DefaultSensorStatus,
-    RunRequest,
-    SensorEvaluationContext,
-    SensorResult,
-    SkipReason,
-    define_asset_job,
-    sensor,
-)
+from dagster import AssetKey, AssetRecordsFilter, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
+from quant_assets.defs.automation import asset_job
 from quant_assets.defs.smart_money import dataset, model, sources
 from quant_assets.defs.smart_money.keys import KEYS
 
-smart_money_universe_job = define_asset_job(
+smart_money_universe_job = asset_job(
     "smart_money_universe_job",
-    selection=AssetSelection.assets(sources.universe),
-    description="Choose the universe (test, custom, top50/100/500) and the sample schedule; registers one "
+    [sources.universe],
+    "Choose the universe (test, custom, top50/100/500) and the sample schedule; registers one "
     "smart_money_symbols partition per stock.",
 )
 # Per symbol: fetch every source, then its features, one step after the other in one process by
 # default (a process per step would cost more than the step).
-smart_money_symbols_job = define_asset_job(
+smart_money_symbols_job = asset_job(
     "smart_money_symbols_job",
-    selection=AssetSelection.assets(sources.raw_fmp_sources, dataset.features),
-    config={"execution": {"config": {"in_process": {}}}},
-    description="Raw FMP sources and features of the selected symbol(s). A backfill runs one symbol per run: "
+    [sources.raw_fmp_sources, dataset.features],
+    "Raw FMP sources and features of the selected symbol(s). A backfill runs one symbol per run: "
     "each symbol is a checkpoint, and a relaunch of the missing partitions resumes where a killed backfill "
     "stopped (the response cache makes done work free).",
+    config={"execution": {"config": {"in_process": {}}}},
 )
-smart_money_training_job = define_asset_job(
+smart_money_training_job = asset_job(
     "smart_money_training_job",
-    selection=AssetSelection.assets(dataset.dataset, model.splits, model.model, model.evaluation),
-    description="Dataset CSV (blocking quality checks), time-ordered splits, the LightGBM model and its test "
+    [dataset.dataset, model.splits, model.model, model.evaluation],
+    "Dataset CSV (blocking quality checks), time-ordered splits, the LightGBM model and its test "
     "evaluation, for the current universe.",
 )
 

@@ -118,6 +118,31 @@ def test_ols_statistics_equal_statsmodels_and_ridge_matches_its_closed_form():
         modeling.train_linear(data, regularization="l3", alpha=1.0, tune_alpha=False, l1_ratio=0.5, n_splits=3, gap_days=2)
 
 
+def test_l1_logistic_is_reproducible_whatever_numpys_global_generator_holds():
+    df = panel(signal=0.3)
+    data = modeling.model_data("technical_features", df, kind="classifier", features=["rsi_14", "adx_14", "roc_10"])
+    runs = []
+    for seed in (1, 2):
+        np.random.seed(seed)  # liblinear draws from numpy's global generator unless seeded
+        res = modeling.train_logistic(data, regularization="l1", alpha=0.01, tune_alpha=True, n_splits=3, gap_days=2)
+        runs.append((res.results["alpha_by_fold"], res.table["coef"].to_list(), res.mean_metrics))
+    assert runs[0] == runs[1]
+
+
+def test_default_features_are_the_scale_free_indicators_in_documentation_order():
+    from quant_assets.lib.research import indicators
+
+    assert modeling.DEFAULT_TECHNICAL_FEATURES == (
+        "rsi_14", "stoch_k", "stoch_d", "roc_10", "adx_14", "plus_di_14", "minus_di_14", "sma_20_50_cross", "sma_50_200_cross",
+        "hv_20", "bb_width", "rsi_overbought", "rsi_oversold", "bb_breakout_up", "bb_breakout_down", "strong_trend",
+    )  # fmt: skip
+    assert indicators.TECHNICAL_COLUMNS[:4] == ("ticker", "date", "close", "bars_history")
+    assert indicators.TECHNICAL_COLUMNS.index("bb_width") == indicators.TECHNICAL_COLUMNS.index("bb_lower") + 1
+    assert {c for c, t in indicators.TECHNICAL_SCHEMA.items() if t == pl.Int8()} == {
+        "sma_20_50_cross", "sma_50_200_cross", "rsi_overbought", "rsi_oversold", "bb_breakout_up", "bb_breakout_down", "strong_trend",
+    }  # fmt: skip
+
+
 def test_logistic_and_all_null_rows_for_linear_models():
     df = panel(signal=1.0)
     data = modeling.model_data("technical_features", df, kind="classifier", features=["rsi_14", "adx_14"])

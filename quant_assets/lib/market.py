@@ -17,16 +17,15 @@ from quant_assets.lib import calendar as cal
 # Typed vendor tables
 # ---------------------------------------------------------------------------------------------
 
-DAY_AGGS_SCHEMA: dict[str, pl.DataType] = {
-    "ticker": pl.String(),
-    "date": pl.Date(),
+# A bar's prices and volume, in the order every bar table carries them.
+OHLCV: dict[str, pl.DataType] = {
     "open": pl.Float64(),
     "high": pl.Float64(),
     "low": pl.Float64(),
     "close": pl.Float64(),
     "volume": pl.Int64(),
-    "transactions": pl.Int64(),
 }
+DAY_AGGS_SCHEMA: dict[str, pl.DataType] = {"ticker": pl.String(), "date": pl.Date(), **OHLCV, "transactions": pl.Int64()}
 
 MINUTE_TS_DTYPE = pl.Datetime("ns", cal.NY_TZ_NAME)
 SESSION_DTYPE = pl.Enum(["pre", "rth", "post"])
@@ -35,11 +34,7 @@ MINUTE_AGGS_SCHEMA: dict[str, pl.DataType] = {
     "date": pl.Date(),
     "window_start": MINUTE_TS_DTYPE,
     "session": SESSION_DTYPE,
-    "open": pl.Float64(),
-    "high": pl.Float64(),
-    "low": pl.Float64(),
-    "close": pl.Float64(),
-    "volume": pl.Int64(),
+    **OHLCV,
     "transactions": pl.Int64(),
 }
 

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from quant_assets.lib.client_intel import spec as S
+from quant_assets.lib.market import OHLCV
 
 WARMUP_DAYS = 40
 FUTURE_DAYS = 120
@@ -111,16 +112,7 @@ def simulate_market(spec: S.WorldSpec) -> Market:
     )
 
 
-MARKET_BARS_SCHEMA: dict[str, pl.DataType] = {
-    "instrument": pl.String(),
-    "date": pl.Date(),
-    "open": pl.Float64(),
-    "high": pl.Float64(),
-    "low": pl.Float64(),
-    "close": pl.Float64(),
-    "volume": pl.Int64(),
-    "ret_1d": pl.Float64(),
-}
+MARKET_BARS_SCHEMA: dict[str, pl.DataType] = {"instrument": pl.String(), "date": pl.Date(), **OHLCV, "ret_1d": pl.Float64()}
 
 
 def market_bars_frame(market: Market) -> pl.DataFrame:

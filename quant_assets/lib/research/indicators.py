@@ -76,60 +76,35 @@ RSI_OVERBOUGHT = 70.0
 RSI_OVERSOLD = 30.0
 STRONG_TREND_ADX = 25.0
 
-TECHNICAL_SCHEMA: dict[str, pl.DataType] = {
+_KEYS_AND_CLOSE: dict[str, pl.DataType] = {
     "ticker": pl.String(),
     "date": pl.Date(),
     "close": pl.Float64(),
     "bars_history": pl.UInt32(),
-    **{c: pl.Float64() for c in _KERNEL_COLUMNS if not c.endswith("_cross")},
-    "sma_20_50_cross": pl.Int8(),
-    "sma_50_200_cross": pl.Int8(),
-    "bb_width": pl.Float64(),
-    "rsi_overbought": pl.Int8(),
-    "rsi_oversold": pl.Int8(),
-    "bb_breakout_up": pl.Int8(),
-    "bb_breakout_down": pl.Int8(),
-    "strong_trend": pl.Int8(),
 }
-# A stable column order: keys, then indicators as listed in the documentation.
-TECHNICAL_COLUMNS: tuple[str, ...] = (
-    "ticker",
-    "date",
-    "close",
-    "bars_history",
-    "rsi_14",
-    "stoch_k",
-    "stoch_d",
-    "roc_10",
-    "adx_14",
-    "plus_di_14",
-    "minus_di_14",
-    "sma_20",
-    "sma_50",
-    "sma_200",
-    "sma_20_50_cross",
-    "sma_50_200_cross",
-    "atr_14",
-    "hv_20",
-    "bb_upper",
-    "bb_middle",
-    "bb_lower",
-    "bb_width",
-    "obv",
-    "vwap_approx",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "rsi_overbought",
-    "rsi_oversold",
-    "bb_breakout_up",
-    "bb_breakout_down",
-    "strong_trend",
-)
-TECHNICAL_SCHEMA = {c: TECHNICAL_SCHEMA[c] for c in TECHNICAL_COLUMNS}
+# 0/1 flags derived from the indicators (null where the indicator is).
+_FLAG_COLUMNS = ("rsi_overbought", "rsi_oversold", "bb_breakout_up", "bb_breakout_down", "strong_trend")
+# The kernel's columns with the band width after the bands.
+_INDICATOR_COLUMNS = (*_KERNEL_COLUMNS[: _COL["bb_lower"] + 1], "bb_width", *_KERNEL_COLUMNS[_COL["bb_lower"] + 1 :])
+
+# A stable column order: keys, then indicators as listed in the documentation, then the flags.
+TECHNICAL_SCHEMA: dict[str, pl.DataType] = {
+    **_KEYS_AND_CLOSE,
+    **{c: pl.Int8() if c.endswith("_cross") else pl.Float64() for c in _INDICATOR_COLUMNS},
+    **{c: pl.Int8() for c in _FLAG_COLUMNS},
+}
+TECHNICAL_COLUMNS: tuple[str, ...] = tuple(TECHNICAL_SCHEMA)
 
 # The indicator columns (everything but keys, the close and the history count).
-FEATURE_COLUMNS: tuple[str, ...] = TECHNICAL_COLUMNS[4:]
+FEATURE_COLUMNS: tuple[str, ...] = TECHNICAL_COLUMNS[len(_KEYS_AND_CLOSE) :]
+
+# Columns in price units (moving averages, bands, ATR, OBV, VWAP, MACD in USD): they mean
+# different things for a $2 and a $200 stock.
+PRICE_LEVEL_COLUMNS: tuple[str, ...] = (
+    *("sma_20", "sma_50", "sma_200", "atr_14", "bb_upper", "bb_middle", "bb_lower"),
+    *("obv", "vwap_approx", "macd", "macd_signal", "macd_hist"),
+)
+SCALE_FREE_COLUMNS: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c not in PRICE_LEVEL_COLUMNS)
 
 # Bars of the ticker's own history an indicator needs before its first value (TA-Lib lookback).
 LOOKBACK_BARS: dict[str, int] = {

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from quant_assets.lib import calendar as cal
-from quant_assets.lib.research import datasets
+from quant_assets.lib.research import datasets, indicators
 
 SOURCES = ("technical_features", "training_dataset")
 LINEAR_REGULARIZATIONS = ("none", "ridge", "lasso", "elasticnet")
@@ -39,26 +39,9 @@ LOGISTIC_REGULARIZATIONS = ("none", "l2", "l1")
 ALPHA_GRID = tuple(float(a) for a in np.logspace(-4, 2, 13))
 INNER_SPLITS = 3  # walk-forward folds inside each outer training window when tuning alpha
 
-# Scale-free technical columns: price-level columns (SMAs, bands, ATR, OBV, MACD in USD) mean
-# different things for a $2 and a $200 stock and are left out of the default feature set.
-DEFAULT_TECHNICAL_FEATURES: tuple[str, ...] = (
-    "rsi_14",
-    "stoch_k",
-    "stoch_d",
-    "roc_10",
-    "adx_14",
-    "plus_di_14",
-    "minus_di_14",
-    "sma_20_50_cross",
-    "sma_50_200_cross",
-    "hv_20",
-    "bb_width",
-    "rsi_overbought",
-    "rsi_oversold",
-    "bb_breakout_up",
-    "bb_breakout_down",
-    "strong_trend",
-)
+# Scale-free technical columns: the price-level ones mean different things for a $2 and a $200
+# stock and are left out of the default feature set.
+DEFAULT_TECHNICAL_FEATURES: tuple[str, ...] = indicators.SCALE_FREE_COLUMNS
 # Keys and forward-looking outcomes of the training dataset are never features.
 EVENT_EXCLUDED = datasets.KEY_COLUMNS + datasets.TARGET_COLUMNS
 
@@ -584,6 +567,57 @@ def _nested(alpha: float, tuning: bool, make, score_fn, gap_days: int, predict):
     return fit_predict
 
 
+@dataclasses.dataclass
+class _PenalisedCV:
+    """A penalised linear model's walk-forward evaluation and what its final fit needs."""
+
+    data: ModelData
+    folds: list[Fold]
+    fold_table: pl.DataFrame
+    means: dict[str, float | None]
+    alpha: float
+    grid: list[dict[str, float]]
+    X: np.ndarray  # every complete row, standardised with the full sample's mean and std
+    y: np.ndarray
+    mu: np.ndarray
+    sd: np.ndarray
+
+
+def _penalised_cv(data: ModelData, *, make, score, predict, metrics, alpha: float, tuning: bool, n_splits: int, gap_days: int) -> _PenalisedCV:
+    """Walk-forward folds (alpha nested inside each training window when ``tuning``), then the
+    final model's alpha over every row and the standardised full sample."""
+    data = complete_rows(data)
+    folds = _folds_for(data, n_splits, gap_days)
+    fit_predict = _nested(alpha, tuning, make, score, gap_days, predict)
+    fold_table, means = _run_folds(data, folds, fit_predict, metrics)
+    X = data.frame.select(data.features).cast(pl.Float64).to_numpy()
+    y = data.frame["target"].to_numpy()
+    grid: list[dict[str, float]] = []
+    if tuning:
+        alpha, grid = tune_alpha_walk_forward(X, y, data.frame["date"].to_numpy(), make, score, n_splits=n_splits, gap_days=gap_days)
+    Xs, _, mu, sd = _standardise(X)
+    return _PenalisedCV(data, folds, fold_table, means, alpha, grid, Xs, y, mu, sd)
+
+
+def _penalised_result(cv: _PenalisedCV, table: pl.DataFrame, *, head: dict, fit: dict, tune_alpha: bool, tuning: bool, n_splits: int, gap_days: int) -> ModelResult:
+    """The model's result: ``head`` (model, regularization, alpha, ...), the tuning record,
+    ``fit`` (intercept, inference, standardisation), then the folds and coefficients."""
+    results = {
+        **head,
+        "tune_alpha": tune_alpha,
+        "tuning": _tuning_note(tuning, n_splits),
+        "alpha_by_fold": cv.fold_table["alpha"].to_list() if tuning else None,
+        "alpha_grid": cv.grid,
+        **fit,
+        "cv": {"scheme": "walk_forward_expanding", "n_splits": n_splits, "gap_days": gap_days},
+        "data": _data_summary(cv.data),
+        "folds": cv.fold_table.with_columns(pl.col(pl.Date).cast(pl.String)).to_dicts(),
+        "mean_metrics": cv.means,
+        "coefficients": table.to_dicts(),
+    }
+    return ModelResult(cv.fold_table, cv.means, table, results, None, _violations(cv.data, cv.folds, gap_days))
+
+
 def train_linear(
     data: ModelData, *, regularization: str, alpha: float, tune_alpha: bool, l1_ratio: float, n_splits: int, gap_days: int
 ) -> ModelResult:
@@ -598,9 +632,6 @@ def train_linear(
     """
     if regularization not in LINEAR_REGULARIZATIONS:
         raise ModelingError(f"regularization must be one of {LINEAR_REGULARIZATIONS}, got {regularization!r}")
-    data = complete_rows(data)
-    folds = _folds_for(data, n_splits, gap_days)
-    grid: list[dict[str, float]] = []
     tuning = tune_alpha and regularization != "none"
 
     def make(a):
@@ -609,14 +640,12 @@ def train_linear(
     def rmse(est, Xte, yte):
         return float(np.sqrt(np.mean((est.predict(Xte) - yte) ** 2)))
 
-    fit_predict = _nested(alpha, tuning, make, rmse, gap_days, lambda est, Xt: est.predict(Xt))
-    fold_table, means = _run_folds(data, folds, fit_predict, regression_metrics)
-    X = data.frame.select(data.features).cast(pl.Float64).to_numpy()
-    y = data.frame["target"].to_numpy().astype(float)
-    if tuning:
-        alpha, grid = tune_alpha_walk_forward(X, y, data.frame["date"].to_numpy(), make, rmse, n_splits=n_splits, gap_days=gap_days)
-    Xs, _, mu, sd = _standardise(X)
-    k = len(data.features)
+    cv = _penalised_cv(
+        data, make=make, score=rmse, predict=lambda est, Xt: est.predict(Xt), metrics=regression_metrics,
+        alpha=alpha, tuning=tuning, n_splits=n_splits, gap_days=gap_days,
+    )  # fmt: skip
+    alpha, Xs, y = cv.alpha, cv.X, cv.y.astype(float)
+    k = len(cv.data.features)
     se = np.full(k, np.nan)
     t = np.full(k, np.nan)
     p = np.full(k, np.nan)
@@ -641,35 +670,28 @@ def train_linear(
             inference = "post_selection_ols"
     table = pl.DataFrame(
         {
-            "feature": list(data.features),
+            "feature": list(cv.data.features),
             "coef": coef,
             "std_err": se,
             "t_stat": t,
             "p_value": p,
-            "feature_mean": mu,
-            "feature_std": sd,
+            "feature_mean": cv.mu,
+            "feature_std": cv.sd,
         }
     ).with_columns(pl.col("std_err", "t_stat", "p_value").fill_nan(None))
-    results = {
+    head = {
         "model": f"linear_{regularization}",
         "regularization": regularization,
         "alpha": alpha if regularization != "none" else None,
         "l1_ratio": l1_ratio if regularization == "elasticnet" else None,
-        "tune_alpha": tune_alpha,
-        "tuning": _tuning_note(tuning, n_splits),
-        "alpha_by_fold": fold_table["alpha"].to_list() if tuning else None,
-        "alpha_grid": grid,
+    }
+    fit = {
         "intercept": intercept,
         "inference": inference,
         "residual_df": df_resid,
         "standardisation": "coefficients are per one standard deviation of each feature (feature_mean / feature_std)",
-        "cv": {"scheme": "walk_forward_expanding", "n_splits": n_splits, "gap_days": gap_days},
-        "data": _data_summary(data),
-        "folds": fold_table.with_columns(pl.col(pl.Date).cast(pl.String)).to_dicts(),
-        "mean_metrics": means,
-        "coefficients": table.to_dicts(),
     }
-    return ModelResult(fold_table, means, table, results, None, _violations(data, folds, gap_days))
+    return _penalised_result(cv, table, head=head, fit=fit, tune_alpha=tune_alpha, tuning=tuning, n_splits=n_splits, gap_days=gap_days)
 
 
 def _logistic_estimator(regularization: str, alpha: float):
@@ -678,7 +700,9 @@ def _logistic_estimator(regularization: str, alpha: float):
     if regularization == "none":
         return LogisticRegression(C=np.inf, max_iter=2000)
     if regularization == "l1":
-        return LogisticRegression(l1_ratio=1.0, C=1.0 / alpha, solver="liblinear", max_iter=2000)
+        # liblinear shuffles with numpy's global generator unless seeded: the same data gave a
+        # different alpha and coefficients from one run to the next.
+        return LogisticRegression(l1_ratio=1.0, C=1.0 / alpha, solver="liblinear", max_iter=2000, random_state=0)
     return LogisticRegression(C=1.0 / alpha, max_iter=2000)
 
 
@@ -691,9 +715,6 @@ def train_logistic(
         raise ModelingError(f"regularization must be one of {LOGISTIC_REGULARIZATIONS}, got {regularization!r}")
     from sklearn.metrics import log_loss
 
-    data = complete_rows(data)
-    folds = _folds_for(data, n_splits, gap_days)
-    grid: list[dict[str, float]] = []
     tuning = tune_alpha and regularization != "none"
 
     def make(a):
@@ -702,36 +723,19 @@ def train_logistic(
     def loss(est, Xte, yte):
         return float(log_loss(yte, est.predict_proba(Xte)[:, 1], labels=[0, 1]))
 
-    fit_predict = _nested(alpha, tuning, make, loss, gap_days, lambda est, Xt: est.predict_proba(Xt)[:, 1])
-    fold_table, means = _run_folds(data, folds, fit_predict, classification_metrics)
-    X = data.frame.select(data.features).cast(pl.Float64).to_numpy()
-    y = data.frame["target"].to_numpy()
-    if tuning:
-        alpha, grid = tune_alpha_walk_forward(X, y, data.frame["date"].to_numpy(), make, loss, n_splits=n_splits, gap_days=gap_days)
-    Xs, _, mu, sd = _standardise(X)
-    est = _logistic_estimator(regularization, alpha)
-    est.fit(Xs, y)
+    cv = _penalised_cv(
+        data, make=make, score=loss, predict=lambda est, Xt: est.predict_proba(Xt)[:, 1], metrics=classification_metrics,
+        alpha=alpha, tuning=tuning, n_splits=n_splits, gap_days=gap_days,
+    )  # fmt: skip
+    est = _logistic_estimator(regularization, cv.alpha)
+    est.fit(cv.X, cv.y)
     coef = np.asarray(est.coef_[0], dtype=float)
     table = pl.DataFrame(
-        {"feature": list(data.features), "coef": coef, "odds_ratio": np.exp(coef), "feature_mean": mu, "feature_std": sd}
+        {"feature": list(cv.data.features), "coef": coef, "odds_ratio": np.exp(coef), "feature_mean": cv.mu, "feature_std": cv.sd}
     )
-    results = {
-        "model": f"logistic_{regularization}",
-        "regularization": regularization,
-        "alpha": alpha if regularization != "none" else None,
-        "tune_alpha": tune_alpha,
-        "tuning": _tuning_note(tuning, n_splits),
-        "alpha_by_fold": fold_table["alpha"].to_list() if tuning else None,
-        "alpha_grid": grid,
-        "intercept": float(est.intercept_[0]),
-        "standardisation": "coefficients are log-odds per one standard deviation of each feature",
-        "cv": {"scheme": "walk_forward_expanding", "n_splits": n_splits, "gap_days": gap_days},
-        "data": _data_summary(data),
-        "folds": fold_table.with_columns(pl.col(pl.Date).cast(pl.String)).to_dicts(),
-        "mean_metrics": means,
-        "coefficients": table.to_dicts(),
-    }
-    return ModelResult(fold_table, means, table, results, None, _violations(data, folds, gap_days))
+    head = {"model": f"logistic_{regularization}", "regularization": regularization, "alpha": cv.alpha if regularization != "none" else None}
+    fit = {"intercept": float(est.intercept_[0]), "standardisation": "coefficients are log-odds per one standard deviation of each feature"}
+    return _penalised_result(cv, table, head=head, fit=fit, tune_alpha=tune_alpha, tuning=tuning, n_splits=n_splits, gap_days=gap_days)
 
 
 def _tuning_note(tuning: bool, n_splits: int) -> str | None:

@@ -235,7 +235,7 @@ def test_gather_reads_each_day_once_and_skips_as_documented():
     def load(sym, d):
         calls.append((sym, d))
         if sym == "GONEUSDT":
-            raise binance.BinanceDataError("x: [missing_file] gone", rule="missing_file", source="x")
+            raise binance.BinanceDataError("x", "missing_file", "gone")
         t0 = int(dt.datetime.combine(d, dt.time(), dt.UTC).timestamp() * 1_000_000)
         n = 0 if sym == "QUIETUSDT" else 48
         return pl.DataFrame(

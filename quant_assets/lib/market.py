@@ -91,11 +91,7 @@ def to_day_aggs(rows: pl.DataFrame, day: dt.date) -> pl.DataFrame:
     return rows.select(
         "ticker",
         pl.lit(day, dtype=pl.Date).alias("date"),
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
+        *OHLCV,
         "transactions",
     )
 
@@ -124,11 +120,7 @@ def to_minute_aggs(rows: pl.DataFrame, day: dt.date) -> pl.DataFrame:
         pl.lit(day, dtype=pl.Date).alias("date"),
         pl.col("window_start").cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(cal.NY_TZ_NAME),
         session.alias("session"),
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
+        *OHLCV,
         "transactions",
     )
 

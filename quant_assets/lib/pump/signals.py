@@ -25,6 +25,7 @@ import datetime as dt
 
 import polars as pl
 
+from quant_assets.lib.input_errors import InputError
 from quant_assets.lib.pump.schemas import SIGNALS_SCHEMA, UTC_MS
 
 PREFIX = "pump/signals"
@@ -35,10 +36,8 @@ RULES = ("null_value", "invalid_symbol", "score_out_of_range", "bad_attribute", 
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,30}$"
 
 
-class SignalFileError(RuntimeError):
-    def __init__(self, message: str, *, rule: str, source: str):
-        super().__init__(message)
-        self.rule, self.source = rule, source
+class SignalFileError(InputError):
+    """A signal file that cannot be used; ``rule`` names the problem."""
 
 
 def signals_key(day: dt.date) -> str:
@@ -57,16 +56,7 @@ def _timestamp(raw: pl.Series) -> pl.Series:
     text = raw.cast(pl.String).str.strip_chars()
     digits = text.str.contains(r"^\d+(\.\d+)?$")
     num = pl.when(digits).then(text).otherwise(None).cast(pl.Float64, strict=False)
-    as_ms = (
-        pl.when(num >= 1e14)
-        .then(num / 1000.0)
-        .when(num >= 1e11)
-        .then(num)
-        .otherwise(num * 1000.0)
-        .round(0)
-        .cast(pl.Int64)
-        .cast(UTC_MS)
-    )
+    as_ms = pl.when(num >= 1e14).then(num / 1000.0).when(num >= 1e11).then(num).otherwise(num * 1000.0).round(0).cast(pl.Int64).cast(UTC_MS)
     iso = text.str.replace(r"Z$", "+00:00").str.to_datetime(time_unit="ms", time_zone="UTC", strict=False)
     return pl.select(pl.when(digits).then(as_ms.alias("x")).otherwise(iso)).to_series().alias("signal_ts")
 
@@ -75,11 +65,7 @@ def normalise(raw: pl.DataFrame, source: str, day: dt.date | None) -> ParsedSign
     """Type and validate signal rows (``timestamp`` may be text, numbers or a datetime)."""
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
-        raise SignalFileError(
-            f"{source}: [bad_columns] missing column(s) {missing}; expected {list(FILE_COLUMNS)}",
-            rule="bad_columns",
-            source=source,
-        )
+        raise SignalFileError(source, "bad_columns", f"missing column(s) {missing}; expected {list(FILE_COLUMNS)}")
     df = raw.with_row_index("_row")
     for c in ("rsi", "volume_zscore", "oi_change_pct"):
         if c not in df.columns:
@@ -96,7 +82,10 @@ def normalise(raw: pl.DataFrame, source: str, day: dt.date | None) -> ParsedSign
         pl.col("symbol").cast(pl.String).str.strip_chars().alias("symbol"),
         ts,
         pl.col("total_score").cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False).alias("_score"),
-        *[pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False).alias(c) for c in ("rsi", "volume_zscore", "oi_change_pct")],
+        *[
+            pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False).alias(c)
+            for c in ("rsi", "volume_zscore", "oi_change_pct")
+        ],
         *[pl.col(c).cast(pl.String).alias(f"_raw_{c}") for c in ("rsi", "volume_zscore", "oi_change_pct")],
     )
     attr_bad = pl.lit(False)
@@ -119,9 +108,7 @@ def normalise(raw: pl.DataFrame, source: str, day: dt.date | None) -> ParsedSign
         rule = rule.when(pl.col("signal_ts").dt.date() != day).then(pl.lit("wrong_date"))
     typed = typed.with_columns(rule.otherwise(None).alias("_rule"))
     # Duplicates among otherwise valid rows: the first one wins.
-    dup = typed["_rule"].is_null() & typed["signal_id"].is_duplicated() & ~typed.select(
-        pl.col("signal_id").is_first_distinct()
-    ).to_series()
+    dup = typed["_rule"].is_null() & typed["signal_id"].is_duplicated() & ~typed.select(pl.col("signal_id").is_first_distinct()).to_series()
     typed = typed.with_columns(pl.when(dup).then(pl.lit("duplicate_signal")).otherwise(pl.col("_rule")).alias("_rule"))
     good = typed.filter(pl.col("_rule").is_null())
     rows = good.select(
@@ -135,19 +122,16 @@ def normalise(raw: pl.DataFrame, source: str, day: dt.date | None) -> ParsedSign
     ).sort("signal_ts", "signal_id")
     bad_rows = typed.filter(pl.col("_rule").is_not_null())
     rejected = df.join(bad_rows.select("_row", "_rule"), on="_row").rename({"_rule": "rule"})
-    rejected = rejected.select(
-        (pl.col("_row") + 2).alias("line"), *[pl.col(c).cast(pl.String) for c in raw.columns], "rule"
-    )
+    rejected = rejected.select((pl.col("_row") + 2).alias("line"), *[pl.col(c).cast(pl.String) for c in raw.columns], "rule")
     counts = {r: 0 for r in RULES}
     for r, n in bad_rows.group_by("_rule").len().iter_rows():
         counts[r] = int(n)
     if day is not None and typed.height and counts["wrong_date"] * 2 > typed.height:
         other = typed.filter(pl.col("_rule") == "wrong_date")["signal_ts"].dt.date().mode().sort()[0]
         raise SignalFileError(
-            f"{source}: [wrong_day] {counts['wrong_date']} of {typed.height} signals are not on {day} (most on {other}): "
-            "the file holds another day's signals",
-            rule="wrong_day",
-            source=source,
+            source,
+            "wrong_day",
+            f"{counts['wrong_date']} of {typed.height} signals are not on {day} (most on {other}): the file holds another day's signals",
         )
     return ParsedSignals(rows.select(list(SIGNALS_SCHEMA)), rejected, counts)
 
@@ -155,15 +139,11 @@ def normalise(raw: pl.DataFrame, source: str, day: dt.date | None) -> ParsedSign
 def read_signals_csv(data: bytes, source: str, day: dt.date) -> ParsedSignals:
     """One day's signal file from the landing zone."""
     if not data.strip():
-        raise SignalFileError(f"{source}: [empty_file] the file is empty (no header)", rule="empty_file", source=source)
+        raise SignalFileError(source, "empty_file", "the file is empty (no header)")
     try:
         raw = pl.read_csv(data, infer_schema=False, truncate_ragged_lines=False)
     except pl.exceptions.PolarsError as exc:
-        raise SignalFileError(
-            f"{source}: [bad_columns] not a CSV with the signal header ({str(exc).splitlines()[0]})",
-            rule="bad_columns",
-            source=source,
-        ) from None
+        raise SignalFileError(source, "bad_columns", f"not a CSV with the signal header ({str(exc).splitlines()[0]})") from None
     raw = raw.rename({c: c.strip() for c in raw.columns})
     return normalise(raw, source, day)
 
@@ -186,9 +166,7 @@ class Selection:
     duplicates: int
 
 
-def select_research_set(
-    signals: pl.DataFrame, *, min_score: int, max_score: int, dedup: bool, dedup_hours: float
-) -> Selection:
+def select_research_set(signals: pl.DataFrame, *, min_score: int, max_score: int, dedup: bool, dedup_hours: float) -> Selection:
     """Signals with ``min_score <= total_score <= max_score``; with ``dedup``, a signal is
     dropped when an earlier kept signal of the same symbol fired less than ``dedup_hours``
     before it (its 24 h window would mostly repeat the earlier one)."""

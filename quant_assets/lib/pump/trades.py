@@ -110,9 +110,7 @@ def gather(
             loaded = dict(zip(keys, pool.map(load, keys)))
     else:
         loaded = {k: load(k) for k in keys}
-    files = [
-        describe_day(*k) if describe_day else f"{k[0]} {k[1]}" for k in keys if not isinstance(loaded[k], binance.BinanceDataError)
-    ]
+    files = [describe_day(*k) if describe_day else f"{k[0]} {k[1]}" for k in keys if not isinstance(loaded[k], binance.BinanceDataError)]
     reports = [v[1] for v in loaded.values() if not isinstance(v, binance.BinanceDataError) and v[1] is not None]
     for sym in {k[0] for k in keys}:
         binance.check_thin_days(
@@ -128,9 +126,10 @@ def gather(
         if missing is not None:
             if not skip_missing_days:
                 raise binance.BinanceDataError(
-                    f"signal {sid} ({sym} at {ts:%Y-%m-%d %H:%M:%S}Z) needs this file: {missing}",
-                    rule=missing.rule,
-                    source=missing.source,
+                    missing.source,
+                    missing.rule,
+                    f"signal {sid} ({sym} at {ts:%Y-%m-%d %H:%M:%S}Z) needs this file: {missing.detail}",
+                    line=missing.line,
                 )
             status[sid] = "missing_day_file"
             problems[sid] = str(missing)

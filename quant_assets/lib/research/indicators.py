@@ -252,47 +252,27 @@ def _macd_into(x, fast, slow, signal, out_macd, out_signal, out_hist):
 
 @njit(cache=True)
 def _rsi_into(x, n, out):
+    """TA_RSI: Wilder's averages of the up and down moves, seeded with the plain mean of the
+    first ``n`` moves; the first value at bar ``n``."""
     m = x.shape[0]
     if m <= n:
         return
-    prev = x[0]
     gain = 0.0
     loss = 0.0
-    today = 1
-    for _ in range(n):
-        v = x[today]
-        today += 1
-        d = v - prev
-        prev = v
+    for today in range(1, m):
+        d = x[today] - x[today - 1]
+        if today > n:
+            loss *= n - 1
+            gain *= n - 1
         if d < 0.0:
             loss -= d
         else:
             gain += d
-    loss /= n
-    gain /= n
-    s = gain + loss
-    if s == 0.0:
-        out[n] = 0.0
-    else:
-        out[n] = 100.0 * (gain / s)
-    while today < m:
-        v = x[today]
-        d = v - prev
-        prev = v
-        loss *= n - 1
-        gain *= n - 1
-        if d < 0.0:
-            loss -= d
-        else:
-            gain += d
-        loss /= n
-        gain /= n
-        s = gain + loss
-        if s == 0.0:
-            out[today] = 0.0
-        else:
-            out[today] = 100.0 * (gain / s)
-        today += 1
+        if today >= n:
+            loss /= n
+            gain /= n
+            s = gain + loss
+            out[today] = 0.0 if s == 0.0 else 100.0 * (gain / s)
 
 
 @njit(cache=True)

@@ -66,6 +66,7 @@ import httpx
 import polars as pl
 
 from quant_assets.lib.http import HttpError, PoliteClient, retry_after_seconds
+from quant_assets.lib.input_errors import InputError
 
 MARKETS = ("futures", "spot")
 PREFIX = {"futures": "data/futures/um/daily/aggTrades", "spot": "data/spot/daily/aggTrades"}
@@ -104,12 +105,8 @@ _SYMBOL = re.compile(r"^[A-Z0-9]{2,30}$")
 _CHECKSUM = re.compile(r"^\s*([0-9a-fA-F]{64})(?:\s+\*?(\S+))?\s*$")
 
 
-class BinanceDataError(RuntimeError):
+class BinanceDataError(InputError):
     """A Binance file or response that cannot be used; ``rule`` names the problem."""
-
-    def __init__(self, message: str, *, rule: str, source: str, line: int | None = None):
-        super().__init__(message)
-        self.rule, self.source, self.line = rule, source, line
 
 
 class BinanceBanned(HttpError):
@@ -145,11 +142,7 @@ def parse_checksum(text: bytes | str, source: str) -> str:
     first = raw.strip().splitlines()[0] if raw.strip() else ""
     m = _CHECKSUM.match(first)
     if not m:
-        raise BinanceDataError(
-            f"{source}: [bad_checksum] the .CHECKSUM file does not hold a SHA-256 digest (starts {raw[:40]!r})",
-            rule="bad_checksum",
-            source=source,
-        )
+        raise BinanceDataError(source, "bad_checksum", f"the .CHECKSUM file does not hold a SHA-256 digest (starts {raw[:40]!r})")
     return m.group(1).lower()
 
 
@@ -158,10 +151,9 @@ def verify_checksum(data: bytes, expected: str, source: str) -> str:
     got = hashlib.sha256(data).hexdigest()
     if got != expected.lower():
         raise BinanceDataError(
-            f"{source}: [bad_checksum] SHA-256 {got} does not match its .CHECKSUM {expected.lower()} "
-            f"({len(data):,} bytes: a damaged or partial copy)",
-            rule="bad_checksum",
-            source=source,
+            source,
+            "bad_checksum",
+            f"SHA-256 {got} does not match its .CHECKSUM {expected.lower()} ({len(data):,} bytes: a damaged or partial copy)",
         )
     return got
 
@@ -170,36 +162,24 @@ def _csv_member(data: bytes, source: str) -> bytes:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
-        raise BinanceDataError(
-            f"{source}: [corrupt_zip] not a readable zip archive ({exc}; {len(data):,} bytes: truncated?)",
-            rule="corrupt_zip",
-            source=source,
-        ) from None
+        raise BinanceDataError(source, "corrupt_zip", f"not a readable zip archive ({exc}; {len(data):,} bytes: truncated?)") from None
     with zf:
         names = [n for n in zf.namelist() if not n.endswith("/")]
         csvs = [n for n in names if n.lower().endswith(".csv")]
         if len(csvs) != 1 or len(names) != 1:
-            raise BinanceDataError(
-                f"{source}: [bad_layout] expected exactly one CSV in the zip, found {names}",
-                rule="bad_layout",
-                source=source,
-            )
+            raise BinanceDataError(source, "bad_layout", f"expected exactly one CSV in the zip, found {names}")
         try:
             return zf.read(csvs[0])
         except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
             raise BinanceDataError(
-                f"{source}: [corrupt_zip] member {csvs[0]} cannot be decompressed ({type(exc).__name__}: {exc})",
-                rule="corrupt_zip",
-                source=source,
+                source, "corrupt_zip", f"member {csvs[0]} cannot be decompressed ({type(exc).__name__}: {exc})"
             ) from None
 
 
 def timestamps_us(ms_us_or_ns: pl.Series) -> pl.Series:
     """UTC timestamps (microseconds) from Unix integers whose unit is decided per row."""
     v = ms_us_or_ns
-    us = pl.select(
-        pl.when(v < MICROS_THRESHOLD).then(v * 1000).when(v < NANOS_THRESHOLD).then(v).otherwise(v // 1000)
-    ).to_series()
+    us = pl.select(pl.when(v < MICROS_THRESHOLD).then(v * 1000).when(v < NANOS_THRESHOLD).then(v).otherwise(v // 1000)).to_series()
     return us.cast(pl.Datetime("us", "UTC")).alias("transact_time")
 
 
@@ -210,12 +190,7 @@ def _bool_column(raw: pl.Series, name: str, source: str, line_offset: int) -> pl
     bad = ~text.is_in(list(CSV_BOOLEANS)) | text.is_null()
     if bad.any():
         i = int(bad.arg_max())
-        raise BinanceDataError(
-            f"{source}: [unparseable_value] line {i + line_offset}: {name} is {raw[i]!r}, expected true/false",
-            rule="unparseable_value",
-            source=source,
-            line=i + line_offset,
-        )
+        raise BinanceDataError(source, "unparseable_value", f"line {i + line_offset}: {name} is {raw[i]!r}, expected true/false", line=i + line_offset)
     return (low == "true").alias(name)
 
 
@@ -224,46 +199,31 @@ def parse_agg_trades_csv(text: bytes, source: str, market: str | None = None) ->
     typed :data:`SCHEMA` frame. ``market``: when given, a futures file with an eighth column
     fails (``unknown_columns``); any column not the vendor's fails naming it."""
     if not text.strip():
-        raise BinanceDataError(f"{source}: [empty_file] the CSV is empty", rule="empty_file", source=source)
+        raise BinanceDataError(source, "empty_file", "the CSV is empty")
     first = text.split(b"\n", 1)[0].strip().decode("utf-8", "replace")
     has_header = bool(first) and not first[0].isdigit()
     if has_header:
         cols = [c.strip() for c in first.split(",")]
         if tuple(cols[: len(HEADER)]) != HEADER:
-            raise BinanceDataError(
-                f"{source}: [bad_columns] header {cols} is not the aggTrades header {list(HEADER)}",
-                rule="bad_columns",
-                source=source,
-                line=1,
-            )
+            raise BinanceDataError(source, "bad_columns", f"header {cols} is not the aggTrades header {list(HEADER)}", line=1)
         extra = cols[len(HEADER) :]
         if extra and (extra != [SPOT_EXTRA] or market == "futures"):
             raise BinanceDataError(
-                f"{source}: [unknown_columns] column(s) {extra} beyond the aggTrades header"
+                source,
+                "unknown_columns",
+                f"column(s) {extra} beyond the aggTrades header"
                 + ("" if market == "futures" else f" (only spot files add {SPOT_EXTRA!r})"),
-                rule="unknown_columns",
-                source=source,
                 line=1,
             )
         width = len(cols)
     else:
         width = first.count(",") + 1
         if width not in (len(HEADER), len(HEADER) + 1):
-            raise BinanceDataError(
-                f"{source}: [bad_columns] line 1 has {width} fields, expected {len(HEADER)} or {len(HEADER) + 1}",
-                rule="bad_columns",
-                source=source,
-                line=1,
-            )
+            raise BinanceDataError(source, "bad_columns", f"line 1 has {width} fields, expected {len(HEADER)} or {len(HEADER) + 1}", line=1)
         if width == len(HEADER) + 1 and market == "futures":
-            raise BinanceDataError(
-                f"{source}: [unknown_columns] line 1 has an eighth field; futures files have the seven aggTrades columns",
-                rule="unknown_columns",
-                source=source,
-                line=1,
-            )
+            raise BinanceDataError(source, "unknown_columns", "line 1 has an eighth field; futures files have the seven aggTrades columns", line=1)
     if has_header and len(text.strip().splitlines()) == 1:
-        raise BinanceDataError(f"{source}: [empty_file] the CSV holds no trades (header only)", rule="empty_file", source=source)
+        raise BinanceDataError(source, "empty_file", "the CSV holds no trades (header only)")
     names = list(HEADER) + ([SPOT_EXTRA] if width == len(HEADER) + 1 else [])
     line_offset = 2 if has_header else 1
     try:
@@ -278,12 +238,10 @@ def parse_agg_trades_csv(text: bytes, source: str, market: str | None = None) ->
         )
     except pl.exceptions.PolarsError as exc:
         raise BinanceDataError(
-            f"{source}: [bad_columns] the CSV does not parse as {width} fields a line ({str(exc).splitlines()[0]})",
-            rule="bad_columns",
-            source=source,
+            source, "bad_columns", f"the CSV does not parse as {width} fields a line ({str(exc).splitlines()[0]})"
         ) from None
     if raw.height == 0:
-        raise BinanceDataError(f"{source}: [empty_file] the CSV holds no trades", rule="empty_file", source=source)
+        raise BinanceDataError(source, "empty_file", "the CSV holds no trades")
     out: dict[str, pl.Series] = {}
     for name in ("agg_trade_id", "first_trade_id", "last_trade_id", "transact_time"):
         out[name] = _number(raw[name], pl.Int64, name, source, line_offset)
@@ -301,22 +259,12 @@ def _number(raw: pl.Series, dtype, name: str, source: str, line_offset: int) -> 
     bad = parsed.is_null()
     if bad.any():
         i = int(bad.arg_max())
-        raise BinanceDataError(
-            f"{source}: [unparseable_value] line {i + line_offset}: {name} is {raw[i]!r}, expected a number",
-            rule="unparseable_value",
-            source=source,
-            line=i + line_offset,
-        )
+        raise BinanceDataError(source, "unparseable_value", f"line {i + line_offset}: {name} is {raw[i]!r}, expected a number", line=i + line_offset)
     if dtype == pl.Float64:
         bad = ~parsed.is_finite() | (parsed <= 0)
         if bad.any():
             i = int(bad.arg_max())
-            raise BinanceDataError(
-                f"{source}: [unparseable_value] line {i + line_offset}: {name} is {raw[i]!r}, expected a positive number",
-                rule="unparseable_value",
-                source=source,
-                line=i + line_offset,
-            )
+            raise BinanceDataError(source, "unparseable_value", f"line {i + line_offset}: {name} is {raw[i]!r}, expected a positive number", line=i + line_offset)
     return parsed.alias(name)
 
 
@@ -392,10 +340,9 @@ def validate_day(df: pl.DataFrame, day: dt.date, source: str, *, today: dt.date 
         days = df.filter((pl.col("transact_time") < start) | (pl.col("transact_time") >= end))["transact_time"].dt.date()
         other = days.mode().sort()[0]
         raise BinanceDataError(
-            f"{source}: [wrong_day] {report.outside_day:,} of {df.height:,} rows are not on {day} (most on {other}): "
-            "the file holds another day's trades",
-            rule="wrong_day",
-            source=source,
+            source,
+            "wrong_day",
+            f"{report.outside_day:,} of {df.height:,} rows are not on {day} (most on {other}): the file holds another day's trades",
         )
     kept, report.duplicates_dropped, report.conflicting_duplicate = deduplicate(inside)
     if kept.height:
@@ -406,10 +353,10 @@ def validate_day(df: pl.DataFrame, day: dt.date, source: str, *, today: dt.date 
             allowed = max(MIN_END_GAP_S, END_GAP_TRADES * 86_400 / kept.height)
             if gap > allowed:
                 raise BinanceDataError(
-                    f"{source}: [truncated_day] the last trade is at {report.last_trade:%H:%M:%S}Z, {gap / 3600:.1f} h before the "
+                    source,
+                    "truncated_day",
+                    f"the last trade is at {report.last_trade:%H:%M:%S}Z, {gap / 3600:.1f} h before the "
                     f"day's end ({kept.height:,} trades, so about one every {86_400 / kept.height:,.0f} s): a partial file",
-                    rule="truncated_day",
-                    source=source,
                 )
     return kept, report
 
@@ -424,10 +371,10 @@ def check_thin_days(reports: list[DayReport], min_rows_ratio: float = MIN_ROWS_R
         median = others[len(others) // 2] if len(others) % 2 else (others[len(others) // 2 - 1] + others[len(others) // 2]) / 2
         if r.rows < min_rows_ratio * median:
             raise BinanceDataError(
-                f"{r.source}: [too_few_rows] {r.rows:,} trades, fewer than min_rows_ratio={min_rows_ratio:g} of the "
+                r.source,
+                "too_few_rows",
+                f"{r.rows:,} trades, fewer than min_rows_ratio={min_rows_ratio:g} of the "
                 f"median {median:,.0f} of the symbol's other days read in this run (a partial publication?)",
-                rule="too_few_rows",
-                source=r.source,
             )
 
 
@@ -497,18 +444,14 @@ def load_day_checked(
     data = files.get(key)
     if data is None:
         raise BinanceDataError(
-            f"{source}: [missing_file] no {market} aggTrades file for {symbol} on {day} (not published yet, or "
-            "missing from the landing zone)",
-            rule="missing_file",
-            source=source,
+            source,
+            "missing_file",
+            f"no {market} aggTrades file for {symbol} on {day} (not published yet, or missing from the landing zone)",
         )
     checksum = files.get(checksum_key(key))
     if checksum is None and require_checksum:
         raise BinanceDataError(
-            f"{files.describe(checksum_key(key))}: [missing_checksum] the zip has no .CHECKSUM beside it, so it "
-            "cannot be verified",
-            rule="missing_checksum",
-            source=source,
+            source, "missing_checksum", f"no {files.describe(checksum_key(key))} beside the zip, so it cannot be verified"
         )
     return validate_day(read_agg_trades_zip(data, source, checksum, market), day, source)
 
@@ -593,7 +536,15 @@ def rest_transport(market: str, inner: httpx.BaseTransport | None = None, **kwar
     return WeightGuard(inner, weight=REST_WEIGHT[market], limit=REST_WEIGHT_LIMIT[market], **kwargs)
 
 
-REST_FIELDS = {"a": "agg_trade_id", "p": "price", "q": "quantity", "f": "first_trade_id", "l": "last_trade_id", "T": "transact_time", "m": "is_buyer_maker"}
+REST_FIELDS = {
+    "a": "agg_trade_id",
+    "p": "price",
+    "q": "quantity",
+    "f": "first_trade_id",
+    "l": "last_trade_id",
+    "T": "transact_time",
+    "m": "is_buyer_maker",
+}
 
 
 def _rest_frame(rows: list, source: str) -> pl.DataFrame:
@@ -602,7 +553,7 @@ def _rest_frame(rows: list, source: str) -> pl.DataFrame:
     boolean (a string such as ``"false"`` is refused, never read as true)."""
 
     def bad(i: int, problem: str) -> BinanceDataError:
-        return BinanceDataError(f"{source}: [unparseable_value] record {i}: {problem}", rule="unparseable_value", source=source)
+        return BinanceDataError(source, "unparseable_value", f"record {i}: {problem}")
 
     cols: dict[str, list] = {v: [] for v in REST_FIELDS.values()}
     for i, r in enumerate(rows):
@@ -660,10 +611,9 @@ class RestAggTrades:
         self.stats.calls += 1
         if not isinstance(payload, list):
             raise BinanceDataError(
-                f"{self.client.describe(self.path, params)}: [unparseable_value] expected a JSON list of trades, got "
-                f"{json.dumps(payload)[:120]}",
-                rule="unparseable_value",
-                source=self.client.describe(self.path, params),
+                self.client.describe(self.path, params),
+                "unparseable_value",
+                f"expected a JSON list of trades, got {json.dumps(payload)[:120]}",
             )
         return payload
 

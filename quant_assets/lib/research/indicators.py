@@ -341,45 +341,28 @@ def _dmi_into(high, low, close, n, out_adx, out_pdi, out_mdi):
     m = close.shape[0]
     if m <= n:
         return
-    prev_high = high[0]
-    prev_low = low[0]
-    prev_close = close[0]
     pdm = 0.0
     mdm = 0.0
     tr = 0.0
-    today = 0
-    for _ in range(n - 1):
-        today += 1
-        h = high[today]
-        diff_p = h - prev_high
-        prev_high = h
-        lo = low[today]
-        diff_m = prev_low - lo
-        prev_low = lo
-        if diff_m > 0 and diff_p < diff_m:
-            mdm += diff_m
-        elif diff_p > 0 and diff_p > diff_m:
-            pdm += diff_p
-        tr += _true_range(prev_high, prev_low, prev_close)
-        prev_close = close[today]
     sum_dx = 0.0
     adx = 0.0
-    while today < m - 1:
-        today += 1
+    for today in range(1, m):
         h = high[today]
-        diff_p = h - prev_high
-        prev_high = h
         lo = low[today]
-        diff_m = prev_low - lo
-        prev_low = lo
-        mdm -= mdm / n
-        pdm -= pdm / n
+        diff_p = h - high[today - 1]
+        diff_m = low[today - 1] - lo
+        seeding = today < n  # bars 1 .. n-1 seed the sums; Wilder smoothing from bar n
+        if not seeding:
+            mdm -= mdm / n
+            pdm -= pdm / n
         if diff_m > 0 and diff_p < diff_m:
             mdm += diff_m
         elif diff_p > 0 and diff_p > diff_m:
             pdm += diff_p
-        tr = tr - tr / n + _true_range(prev_high, prev_low, prev_close)
-        prev_close = close[today]
+        if seeding:
+            tr += _true_range(h, lo, close[today - 1])
+            continue
+        tr = tr - tr / n + _true_range(h, lo, close[today - 1])
         tr_zero = tr == 0.0
         if tr_zero:
             out_pdi[today] = 0.0

@@ -67,6 +67,38 @@ class Gathered:
         return sum(1 for s in self.status.values() if s == status)
 
 
+def _spans(signals: pl.DataFrame, window_s: int, pre_window_s: int):
+    """(signal_id, symbol, signal_ts, window start, fetch from, fetch to) per signal, in time order."""
+    for sid, sym, ts in signals.select("signal_id", "symbol", "signal_ts").sort("signal_ts", "signal_id").iter_rows():
+        start = window_start(ts)
+        yield (sid, sym, ts, start, *fetch_span(start, window_s, pre_window_s))
+
+
+@dataclasses.dataclass
+class _Windows:
+    """Each signal's trades as they are taken, or why the signal was skipped."""
+
+    frames: list[pl.DataFrame] = dataclasses.field(default_factory=list)
+    status: dict[int, str] = dataclasses.field(default_factory=dict)
+    problems: dict[int, str] = dataclasses.field(default_factory=dict)
+
+    def skip(self, sid: int, status: str, problem: str) -> None:
+        self.status[sid] = status
+        self.problems[sid] = problem
+
+    def take(self, sid: int, sym: str, window: pl.DataFrame, start: int, no_trade: str) -> None:
+        """The window's trades, unless none is at or after the window's first second."""
+        if window.filter(pl.col("transact_time") >= dt.datetime.fromtimestamp(start, dt.UTC)).height == 0:
+            self.skip(sid, "no_trades", no_trade)
+            return
+        self.status[sid] = "ok"
+        self.frames.append(window.with_columns(pl.lit(sid, pl.Int64).alias("signal_id"), pl.lit(sym).alias("symbol")))
+
+    def gathered(self, files: list[str], reports: list[binance.DayReport]) -> Gathered:
+        out = pl.concat(self.frames).select(list(AGG_TRADES_SCHEMA)) if self.frames else pl.DataFrame(schema=AGG_TRADES_SCHEMA)
+        return Gathered(out, self.status, self.problems, files, reports)
+
+
 def gather(
     signals: pl.DataFrame,
     load_day: Callable[[str, dt.date], pl.DataFrame],
@@ -83,15 +115,8 @@ def gather(
     :class:`binance.BinanceDataError` for a missing or bad file). Each symbol-day is read once,
     ``workers`` at a time; a day much thinner than the symbol's other days read in the run fails
     (:func:`binance.check_thin_days`)."""
-    plan = []
-    needed: dict[tuple[str, dt.date], None] = {}
-    for sid, sym, ts in signals.select("signal_id", "symbol", "signal_ts").sort("signal_ts", "signal_id").iter_rows():
-        start = window_start(ts)
-        lo, hi = fetch_span(start, window_s, pre_window_s)
-        days = binance.days_covering(lo, hi)
-        plan.append((sid, sym, ts, start, lo, hi, days))
-        for day in days:
-            needed[(sym, day)] = None
+    plan = [(*span, binance.days_covering(*span[4:])) for span in _spans(signals, window_s, pre_window_s)]
+    needed = {(sym, day): None for _, sym, *_, days in plan for day in days}
 
     def load(key: tuple[str, dt.date]) -> tuple[pl.DataFrame, binance.DayReport | None] | binance.BinanceDataError:
         try:
@@ -118,9 +143,7 @@ def gather(
             min_rows_ratio,
         )
     loaded = {k: (v if isinstance(v, binance.BinanceDataError) else v[0]) for k, v in loaded.items()}
-    frames: list[pl.DataFrame] = []
-    status: dict[int, str] = {}
-    problems: dict[int, str] = {}
+    taken = _Windows()
     for sid, sym, ts, start, lo, hi, days in plan:
         missing = next((loaded[(sym, d)] for d in days if isinstance(loaded[(sym, d)], binance.BinanceDataError)), None)
         if missing is not None:
@@ -131,19 +154,12 @@ def gather(
                     f"signal {sid} ({sym} at {ts:%Y-%m-%d %H:%M:%S}Z) needs this file: {missing.detail}",
                     line=missing.line,
                 )
-            status[sid] = "missing_day_file"
-            problems[sid] = str(missing)
+            taken.skip(sid, "missing_day_file", str(missing))
             continue
-        window = _slice([loaded[(sym, d)] for d in days], lo, hi)
         first = dt.datetime.fromtimestamp(start, dt.UTC)
-        if window.filter(pl.col("transact_time") >= first).height == 0:
-            status[sid] = "no_trades"
-            problems[sid] = f"no {sym} trade between {first:%Y-%m-%d %H:%M:%S}Z and {hi:%Y-%m-%d %H:%M:%S}Z"
-            continue
-        status[sid] = "ok"
-        frames.append(window.with_columns(pl.lit(sid, pl.Int64).alias("signal_id"), pl.lit(sym).alias("symbol")))
-    out = pl.concat(frames).select(list(AGG_TRADES_SCHEMA)) if frames else pl.DataFrame(schema=AGG_TRADES_SCHEMA)
-    return Gathered(out, status, problems, files, reports)
+        no_trade = f"no {sym} trade between {first:%Y-%m-%d %H:%M:%S}Z and {hi:%Y-%m-%d %H:%M:%S}Z"
+        taken.take(sid, sym, _slice([loaded[(sym, d)] for d in days], lo, hi), start, no_trade)
+    return taken.gathered(files, reports)
 
 
 def _slice(parts: list[pl.DataFrame], lo: dt.datetime, hi: dt.datetime) -> pl.DataFrame:
@@ -161,20 +177,10 @@ def gather_rest(
     pre_window_s: int = PRE_WINDOW_S,
 ) -> Gathered:
     """Trades of every signal's span from the REST endpoint (hour by hour, cached)."""
-    frames: list[pl.DataFrame] = []
-    status: dict[int, str] = {}
-    problems: dict[int, str] = {}
-    for sid, sym, ts in signals.select("signal_id", "symbol", "signal_ts").sort("signal_ts", "signal_id").iter_rows():
-        start = window_start(ts)
-        lo, hi = fetch_span(start, window_s, pre_window_s)
-        window = rest.window(sym, lo, hi)
-        if window.filter(pl.col("transact_time") >= dt.datetime.fromtimestamp(start, dt.UTC)).height == 0:
-            status[sid] = "no_trades"
-            problems[sid] = f"the REST endpoint returned no {sym} trade in the window starting {lo:%Y-%m-%d %H:%M}Z"
-            continue
-        status[sid] = "ok"
-        frames.append(window.with_columns(pl.lit(sid, pl.Int64).alias("signal_id"), pl.lit(sym).alias("symbol")))
-    out = pl.concat(frames).select(list(AGG_TRADES_SCHEMA)) if frames else pl.DataFrame(schema=AGG_TRADES_SCHEMA)
+    taken = _Windows()
+    for sid, sym, _, start, lo, hi in _spans(signals, window_s, pre_window_s):
+        no_trade = f"the REST endpoint returned no {sym} trade in the window starting {lo:%Y-%m-%d %H:%M}Z"
+        taken.take(sid, sym, rest.window(sym, lo, hi), start, no_trade)
     source = f"{rest.client.base_url}{rest.path}"
     report = binance.DayReport(
         source,
@@ -182,7 +188,7 @@ def gather_rest(
         conflicting_duplicate=rest.stats.conflicting_duplicate,
         duplicates_dropped=rest.stats.duplicates_dropped,
     )
-    return Gathered(out, status, problems, [source], [report])
+    return taken.gathered([source], [report])
 
 
 def by_signal_day(frame: pl.DataFrame, signals: pl.DataFrame, days) -> dict[str, pl.DataFrame]:

@@ -4,7 +4,8 @@ median length of an asset body, and frame operations per 1,000 lines.
     python -m quant_assets_tests.layout_metrics            # the working tree
     python -m quant_assets_tests.layout_metrics f16e374    # ... and any revision, for comparison
 
-An asset body is the decorated function (``@asset`` / ``@multi_asset``) without its docstring.
+An asset body is the decorated function (``@asset``, ``@multi_asset``, ``@house_asset`` or a
+domain wrapper of it) without its docstring.
 A frame operation is a call of a polars frame method that reshapes or combines data (filter,
 select, with_columns, group_by, join, agg, sort, unique, pivot, concat, ...), not counting
 ``str.join``.
@@ -26,7 +27,7 @@ FRAME_OPERATION = re.compile(
     r"(?<![\"'])\.(filter|select|with_columns|group_by|join|agg|sort|unique|pivot|concat|partition_by|explode|melt"
     r"|unpivot|head|tail|drop_nulls|fill_null|over)\(|pl\.concat\("
 )
-ASSET_DECORATORS = {"asset", "multi_asset"}
+ASSET_DECORATORS = {"asset", "multi_asset", "house_asset", "_model_asset"}
 
 
 @dataclasses.dataclass

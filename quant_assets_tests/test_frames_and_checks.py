@@ -77,3 +77,28 @@ def test_materialize_returns_every_declared_result_with_its_severity():
     assert evaluations["positive"].passed and evaluations["positive"].severity == AssetCheckSeverity.ERROR
     assert not evaluations["some_rows"].passed and evaluations["some_rows"].severity == AssetCheckSeverity.WARN
     assert evaluations[qc.SCHEMA_CHECK].passed
+
+
+def test_house_asset_carries_the_domain_conventions_and_refuses_another_assets_checks():
+    from dagster import BackfillPolicy
+
+    from quant_assets.defs.assets import house_asset
+    from quant_assets.defs.partitions import trading_days
+
+    key = AssetKey(["research", "example_table"])
+    checks = qc.AssetChecks(key, qc.Check("rows_present", "At least one row."))
+
+    @house_asset(key, "features", {"polars", "parquet"}, "3", partitions_def=trading_days, per_run=5, checks=checks)
+    def example_table():
+        return None
+
+    spec = example_table.specs_by_key[key]
+    assert spec.group_name == "research" and list(spec.owners) == ["team:quant-research"]
+    assert spec.tags["layer"] == "features" and spec.tags["domain"] == "research" and spec.code_version == "3"
+    assert set(spec.kinds) == {"polars", "parquet"}
+    assert example_table.backfill_policy == BackfillPolicy.multi_run(max_partitions_per_run=5)
+    assert sorted(c.name for c in example_table.check_specs) == ["column_schema_unchanged", "rows_present"]
+    with pytest.raises(ValueError, match="research/other declares the checks of research/example_table"):
+        house_asset(AssetKey(["research", "other"]), "features", {"polars"}, "1", checks=checks)
+    with pytest.raises(ValueError, match="unknown layer"):
+        house_asset(AssetKey(["research", "other"]), "gold", {"polars"}, "1")

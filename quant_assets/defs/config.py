@@ -30,6 +30,7 @@ from typing import Any
 
 from dagster import Array, Bool, Failure, Field, Float, Int, Map, Noneable, String
 from pydantic import BaseModel, ValidationError
+from pydantic import Field as PydanticField
 from pydantic_core import PydanticUndefined
 
 _PLAIN = {int: Int, float: Float, bool: Bool, str: String}
@@ -60,10 +61,16 @@ def _constraints(field) -> str:
         for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             value = getattr(meta, attr, None)
             if value is not None:
-                bits.append(f"{sign} {value}")
+                whole = isinstance(value, float) and value.is_integer()
+                bits.append(f"{sign} {int(value) if whole else value}")  # "<= 1" whether declared 1 or 1.0
     if typing.get_origin(field.annotation) is typing.Literal:
         bits.append("one of " + ", ".join(repr(a) for a in typing.get_args(field.annotation)))
     return f" ({'; '.join(bits)})" if bits else ""
+
+
+def fraction(default: float, description: str) -> Any:
+    """A Config field that is a share, from 0 to 1 inclusive."""
+    return PydanticField(default=default, ge=0.0, le=1.0, description=description)
 
 
 def config_schema(model: type[BaseModel]) -> dict[str, Field]:

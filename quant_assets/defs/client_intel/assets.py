@@ -11,11 +11,12 @@ belong together), so they are built by one step and always re-materialized toget
 import time
 
 import polars as pl
-from dagster import AssetCheckSeverity, AssetExecutionContext, AssetIn, AssetKey, AssetOut, MetadataValue, asset, multi_asset
+from dagster import AssetCheckSeverity, AssetExecutionContext, AssetIn, AssetKey, AssetOut, MetadataValue, multi_asset
 from pydantic import BaseModel, Field, field_validator
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
+from quant_assets.defs.assets import house_asset
 from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.resources import WarehouseResource
 from quant_assets.lib.client_intel import spec as S
@@ -232,11 +233,9 @@ GROUP BY segment ORDER BY segment
 """
 
 
-@asset(
-    key=WAREHOUSE_KEY,
-    **md.asset_kwargs(DOMAIN, layer="warehouse", kinds={"sql", "duckdb", "postgres"}, code_version=CODE_VERSION),
-    ins={t: AssetIn(key=KEYS[t]) for t in TABLES},
-    check_specs=WAREHOUSE_CHECKS.specs,
+@house_asset(
+    WAREHOUSE_KEY, "warehouse", {"sql", "duckdb", "postgres"}, CODE_VERSION,
+    ins={t: AssetIn(key=KEYS[t]) for t in TABLES}, checks=WAREHOUSE_CHECKS,
     # DuckDB allows one writing process per file: warehouse loads queue behind each other.
     pool="warehouse",
 )

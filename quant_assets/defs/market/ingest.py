@@ -6,17 +6,17 @@ import hashlib
 import statistics
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetKey, AssetRecordsFilter, BackfillPolicy, DataVersion, Failure, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, AssetRecordsFilter, DataVersion, Failure, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import fraction, lib_params, mirrors, parse
 from quant_assets.defs.market import landing as lz
 from quant_assets.defs.market.common import table_meta
 from quant_assets.defs.market.keys import (
     DAYS_PER_RUN,
-    DOMAIN,
     HOLIDAY,
     KEYS,
     MINUTE_DAYS_PER_RUN,
@@ -39,18 +39,14 @@ class FlatFileConfig(BaseModel):
         default=False,
         description="Load files with unknown extra columns (ignoring them) instead of failing on the schema change.",
     )
-    max_rejected_fraction: float = Field(
-        default=0.05,
-        ge=0.0,
-        le=1.0,
-        description="The quarantine_share check fails (and blocks downstream) when more than this fraction "
+    max_rejected_fraction: float = fraction(
+        0.05,
+        "The quarantine_share check fails (and blocks downstream) when more than this fraction "
         "of a file's rows break a quarantine rule.",
     )
-    min_rows_ratio: float = Field(
-        default=polygon.MIN_ROWS_RATIO,
-        ge=0.0,
-        le=1.0,
-        description="Fail a session's file with fewer rows than this fraction of the median row count of "
+    min_rows_ratio: float = fraction(
+        polygon.MIN_ROWS_RATIO,
+        "Fail a session's file with fewer rows than this fraction of the median row count of "
         "the previous 5 sessions (a file that parses but carries almost nothing). 0 disables the rule; "
         "a file with no rows always fails.",
     )
@@ -173,16 +169,10 @@ QUARANTINE = qc.Check(
 CHECKS = {"day": qc.AssetChecks(KEYS["day_aggs"], QUARANTINE), "minute": qc.AssetChecks(KEYS["minute_aggs"], QUARANTINE)}
 
 
-@asset(
-    key=KEYS["day_aggs"],
-    **md.asset_kwargs(DOMAIN, layer="raw", kinds={"polars", "parquet"}, code_version="2", tags={"vendor": "polygon"}),
-    partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
-    metadata=table_meta(market.DAY_AGGS_SCHEMA),
-    freshness_policy=PUBLICATION_FRESHNESS,
-    check_specs=CHECKS["day"].specs,
-    config_schema=config_schema(FlatFileConfig),
-    deps=[lz.POLYGON_DAY_FILES],
+@house_asset(
+    KEYS["day_aggs"], "raw", {"polars", "parquet"}, "2",
+    partitions_def=trading_days, per_run=DAYS_PER_RUN, freshness_policy=PUBLICATION_FRESHNESS, metadata=table_meta(market.DAY_AGGS_SCHEMA),
+    deps=[lz.POLYGON_DAY_FILES], checks=CHECKS["day"], config=FlatFileConfig, tags={"vendor": "polygon"},
 )
 def day_aggs(context: AssetExecutionContext, landing: LandingZone, lake: Lake):
     """Polygon day aggregates: one row per ticker and trading day, as delivered, typed.
@@ -195,16 +185,11 @@ def day_aggs(context: AssetExecutionContext, landing: LandingZone, lake: Lake):
     return _ingest(context, parse(FlatFileConfig, context), landing, lake, kind="day", to_table=market.to_day_aggs, schema=market.DAY_AGGS_SCHEMA)
 
 
-@asset(
-    key=KEYS["minute_aggs"],
-    **md.asset_kwargs(DOMAIN, layer="raw", kinds={"polars", "parquet"}, code_version="2", tags={"vendor": "polygon"}),
-    partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
-    metadata=table_meta(market.MINUTE_AGGS_SCHEMA),
-    freshness_policy=PUBLICATION_FRESHNESS,
-    check_specs=CHECKS["minute"].specs,
-    config_schema=config_schema(FlatFileConfig),
-    deps=[lz.POLYGON_MINUTE_FILES],
+@house_asset(
+    KEYS["minute_aggs"], "raw", {"polars", "parquet"}, "2",
+    partitions_def=trading_days, per_run=MINUTE_DAYS_PER_RUN, freshness_policy=PUBLICATION_FRESHNESS,
+    metadata=table_meta(market.MINUTE_AGGS_SCHEMA), deps=[lz.POLYGON_MINUTE_FILES], checks=CHECKS["minute"], config=FlatFileConfig,
+    tags={"vendor": "polygon"},
 )
 def minute_aggs(context: AssetExecutionContext, landing: LandingZone, lake: Lake):
     """Polygon minute aggregates: one row per ticker and minute with trades, with its ``session``.

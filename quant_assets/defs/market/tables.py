@@ -4,17 +4,17 @@ features (``quant_assets.lib.market``)."""
 import datetime as dt
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, Failure, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import parse
 from quant_assets.defs.market.common import day_window, require_sessions, table_meta
 from quant_assets.defs.market.keys import (
     DAY_AGGS_LOOKBACK,
     DAYS_PER_RUN,
-    DOMAIN,
     FILTER_LOOKBACK,
     HOLIDAY,
     KEYS,
@@ -58,15 +58,11 @@ def _universe(out: pl.DataFrame, targets: list[dt.date], expected_from: dt.date 
     return qc.Outcome(not empty, desc, {"sessions_checked": len(due), "empty_sessions": MetadataValue.json(empty[:100])})
 
 
-@asset(
-    key=KEYS["daily_bars"],
-    **md.asset_kwargs(DOMAIN, layer="curated", kinds={"polars", "parquet"}, code_version="2"),
-    partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
+@house_asset(
+    KEYS["daily_bars"], "curated", {"polars", "parquet"}, "2",
+    partitions_def=trading_days, per_run=DAYS_PER_RUN, freshness_policy=PUBLICATION_FRESHNESS,
     metadata=table_meta(market.DAILY_BARS_SCHEMA),
-    ins={"day_aggs": AssetIn(key=KEYS["day_aggs"], partition_mapping=day_window(-DAY_AGGS_LOOKBACK))},
-    freshness_policy=PUBLICATION_FRESHNESS,
-    check_specs=DAILY_CHECKS.specs,
+    ins={"day_aggs": AssetIn(key=KEYS["day_aggs"], partition_mapping=day_window(-DAY_AGGS_LOOKBACK))}, checks=DAILY_CHECKS,
 )
 def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame):
     """The research daily table: one row per tradable ticker and trading day, with 1-day returns.
@@ -109,15 +105,11 @@ def daily_bars(context: AssetExecutionContext, day_aggs: pl.DataFrame):
     return DAILY_CHECKS.materialize(context, out, outcomes=outcomes)
 
 
-@asset(
-    key=KEYS["weekly_bars"],
-    **md.asset_kwargs(DOMAIN, layer="curated", kinds={"polars", "parquet"}, code_version="2"),
-    partitions_def=trading_weeks,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=WEEKS_PER_RUN),
+@house_asset(
+    KEYS["weekly_bars"], "curated", {"polars", "parquet"}, "2",
+    partitions_def=trading_weeks, per_run=WEEKS_PER_RUN, freshness_policy=WEEKLY_FRESHNESS,
     metadata=table_meta(market.WEEKLY_BARS_SCHEMA, "week_start"),
-    ins={"daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=day_window(0))},
-    freshness_policy=WEEKLY_FRESHNESS,
-    check_specs=WEEKLY_CHECKS.specs,
+    ins={"daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=day_window(0))}, checks=WEEKLY_CHECKS,
 )
 def weekly_bars(context: AssetExecutionContext, daily_bars: pl.DataFrame):
     """Weekly bars: one row per ticker and week ending Friday (partition key: the Monday).
@@ -147,16 +139,12 @@ class DailyFilteredConfig(BaseModel):
     )
 
 
-@asset(
-    key=KEYS["daily_filtered"],
-    **md.asset_kwargs(DOMAIN, layer="curated", kinds={"polars", "parquet"}, code_version="2"),
-    partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
+@house_asset(
+    KEYS["daily_filtered"], "curated", {"polars", "parquet"}, "2",
+    partitions_def=trading_days, per_run=DAYS_PER_RUN, freshness_policy=PUBLICATION_FRESHNESS,
     metadata=table_meta({**market.DAILY_BARS_SCHEMA, **market.DAILY_FILTERED_EXTRA}),
-    ins={"daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=day_window(-FILTER_LOOKBACK))},
-    freshness_policy=PUBLICATION_FRESHNESS,
-    check_specs=FILTERED_CHECKS.specs,
-    config_schema=config_schema(DailyFilteredConfig),
+    ins={"daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=day_window(-FILTER_LOOKBACK))}, checks=FILTERED_CHECKS,
+    config=DailyFilteredConfig,
 )
 def daily_filtered(context: AssetExecutionContext, daily_bars: pl.DataFrame):
     """The swing-trading universe (the old ``daily_filtered_1_9.99``): one row per ticker in the
@@ -195,19 +183,15 @@ class MinuteFeaturesConfig(BaseModel):
     )
 
 
-@asset(
-    key=KEYS["minute_features"],
-    **md.asset_kwargs(DOMAIN, layer="features", kinds={"polars", "parquet"}, code_version="2"),
-    partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
+@house_asset(
+    KEYS["minute_features"], "features", {"polars", "parquet"}, "2",
+    partitions_def=trading_days, per_run=MINUTE_DAYS_PER_RUN, freshness_policy=PUBLICATION_FRESHNESS,
     metadata=table_meta(market.MINUTE_FEATURES_SCHEMA),
     ins={
         "minute_aggs": AssetIn(key=KEYS["minute_aggs"]),
         "daily_bars": AssetIn(key=KEYS["daily_bars"], partition_mapping=day_window(-SPIKE_LOOKBACK, -1)),
     },
-    freshness_policy=PUBLICATION_FRESHNESS,
-    check_specs=MINUTE_CHECKS.specs,
-    config_schema=config_schema(MinuteFeaturesConfig),
+    checks=MINUTE_CHECKS, config=MinuteFeaturesConfig,
 )
 def minute_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame, daily_bars: pl.DataFrame):
     """Per tradable ticker and day, from minute bars: realized volatility, intraday range, volume

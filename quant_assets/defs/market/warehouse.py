@@ -2,11 +2,12 @@
 
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.market.keys import DAYS_PER_RUN, DOMAIN, KEYS, PUBLICATION_FRESHNESS, WAREHOUSE_CHECK
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.market.keys import DAYS_PER_RUN, KEYS, PUBLICATION_FRESHNESS, WAREHOUSE_CHECK
 from quant_assets.defs.partitions import partition_dates, trading_days
 from quant_assets.defs.resources import WarehouseResource
 from quant_assets.lib import frames, market
@@ -16,18 +17,14 @@ WAREHOUSE_CHECKS = qc.AssetChecks(
 )
 
 
-@asset(
-    key=KEYS["warehouse_daily_bars"],
-    **md.asset_kwargs(DOMAIN, layer="warehouse", kinds={"sql", "duckdb", "postgres"}, code_version="2"),
-    partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
-    ins={"daily_bars": AssetIn(key=KEYS["daily_bars"])},
+@house_asset(
+    KEYS["warehouse_daily_bars"], "warehouse", {"sql", "duckdb", "postgres"}, "2",
+    partitions_def=trading_days, per_run=DAYS_PER_RUN, freshness_policy=PUBLICATION_FRESHNESS,
     metadata={
         **md.table_definition_metadata(market.DAILY_BARS_SCHEMA, market.COLUMN_DOCS),
         md.TABLE_NAME: "market_daily_bars",
     },
-    freshness_policy=PUBLICATION_FRESHNESS,
-    check_specs=WAREHOUSE_CHECKS.specs,
+    ins={"daily_bars": AssetIn(key=KEYS["daily_bars"])}, checks=WAREHOUSE_CHECKS,
     # DuckDB allows one writing process per file: warehouse loads queue behind each other.
     pool="warehouse",
 )

@@ -3,13 +3,14 @@ portfolio backtest (``quant_assets.lib.pump.backtest``, ``.portfolio``)."""
 
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
-from quant_assets.defs.pump.common import fail, pump_kwargs, read_lake_partition, research_closes, table_meta
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import lib_params, mirrors, parse
+from quant_assets.defs.pump.common import fail, read_lake_partition, research_closes, table_meta
 from quant_assets.defs.pump.keys import AGREEMENT_CHECK, BACKTEST_CSV, EQUITY_CHECK, KEYS
 from quant_assets.defs.resources import Lake
 from quant_assets.lib import frames
@@ -41,14 +42,11 @@ class BacktestConfig(BaseModel):
     )
 
 
-@asset(
-    key=KEYS["backtest_trades"],
-    **pump_kwargs("analysis", {"csv", "parquet"}, "2"),
+@house_asset(
+    KEYS["backtest_trades"], "analysis", {"csv", "parquet"}, "2",
     metadata=table_meta(schemas.BACKTEST_TRADES_SCHEMA, file=f"lake: {BACKTEST_CSV}"),
     ins={"composite_strategy": AssetIn(key=KEYS["composite_strategy"]), "signal_analysis": AssetIn(key=KEYS["signal_analysis"])},
-    deps=[KEYS["delta_bars_1s"]],
-    check_specs=TRADE_CHECKS.specs,
-    config_schema=config_schema(BacktestConfig),
+    deps=[KEYS["delta_bars_1s"]], checks=TRADE_CHECKS, config=BacktestConfig,
 )
 def backtest_trades(context: AssetExecutionContext, composite_strategy: pl.DataFrame, signal_analysis: pl.DataFrame, lake: Lake):
     """The composite strategy replayed on the timeline with position tracking, walked bar by bar:
@@ -115,14 +113,11 @@ class PortfolioConfig(BaseModel):
         "filter with only_composite_signals); 'all': every research signal (in sample for the champions' filters).",
     )
 
-@asset(
-    key=KEYS["portfolio_backtest"],
-    **pump_kwargs("analysis", {"polars", "parquet"}, "2"),
+@house_asset(
+    KEYS["portfolio_backtest"], "analysis", {"polars", "parquet"}, "2",
     metadata=table_meta(schemas.EQUITY_SCHEMA),
     ins={"signal_analysis": AssetIn(key=KEYS["signal_analysis"]), "composite_strategy": AssetIn(key=KEYS["composite_strategy"])},
-    deps=[KEYS["minute_candles"]],
-    check_specs=EQUITY_CHECKS.specs,
-    config_schema=config_schema(PortfolioConfig),
+    deps=[KEYS["minute_candles"]], checks=EQUITY_CHECKS, config=PortfolioConfig,
 )
 def portfolio_backtest(context: AssetExecutionContext, signal_analysis: pl.DataFrame, composite_strategy: pl.DataFrame, lake: Lake):
     """A multi-asset portfolio on 1-minute candles: every research signal (or only those passing

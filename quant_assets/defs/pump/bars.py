@@ -3,12 +3,13 @@
 
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
+from quant_assets.defs.assets import house_asset
 from quant_assets.defs.partitions import partition_dates, utc_days
-from quant_assets.defs.pump.common import pump_kwargs, table_meta
+from quant_assets.defs.pump.common import table_meta
 from quant_assets.defs.pump.keys import DAYS_PER_RUN, IDENTITY_CHECK, KEYS, SECONDS_CHECK, WINDOW_S
 from quant_assets.lib import frames
 from quant_assets.lib.pump import bars, schemas, trades
@@ -25,14 +26,10 @@ DELTA_CHECKS = qc.AssetChecks(
 CANDLE_CHECKS = qc.AssetChecks(KEYS["minute_candles"])
 
 
-@asset(
-    key=KEYS["delta_bars_1s"],
-    **pump_kwargs("curated", {"polars", "numba", "parquet"}, "2"),  # v2: large trades against earlier trades only
-    partitions_def=utc_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
-    metadata=table_meta(schemas.DELTA_BARS_SCHEMA),
-    ins={"signals": AssetIn(key=KEYS["signals"]), "agg_trades": AssetIn(key=KEYS["agg_trades"])},
-    check_specs=DELTA_CHECKS.specs,
+@house_asset(
+    KEYS["delta_bars_1s"], "curated", {"polars", "numba", "parquet"}, "2",  # v2: large trades against earlier trades only
+    partitions_def=utc_days, per_run=DAYS_PER_RUN, metadata=table_meta(schemas.DELTA_BARS_SCHEMA),
+    ins={"signals": AssetIn(key=KEYS["signals"]), "agg_trades": AssetIn(key=KEYS["agg_trades"])}, checks=DELTA_CHECKS,
 )
 def delta_bars_1s(context: AssetExecutionContext, signals: pl.DataFrame, agg_trades: pl.DataFrame):
     """1-second bars of every signal's 24 h window with buy/sell delta: 86,400 rows per signal,
@@ -69,14 +66,10 @@ def _bar_outcomes(out: pl.DataFrame) -> dict[str, qc.Outcome]:
     return {SECONDS_CHECK: seconds, IDENTITY_CHECK: identity}
 
 
-@asset(
-    key=KEYS["minute_candles"],
-    **pump_kwargs("curated", {"polars", "parquet"}, "1"),
-    partitions_def=utc_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
-    metadata=table_meta(schemas.MINUTE_CANDLES_SCHEMA),
-    ins={"signals": AssetIn(key=KEYS["signals"]), "delta_bars_1s": AssetIn(key=KEYS["delta_bars_1s"])},
-    check_specs=CANDLE_CHECKS.specs,
+@house_asset(
+    KEYS["minute_candles"], "curated", {"polars", "parquet"}, "1",
+    partitions_def=utc_days, per_run=DAYS_PER_RUN, metadata=table_meta(schemas.MINUTE_CANDLES_SCHEMA),
+    ins={"signals": AssetIn(key=KEYS["signals"]), "delta_bars_1s": AssetIn(key=KEYS["delta_bars_1s"])}, checks=CANDLE_CHECKS,
 )
 def minute_candles(context: AssetExecutionContext, signals: pl.DataFrame, delta_bars_1s: pl.DataFrame):
     """1-minute OHLCV of every signal's 24 h window (UTC-aligned minutes; the first one starts at

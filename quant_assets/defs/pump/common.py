@@ -1,4 +1,4 @@
-"""Helpers the pump stage modules share: column metadata, asset kwargs, reading one stored
+"""Helpers the pump stage modules share: column metadata, reading one stored
 partition, splitting a range output by day, failures with metadata."""
 
 import io
@@ -8,17 +8,13 @@ import polars as pl
 from dagster import AssetKey, Failure
 
 from quant_assets.defs import metadata as md
-from quant_assets.defs.pump.keys import DOMAIN, KEYS, WINDOW_S
+from quant_assets.defs.pump.keys import KEYS, WINDOW_S
 from quant_assets.defs.resources import Lake, partition_file
 from quant_assets.lib.pump import optimizer, schemas
 
 
 def table_meta(schema: dict, **extra) -> dict:
     return md.table_definition_metadata(schema, schemas.COLUMN_DOCS, **extra)
-
-
-def pump_kwargs(layer: str, kinds: set[str], version: str, **tags) -> dict:
-    return md.asset_kwargs(DOMAIN, layer=layer, kinds=kinds, code_version=version, tags=tags or None)
 
 
 def read_lake_partition(lake: Lake, key: AssetKey, partition: str, columns: list[str] | None = None) -> pl.DataFrame | None:

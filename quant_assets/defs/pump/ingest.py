@@ -5,14 +5,15 @@ trades around each signal, validated and quarantined (``quant_assets.lib.pump.si
 import datetime as dt
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import fraction, parse
 from quant_assets.defs.partitions import partition_dates, utc_days
-from quant_assets.defs.pump.common import fail, pump_kwargs, table_meta
+from quant_assets.defs.pump.common import fail, table_meta
 from quant_assets.defs.pump.keys import COVERAGE_CHECK, DAYS_PER_RUN, KEYS, QUARANTINE_CHECK
 from quant_assets.defs.quarantine import keep_rejected, share_outcome
 from quant_assets.defs.resources import Lake, LandingZone, WarehouseResource
@@ -52,23 +53,17 @@ class SignalsConfig(BaseModel):
         description="Warehouse table with columns signal_id, symbol, timestamp (UTC), total_score, rsi, "
         "volume_zscore, oi_change_pct (source='warehouse').",
     )
-    max_rejected_fraction: float = Field(
-        default=0.05,
-        ge=0.0,
-        le=1.0,
-        description="The quarantine_share check fails (blocking downstream) when more than this fraction of a "
+    max_rejected_fraction: float = fraction(
+        0.05,
+        "The quarantine_share check fails (blocking downstream) when more than this fraction of a "
         "day's rows break a rule.",
     )
 
 
-@asset(
-    key=KEYS["signals"],
-    **pump_kwargs("raw", {"polars", "parquet"}, "1", vendor="signal-source"),
-    partitions_def=utc_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
-    metadata=table_meta(schemas.SIGNALS_SCHEMA),
-    check_specs=SIGNAL_CHECKS.specs,
-    config_schema=config_schema(SignalsConfig),
+@house_asset(
+    KEYS["signals"], "raw", {"polars", "parquet"}, "1",
+    partitions_def=utc_days, per_run=DAYS_PER_RUN, metadata=table_meta(schemas.SIGNALS_SCHEMA), checks=SIGNAL_CHECKS, config=SignalsConfig,
+    tags={"vendor": "signal-source"},
 )
 def signals(context: AssetExecutionContext, landing: LandingZone, lake: Lake, warehouse: WarehouseResource):
     """Pump signal events of a UTC day: one row per signal (id, symbol, time, ``total_score``
@@ -169,18 +164,14 @@ class AggTradesConfig(BaseModel):
         ge=0,
         description="Longest HTTP 418 ban (Retry-After) waited out before failing (source='rest').",
     )
-    max_rejected_fraction: float = Field(
-        default=0.05,
-        ge=0.0,
-        le=1.0,
-        description="The quarantine_share check fails (blocking downstream) when more than this fraction of a day "
+    max_rejected_fraction: float = fraction(
+        0.05,
+        "The quarantine_share check fails (blocking downstream) when more than this fraction of a day "
         "file's rows are quarantined (outside the file's UTC day, or conflicting copies of one trade id).",
     )
-    min_rows_ratio: float = Field(
-        default=binance.MIN_ROWS_RATIO,
-        ge=0.0,
-        le=1.0,
-        description="A day file with fewer trades than this fraction of the median of the same symbol's other days "
+    min_rows_ratio: float = fraction(
+        binance.MIN_ROWS_RATIO,
+        "A day file with fewer trades than this fraction of the median of the same symbol's other days "
         "in the run fails (too_few_rows; 0 switches it off). Pump coins swing tenfold from day to day: the default "
         "is low.",
     )
@@ -222,15 +213,10 @@ def _gather_files(config: AggTradesConfig, market: str, signals_df: pl.DataFrame
     )
 
 
-@asset(
-    key=KEYS["agg_trades"],
-    **pump_kwargs("raw", {"polars", "parquet"}, "2", vendor="binance"),  # v2: per-row units, day bounds, conflicts held back
-    partitions_def=utc_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
-    metadata=table_meta(schemas.AGG_TRADES_SCHEMA),
-    ins={"signals": AssetIn(key=KEYS["signals"])},
-    check_specs=TRADE_CHECKS.specs,
-    config_schema=config_schema(AggTradesConfig),
+@house_asset(
+    KEYS["agg_trades"], "raw", {"polars", "parquet"}, "2",  # v2: per-row units, day bounds, conflicts held back
+    partitions_def=utc_days, per_run=DAYS_PER_RUN, metadata=table_meta(schemas.AGG_TRADES_SCHEMA),
+    ins={"signals": AssetIn(key=KEYS["signals"])}, checks=TRADE_CHECKS, config=AggTradesConfig, tags={"vendor": "binance"},
 )
 def agg_trades(context: AssetExecutionContext, signals: pl.DataFrame, landing: LandingZone, http: HttpClientResource):
     """Binance aggregate trades around each signal: one row per (signal, aggregate trade) from

@@ -6,12 +6,13 @@ import datetime as dt
 import time
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, AssetKey, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, AssetKey, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
-from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
-from quant_assets.defs.pump.common import fail, pump_kwargs, read_lake_partition, research_closes, table_meta
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import lib_params, mirrors, parse
+from quant_assets.defs.pump.common import fail, read_lake_partition, research_closes, table_meta
 from quant_assets.defs.pump.keys import KEYS, REFERENCE_CHECK, RESEARCH_CHECK
 from quant_assets.defs.resources import Lake
 from quant_assets.lib import frames
@@ -45,13 +46,10 @@ def _materialized_days(context, key: AssetKey) -> list[dt.date]:
     return sorted(dt.date.fromisoformat(k) for k in context.instance.get_materialized_partitions(key))
 
 
-@asset(
-    key=KEYS["signal_analysis"],
-    **pump_kwargs("analysis", {"polars", "parquet"}, "1"),
-    metadata=table_meta(schemas.SIGNAL_ANALYSIS_SCHEMA),
-    deps=[KEYS["signals"], KEYS["delta_bars_1s"]],
-    check_specs=ANALYSIS_CHECKS.specs,
-    config_schema=config_schema(SignalAnalysisConfig),
+@house_asset(
+    KEYS["signal_analysis"], "analysis", {"polars", "parquet"}, "1",
+    metadata=table_meta(schemas.SIGNAL_ANALYSIS_SCHEMA), deps=[KEYS["signals"], KEYS["delta_bars_1s"]], checks=ANALYSIS_CHECKS,
+    config=SignalAnalysisConfig,
 )
 def signal_analysis(context: AssetExecutionContext, lake: Lake):
     """The research set: one row per selected signal of the last ``days`` UTC days, with its
@@ -144,14 +142,10 @@ class StrategyMatrixConfig(BaseModel):
     def grid(self) -> optimizer.GridSpec:
         return lib_params(self, optimizer.GridSpec)
 
-@asset(
-    key=KEYS["strategy_matrix"],
-    **pump_kwargs("analysis", {"numba", "parquet"}, "1"),
-    metadata=table_meta(schemas.STRATEGY_MATRIX_SCHEMA),
-    ins={"signal_analysis": AssetIn(key=KEYS["signal_analysis"])},
-    deps=[KEYS["delta_bars_1s"]],
-    check_specs=MATRIX_CHECKS.specs,
-    config_schema=config_schema(StrategyMatrixConfig),
+@house_asset(
+    KEYS["strategy_matrix"], "analysis", {"numba", "parquet"}, "1",
+    metadata=table_meta(schemas.STRATEGY_MATRIX_SCHEMA), ins={"signal_analysis": AssetIn(key=KEYS["signal_analysis"])},
+    deps=[KEYS["delta_bars_1s"]], checks=MATRIX_CHECKS, config=StrategyMatrixConfig,
 )
 def strategy_matrix(context: AssetExecutionContext, signal_analysis: pl.DataFrame, lake: Lake):
     """Phase 1 of the optimizer: PnL (fraction, after the round-trip fee) and seconds to exit of

@@ -6,12 +6,13 @@ import dataclasses
 import time
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
-from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
-from quant_assets.defs.pump.common import fail, pump_kwargs, table_meta
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import lib_params, mirrors, parse
+from quant_assets.defs.pump.common import fail, table_meta
 from quant_assets.defs.pump.keys import CHAMPION_CHECK, COMPOSITE_JSON, KEYS, OVERFITTING_CHECK, PROFITABLE_CHECK, WINDOW_S
 from quant_assets.defs.resources import Lake
 from quant_assets.lib.pump import composite, filters, optimizer, overfitting, schemas, walkforward
@@ -70,13 +71,11 @@ class OptimizationConfig(BaseModel):
         return lib_params(self, filters.FilterGrid)
 
 
-@asset(
-    key=KEYS["optimization_results"],
-    **pump_kwargs("analysis", {"numba", "parquet"}, "2"),
+@house_asset(
+    KEYS["optimization_results"], "analysis", {"numba", "parquet"}, "2",
     metadata=table_meta(schemas.OPTIMIZATION_RESULTS_SCHEMA),
     ins={"strategy_matrix": AssetIn(key=KEYS["strategy_matrix"]), "signal_analysis": AssetIn(key=KEYS["signal_analysis"])},
-    check_specs=RESULT_CHECKS.specs,
-    config_schema=config_schema(OptimizationConfig),
+    checks=RESULT_CHECKS, config=OptimizationConfig,
 )
 def optimization_results(context: AssetExecutionContext, strategy_matrix: pl.DataFrame, signal_analysis: pl.DataFrame):
     """Phase 2 of the optimizer: the profitable (filter, strategy) configurations, best total PnL
@@ -141,17 +140,15 @@ class CompositeConfig(BaseModel):
     )
 
 
-@asset(
-    key=KEYS["composite_strategy"],
-    **pump_kwargs("analysis", {"json", "parquet"}, "2"),
+@house_asset(
+    KEYS["composite_strategy"], "analysis", {"json", "parquet"}, "2",
     metadata=table_meta(schemas.COMPOSITE_SCHEMA, file=f"lake: {COMPOSITE_JSON}"),
     ins={
         "optimization_results": AssetIn(key=KEYS["optimization_results"]),
         "signal_analysis": AssetIn(key=KEYS["signal_analysis"]),
         "strategy_matrix": AssetIn(key=KEYS["strategy_matrix"]),
     },
-    check_specs=COMPOSITE_CHECKS.specs,
-    config_schema=config_schema(CompositeConfig),
+    checks=COMPOSITE_CHECKS, config=CompositeConfig,
 )
 def composite_strategy(
     context: AssetExecutionContext,

@@ -4,17 +4,17 @@ liquid universe, delisting exits realised (``quant_assets.lib.research.backtests
 
 
 import polars as pl
-from dagster import AssetDep, AssetExecutionContext, AssetIn, Failure, MetadataValue, asset
+from dagster import AssetDep, AssetExecutionContext, AssetIn, Failure, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
-from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import lib_params, mirrors, parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.research import lakeio
 from quant_assets.defs.research.common import all_daily, dated_returns, key_table, require_bars, table_meta
-from quant_assets.defs.research.keys import ALL_DAYS, BENCHMARK, DOMAIN, KEYS, TRADES_CHECK
+from quant_assets.defs.research.keys import ALL_DAYS, BENCHMARK, KEYS, TRADES_CHECK
 from quant_assets.defs.resources import Lake
 from quant_assets.lib.research import performance, universe
 from quant_assets.lib.research.backtests import (
@@ -60,14 +60,10 @@ class BacktestConfig(BaseModel):
     delisting_return: float = delisting_field()
 
 
-@asset(
-    key=KEYS["backtests"],
-    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"vectorbt", "polars"}, code_version="2"),
-    deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)],
-    ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
-    metadata=table_meta(BACKTEST_SCHEMA, BACKTEST_DOCS, partitioned=False),
-    check_specs=BACKTEST_CHECKS.specs,
-    config_schema=config_schema(BacktestConfig),
+@house_asset(
+    KEYS["backtests"], "analysis", {"vectorbt", "polars"}, "2",
+    metadata=table_meta(BACKTEST_SCHEMA, BACKTEST_DOCS, partitioned=False), ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
+    deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)], checks=BACKTEST_CHECKS, config=BacktestConfig,
 )
 def backtests(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lake: Lake):
     """vectorbt backtests of the MACD zero-cross and RSI mean-reversion strategies, one row per
@@ -126,17 +122,15 @@ class PerformanceConfig(BaseModel):
     delisting_return: float = delisting_field()
 
 
-@asset(
-    key=KEYS["performance_report"],
-    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars", "numpy"}, code_version="2"),
+@house_asset(
+    KEYS["performance_report"], "analysis", {"polars", "numpy"}, "2",
+    metadata=table_meta(performance.PERFORMANCE_SCHEMA, performance.COLUMN_DOCS, partitioned=False),
+    ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
     deps=[
         AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS),
         AssetDep(MARKET_KEYS["daily_filtered"], partition_mapping=ALL_DAYS),
     ],
-    ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
-    metadata=table_meta(performance.PERFORMANCE_SCHEMA, performance.COLUMN_DOCS, partitioned=False),
-    check_specs=PERFORMANCE_CHECKS.specs,
-    config_schema=config_schema(PerformanceConfig),
+    checks=PERFORMANCE_CHECKS, config=PerformanceConfig,
 )
 def performance_report(context: AssetExecutionContext, liquid_universe: pl.DataFrame, lake: Lake):
     """Risk and return of each name against the benchmark, and of the equal-weight portfolio of

@@ -3,14 +3,15 @@
 
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, asset
+from dagster import AssetExecutionContext, AssetIn
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
+from quant_assets.defs.assets import house_asset
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import partition_dates, trading_days
 from quant_assets.defs.research.common import closed, day_window, table_meta
-from quant_assets.defs.research.keys import DOMAIN, KEYS, MINUTE_DAYS_PER_RUN, PIT_CHECK, PREVIOUS_WINDOW
+from quant_assets.defs.research.keys import KEYS, MINUTE_DAYS_PER_RUN, PIT_CHECK, PREVIOUS_WINDOW
 from quant_assets.lib import calendar as cal
 from quant_assets.lib import frames, market
 from quant_assets.lib.research import datasets, indicators, labels, macd
@@ -30,12 +31,9 @@ DATASET_CHECKS = qc.AssetChecks(
 )
 
 
-@asset(
-    key=KEYS["training_dataset"],
-    **md.asset_kwargs(DOMAIN, layer="dataset", kinds={"polars", "parquet"}, code_version="1"),
-    partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
-    metadata=table_meta(DATASET_SCHEMA, DATASET_DOCS),
+@house_asset(
+    KEYS["training_dataset"], "dataset", {"polars", "parquet"}, "1",
+    partitions_def=trading_days, per_run=MINUTE_DAYS_PER_RUN, metadata=table_meta(DATASET_SCHEMA, DATASET_DOCS),
     ins={
         "macd_event_labels": AssetIn(key=KEYS["macd_event_labels"]),
         "technical_features": AssetIn(key=KEYS["technical_features"], partition_mapping=day_window(-PREVIOUS_WINDOW, -1)),
@@ -43,7 +41,7 @@ DATASET_CHECKS = qc.AssetChecks(
         "minute_features": AssetIn(key=MARKET_KEYS["minute_features"], partition_mapping=day_window(-PREVIOUS_WINDOW, -1)),
         "macd_day_features": AssetIn(key=KEYS["macd_day_features"], partition_mapping=day_window(-PREVIOUS_WINDOW, -1)),
     },
-    check_specs=DATASET_CHECKS.specs,
+    checks=DATASET_CHECKS,
 )
 def training_dataset(
     context: AssetExecutionContext,

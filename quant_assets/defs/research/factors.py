@@ -4,17 +4,17 @@ regressions on Ken French files (``quant_assets.lib.research.factors``,
 
 
 import polars as pl
-from dagster import AssetDep, AssetExecutionContext, AssetIn, Failure, MetadataValue, asset
+from dagster import AssetDep, AssetExecutionContext, AssetIn, Failure, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
-from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.research import lakeio
 from quant_assets.defs.research.common import all_daily, dated_returns, key_table, table_meta
-from quant_assets.defs.research.keys import ALL_DAYS, BENCHMARK, COVERAGE_CHECK, DOMAIN, FACTOR_COVERAGE_CHECK, KEYS
+from quant_assets.defs.research.keys import ALL_DAYS, BENCHMARK, COVERAGE_CHECK, FACTOR_COVERAGE_CHECK, KEYS
 from quant_assets.defs.resources import Lake, LandingZone
 from quant_assets.lib.research import factors, indicators
 from quant_assets.lib.sources import kenfrench
@@ -47,13 +47,10 @@ class FactorEvaluationConfig(BaseModel):
     min_pairs: int = Field(default=10, ge=3, description="Dates with fewer (feature, return) pairs are skipped.")
 
 
-@asset(
-    key=KEYS["factor_evaluation"],
-    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars", "scipy"}, code_version="2"),
-    deps=[AssetDep(KEYS["technical_features"], partition_mapping=ALL_DAYS)],
+@house_asset(
+    KEYS["factor_evaluation"], "analysis", {"polars", "scipy"}, "2",
     metadata=table_meta(factors.FACTOR_EVALUATION_SCHEMA, factors.FACTOR_EVALUATION_DOCS, partitioned=False),
-    check_specs=EVALUATION_CHECKS.specs,
-    config_schema=config_schema(FactorEvaluationConfig),
+    deps=[AssetDep(KEYS["technical_features"], partition_mapping=ALL_DAYS)], checks=EVALUATION_CHECKS, config=FactorEvaluationConfig,
 )
 def factor_evaluation(context: AssetExecutionContext, lake: Lake):
     """Information coefficients of the technical features: one row per (feature, horizon).
@@ -171,14 +168,11 @@ def load_factor_tables(config: FactorModelConfig, landing: LandingZone, models: 
     return {m: tables[kenfrench.MODEL_DATASET[m]] for m in models}, sources
 
 
-@asset(
-    key=KEYS["factor_models"],
-    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars", "statsmodels"}, code_version="2", tags={"vendor": "kenfrench"}),
-    deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)],
-    ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])},
+@house_asset(
+    KEYS["factor_models"], "analysis", {"polars", "statsmodels"}, "2",
     metadata=table_meta(factors.FACTOR_MODEL_SCHEMA, factors.FACTOR_MODEL_DOCS, partitioned=False),
-    check_specs=MODEL_CHECKS.specs,
-    config_schema=config_schema(FactorModelConfig),
+    ins={"liquid_universe": AssetIn(key=KEYS["liquid_universe"])}, deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)],
+    checks=MODEL_CHECKS, config=FactorModelConfig, tags={"vendor": "kenfrench"},
 )
 def factor_models(context: AssetExecutionContext, liquid_universe: pl.DataFrame, landing: LandingZone, lake: Lake):
     """CAPM, Fama-French 3- and 5-factor regressions of daily excess returns, one row per

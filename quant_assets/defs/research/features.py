@@ -4,17 +4,18 @@ features of the minute bars (``quant_assets.lib.research.indicators``, ``.macd``
 import datetime as dt
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, Failure, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, Failure, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import history_start, partition_dates, trading_days
 from quant_assets.defs.research import lakeio
 from quant_assets.defs.research.common import closed, table_meta
-from quant_assets.defs.research.keys import DOMAIN, JOIN_CHECK, KEYS, MINUTE_DAYS_PER_RUN, MODE_CHECK, RANGE_CHECK
+from quant_assets.defs.research.keys import JOIN_CHECK, KEYS, MINUTE_DAYS_PER_RUN, MODE_CHECK, RANGE_CHECK
 from quant_assets.defs.resources import Lake
 from quant_assets.lib import frames, market
 from quant_assets.lib.research import indicators, macd
@@ -30,14 +31,11 @@ PLUS_MACD_CHECKS = qc.AssetChecks(
 )
 
 
-@asset(
-    key=KEYS["technical_features"],
-    **md.asset_kwargs(DOMAIN, layer="features", kinds={"polars", "numba", "parquet"}, code_version="1"),
-    partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.single_run(),
-    metadata=table_meta(indicators.TECHNICAL_SCHEMA, indicators.COLUMN_DOCS),
-    ins={"daily_bars": AssetIn(key=MARKET_KEYS["daily_bars"])},
-    check_specs=TECHNICAL_CHECKS.specs,
+@house_asset(
+    KEYS["technical_features"], "features", {"polars", "numba", "parquet"}, "1",
+    partitions_def=trading_days, backfill_policy=BackfillPolicy.single_run(),
+    metadata=table_meta(indicators.TECHNICAL_SCHEMA, indicators.COLUMN_DOCS), ins={"daily_bars": AssetIn(key=MARKET_KEYS["daily_bars"])},
+    checks=TECHNICAL_CHECKS,
 )
 def technical_features(context: AssetExecutionContext, daily_bars: pl.DataFrame, lake: Lake):
     """TA-Lib-exact technical indicators: one row per ticker and trading day with a bar.
@@ -97,15 +95,10 @@ class MacdDayConfig(BaseModel):
     )
 
 
-@asset(
-    key=KEYS["macd_day_features"],
-    **md.asset_kwargs(DOMAIN, layer="features", kinds={"polars", "numba", "parquet"}, code_version="1"),
-    partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
-    metadata=table_meta(macd.MACD_DAY_SCHEMA, macd.COLUMN_DOCS),
-    ins={"minute_aggs": AssetIn(key=MARKET_KEYS["minute_aggs"])},
-    check_specs=MACD_DAY_CHECKS.specs,
-    config_schema=config_schema(MacdDayConfig),
+@house_asset(
+    KEYS["macd_day_features"], "features", {"polars", "numba", "parquet"}, "1",
+    partitions_def=trading_days, per_run=MINUTE_DAYS_PER_RUN, metadata=table_meta(macd.MACD_DAY_SCHEMA, macd.COLUMN_DOCS),
+    ins={"minute_aggs": AssetIn(key=MARKET_KEYS["minute_aggs"])}, checks=MACD_DAY_CHECKS, config=MacdDayConfig,
 )
 def macd_day_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame, lake: Lake):
     """MACD(12,26,9) histogram summaries of each ticker-day's minute bars, per ``mode``.
@@ -143,17 +136,14 @@ def macd_day_features(context: AssetExecutionContext, minute_aggs: pl.DataFrame,
     return MACD_DAY_CHECKS.materialize(context, out, outcomes={MODE_CHECK: outcome})
 
 
-@asset(
-    key=KEYS["minute_features_plus_macd"],
-    **md.asset_kwargs(DOMAIN, layer="features", kinds={"polars", "parquet"}, code_version="1"),
-    partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
-    metadata=table_meta(macd.PLUS_MACD_SCHEMA, macd.PLUS_MACD_DOCS),
+@house_asset(
+    KEYS["minute_features_plus_macd"], "features", {"polars", "parquet"}, "1",
+    partitions_def=trading_days, per_run=MINUTE_DAYS_PER_RUN, metadata=table_meta(macd.PLUS_MACD_SCHEMA, macd.PLUS_MACD_DOCS),
     ins={
         "minute_features": AssetIn(key=MARKET_KEYS["minute_features"]),
         "macd_day_features": AssetIn(key=KEYS["macd_day_features"]),
     },
-    check_specs=PLUS_MACD_CHECKS.specs,
+    checks=PLUS_MACD_CHECKS,
 )
 def minute_features_plus_macd(context: AssetExecutionContext, minute_features: pl.DataFrame, macd_day_features: pl.DataFrame):
     """``market/minute_features`` with the day's MACD summaries beside them: one row per

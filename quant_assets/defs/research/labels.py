@@ -3,16 +3,17 @@ expansion labels (``quant_assets.lib.research.labels``, ``.macd``)."""
 
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, Failure, asset
+from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, Failure
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import partition_dates, trading_days
 from quant_assets.defs.research.common import closed, day_window, rounded, table_meta
-from quant_assets.defs.research.keys import BALANCE_BAND, BALANCE_CHECK, DOMAIN, KEYS, MINUTE_DAYS_PER_RUN, NEXT_WINDOW
+from quant_assets.defs.research.keys import BALANCE_BAND, BALANCE_CHECK, KEYS, MINUTE_DAYS_PER_RUN, NEXT_WINDOW
 from quant_assets.lib import frames, market
 from quant_assets.lib.research import labels
 
@@ -43,15 +44,10 @@ def _balance(label: pl.Series) -> dict[str, qc.Outcome]:
     return {BALANCE_CHECK: qc.Outcome(ok, desc, rounded(dict(bal)))}
 
 
-@asset(
-    key=KEYS["macd_event_labels"],
-    **md.asset_kwargs(DOMAIN, layer="labels", kinds={"polars", "numba", "parquet"}, code_version="1"),
-    partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MINUTE_DAYS_PER_RUN),
-    metadata=table_meta(labels.EVENTS_SCHEMA, labels.EVENT_DOCS),
-    ins={"minute_aggs": AssetIn(key=MARKET_KEYS["minute_aggs"])},
-    check_specs=EVENT_CHECKS.specs,
-    config_schema=config_schema(EventLabelConfig),
+@house_asset(
+    KEYS["macd_event_labels"], "labels", {"polars", "numba", "parquet"}, "1",
+    partitions_def=trading_days, per_run=MINUTE_DAYS_PER_RUN, metadata=table_meta(labels.EVENTS_SCHEMA, labels.EVENT_DOCS),
+    ins={"minute_aggs": AssetIn(key=MARKET_KEYS["minute_aggs"])}, checks=EVENT_CHECKS, config=EventLabelConfig,
 )
 def macd_event_labels(context: AssetExecutionContext, minute_aggs: pl.DataFrame):
     """One event per 1-minute MACD histogram zero cross of each ticker-day (up = long, down =
@@ -87,15 +83,12 @@ class RangeLabelConfig(BaseModel):
     threshold: float = Field(default=0.08, gt=0, description="Next-day (high - low) / close at or above this is label 1 (0.08 = 8 %).")
 
 
-@asset(
-    key=KEYS["range_expansion_labels"],
-    **md.asset_kwargs(DOMAIN, layer="labels", kinds={"polars", "parquet"}, code_version="1"),
-    partitions_def=trading_days,
-    backfill_policy=BackfillPolicy.single_run(),
+@house_asset(
+    KEYS["range_expansion_labels"], "labels", {"polars", "parquet"}, "1",
+    partitions_def=trading_days, backfill_policy=BackfillPolicy.single_run(),
     metadata=table_meta(labels.RANGE_LABEL_SCHEMA, labels.RANGE_LABEL_DOCS),
-    ins={"daily_bars": AssetIn(key=MARKET_KEYS["daily_bars"], partition_mapping=day_window(0, NEXT_WINDOW))},
-    check_specs=RANGE_CHECKS.specs,
-    config_schema=config_schema(RangeLabelConfig),
+    ins={"daily_bars": AssetIn(key=MARKET_KEYS["daily_bars"], partition_mapping=day_window(0, NEXT_WINDOW))}, checks=RANGE_CHECKS,
+    config=RangeLabelConfig,
 )
 def range_expansion_labels(context: AssetExecutionContext, daily_bars: pl.DataFrame):
     """Next-day range expansion: one row per ticker with a bar on day D; label 1 when the

@@ -3,16 +3,17 @@ and no-skill baselines (``quant_assets.lib.research.modeling``)."""
 
 
 import polars as pl
-from dagster import AssetDep, AssetExecutionContext, AssetKey, Failure, MetadataValue, asset
+from dagster import AssetDep, AssetExecutionContext, AssetKey, Failure, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import fraction, lib_params, mirrors, parse
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.research import lakeio
 from quant_assets.defs.research.common import key_table
-from quant_assets.defs.research.keys import ALL_DAYS, DOMAIN, KEYS, PURGE_CHECK
+from quant_assets.defs.research.keys import ALL_DAYS, KEYS, PURGE_CHECK
 from quant_assets.defs.resources import Lake
 from quant_assets.lib.research import charts, modeling
 
@@ -55,7 +56,7 @@ class LinearConfig(ModelConfig):
         description="Pick alpha from a log grid by walk-forward RMSE, nested: inside each fold's training window "
         "(the fold's reported figures stay out of sample for alpha).",
     )
-    l1_ratio: float = Field(default=0.5, ge=0, le=1, description="ElasticNet mix of L1 (1) and L2 (0).")
+    l1_ratio: float = fraction(0.5, "ElasticNet mix of L1 (1) and L2 (0).")
 
 
 class LogisticConfig(ModelConfig):
@@ -127,19 +128,16 @@ def _train(key: AssetKey, lake: Lake, config: ModelConfig, kind: str, fit):
     return result
 
 
-def _model_asset(name: str):
-    return dict(
-        key=KEYS[name],
-        **md.asset_kwargs(DOMAIN, layer="model", kinds={"lightgbm" if name.startswith("lgbm") else "scikitlearn", "polars"}, code_version="2"),
-        deps=[
-            AssetDep(KEYS["technical_features"], partition_mapping=ALL_DAYS),
-            AssetDep(KEYS["training_dataset"], partition_mapping=ALL_DAYS),
-        ],
-        metadata=md.table_definition_metadata(
-            {"fold": pl.Int32(), "train_start": pl.Date(), "train_end": pl.Date(), "test_start": pl.Date(), "test_end": pl.Date(), "n_train": pl.Int64(), "n_test": pl.Int64()},
-            modeling.FOLD_DOCS,
-        ),
-        check_specs=MODEL_CHECKS[name].specs,
+def _model_asset(name: str, config: type[BaseModel]):
+    kinds = {"lightgbm" if name.startswith("lgbm") else "scikitlearn", "polars"}
+    fold_schema = {
+        "fold": pl.Int32(), "train_start": pl.Date(), "train_end": pl.Date(), "test_start": pl.Date(), "test_end": pl.Date(),
+        "n_train": pl.Int64(), "n_test": pl.Int64(),
+    }
+    return house_asset(
+        KEYS[name], "model", kinds, "2",
+        deps=[AssetDep(KEYS["technical_features"], partition_mapping=ALL_DAYS), AssetDep(KEYS["training_dataset"], partition_mapping=ALL_DAYS)],
+        metadata=md.table_definition_metadata(fold_schema, modeling.FOLD_DOCS), checks=MODEL_CHECKS[name], config=config,
     )
 
 
@@ -151,7 +149,7 @@ def _fit_lgbm(context, lake: Lake, name: str, kind: str):
     return _finish(context, name, result, config, lake, "gain share: feature importance")
 
 
-@asset(**_model_asset("lgbm_classifier"), config_schema=config_schema(LgbmConfig))
+@_model_asset("lgbm_classifier", LgbmConfig)
 def lgbm_classifier(context: AssetExecutionContext, lake: Lake):
     """LightGBM classifier of direction: next-session return > 0 (technical features) or the event
     label (training dataset). Walk-forward CV with a purge gap; accuracy, ROC-AUC, F1 per fold and
@@ -160,7 +158,7 @@ def lgbm_classifier(context: AssetExecutionContext, lake: Lake):
     return _fit_lgbm(context, lake, "lgbm_classifier", "classifier")
 
 
-@asset(**_model_asset("lgbm_regressor"), config_schema=config_schema(LgbmConfig))
+@_model_asset("lgbm_regressor", LgbmConfig)
 def lgbm_regressor(context: AssetExecutionContext, lake: Lake):
     """LightGBM regressor of the return: next-session return (technical features) or the event's
     ``ret_fwd`` (training dataset). Walk-forward CV with a purge gap; RMSE, R^2, direction accuracy
@@ -169,7 +167,7 @@ def lgbm_regressor(context: AssetExecutionContext, lake: Lake):
     return _fit_lgbm(context, lake, "lgbm_regressor", "regressor")
 
 
-@asset(**_model_asset("linear_model"), config_schema=config_schema(LinearConfig))
+@_model_asset("linear_model", LinearConfig)
 def linear_model(context: AssetExecutionContext, lake: Lake):
     """Linear regression of the return (OLS, Ridge, Lasso or ElasticNet; ``regularization``) on
     z-scored features, rows with every feature present. Walk-forward RMSE / R^2 / direction
@@ -188,7 +186,7 @@ def linear_model(context: AssetExecutionContext, lake: Lake):
     return _finish(context, "linear_model", result, config, lake, "coefficient per 1 std: linear model", alpha=alpha)
 
 
-@asset(**_model_asset("logistic_model"), config_schema=config_schema(LogisticConfig))
+@_model_asset("logistic_model", LogisticConfig)
 def logistic_model(context: AssetExecutionContext, lake: Lake):
     """Logistic regression of direction (next-session return > 0, or the event label) on z-scored
     features, rows with every feature present. Walk-forward accuracy / ROC-AUC / F1; log-odds

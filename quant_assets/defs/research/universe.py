@@ -2,15 +2,15 @@
 (``quant_assets.lib.research.universe``)."""
 
 
-from dagster import AssetDep, AssetExecutionContext, Failure, MetadataValue, asset
+from dagster import AssetDep, AssetExecutionContext, Failure, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
-from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import lib_params, mirrors, parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.research.common import all_daily, key_table, table_meta
-from quant_assets.defs.research.keys import ALL_DAYS, BENCHMARK, DOMAIN, KEYS, UNIVERSE_CHECK
+from quant_assets.defs.research.keys import ALL_DAYS, BENCHMARK, KEYS, UNIVERSE_CHECK
 from quant_assets.defs.resources import Lake
 from quant_assets.lib.research import universe
 
@@ -33,13 +33,10 @@ UNIVERSE_CHECKS = qc.AssetChecks(
 )
 
 
-@asset(
-    key=KEYS["liquid_universe"],
-    **md.asset_kwargs(DOMAIN, layer="analysis", kinds={"polars"}, code_version="1"),
-    deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)],
+@house_asset(
+    KEYS["liquid_universe"], "analysis", {"polars"}, "1",
     metadata=table_meta(universe.UNIVERSE_SCHEMA, universe.UNIVERSE_DOCS, partitioned=False),
-    check_specs=UNIVERSE_CHECKS.specs,
-    config_schema=config_schema(LiquidUniverseConfig),
+    deps=[AssetDep(MARKET_KEYS["daily_bars"], partition_mapping=ALL_DAYS)], checks=UNIVERSE_CHECKS, config=LiquidUniverseConfig,
 )
 def liquid_universe(context: AssetExecutionContext, lake: Lake):
     """The most liquid names as of each rebalance date, from what was known then: candidates have

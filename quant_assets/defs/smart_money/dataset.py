@@ -4,24 +4,25 @@ checks (``quant_assets.lib.smart_money.features`` and ``.dataset``)."""
 
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, parse
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import fraction, parse
 from quant_assets.defs.partitions import smart_money_symbols
 from quant_assets.defs.resources import Lake, partition_file
 from quant_assets.defs.smart_money.keys import (
     COMPLETENESS_CHECK,
     DOMAIN,
+    FMP,
     KEYS,
     LABEL_BALANCE_CHECK,
     MISSING_CHECK,
     PER_SYMBOL,
     RAW_KEYS,
     schedule_of,
-    smart_money_kwargs,
 )
 from quant_assets.lib import frames
 from quant_assets.lib.smart_money.dataset import (
@@ -58,15 +59,12 @@ class FeaturesConfig(BaseModel):
     label_threshold: float = Field(default=LABEL_THRESHOLD, gt=-1, lt=1, description="label = 1 when return_14d is above this.")
 
 
-@asset(
-    key=KEYS["features"],
-    **smart_money_kwargs("features", {"polars", "parquet"}, "3"),  # v2: insider shares on the sample date's split basis; v3: prices too
-    partitions_def=smart_money_symbols,
-    backfill_policy=PER_SYMBOL,
-    ins={"universe": AssetIn(key=KEYS["universe"]), **{f"raw_{t}": AssetIn(key=k) for t, k in RAW_KEYS.items()}},
+@house_asset(
+    KEYS["features"], "features", {"polars", "parquet"}, "3",  # v2: insider shares on the sample date's split basis; v3: prices too
+    partitions_def=smart_money_symbols, backfill_policy=PER_SYMBOL,
     metadata=md.table_definition_metadata(DATASET_SCHEMA, COLUMN_DOCS, partition_column="symbol"),
-    check_specs=FEATURE_CHECKS.specs,
-    config_schema=config_schema(FeaturesConfig),
+    ins={"universe": AssetIn(key=KEYS["universe"]), **{f"raw_{t}": AssetIn(key=k) for t, k in RAW_KEYS.items()}}, checks=FEATURE_CHECKS,
+    config=FeaturesConfig, tags=FMP,
 )
 def features(
     context: AssetExecutionContext,
@@ -105,26 +103,20 @@ def features(
 
 
 class DatasetConfig(BaseModel):
-    min_completeness: float = Field(default=0.85, ge=0, le=1, description="Blocking: labelled rows / (symbols x sample dates) must exceed this.")
-    min_bullish_share: float = Field(default=0.30, ge=0, le=1, description="Blocking: share of label = 1 must be at least this.")
-    max_bullish_share: float = Field(default=0.70, ge=0, le=1, description="Blocking: share of label = 1 must be at most this.")
-    max_missing_share: float = Field(
-        default=0.15, ge=0, le=1, description="Blocking: share of rows with any missing feature must be below this."
-    )
+    min_completeness: float = fraction(0.85, "Blocking: labelled rows / (symbols x sample dates) must exceed this.")
+    min_bullish_share: float = fraction(0.30, "Blocking: share of label = 1 must be at least this.")
+    max_bullish_share: float = fraction(0.70, "Blocking: share of label = 1 must be at most this.")
+    max_missing_share: float = fraction(0.15, "Blocking: share of rows with any missing feature must be below this.")
 
 
 def dataset_key(universe_name: str) -> str:
     return f"{DOMAIN}/dataset/{DATASET_FILE_NAMES[universe_name]}"
 
 
-@asset(
-    key=KEYS["dataset"],
-    **smart_money_kwargs("dataset", {"polars", "parquet", "csv"}, "2"),  # v2: rows on each symbol's membership dates only
-    ins={"universe": AssetIn(key=KEYS["universe"])},
-    deps=[KEYS["features"]],
-    metadata=md.table_definition_metadata(DATASET_SCHEMA, COLUMN_DOCS),
-    check_specs=DATASET_CHECKS.specs,
-    config_schema=config_schema(DatasetConfig),
+@house_asset(
+    KEYS["dataset"], "dataset", {"polars", "parquet", "csv"}, "2",  # v2: rows on each symbol's membership dates only
+    metadata=md.table_definition_metadata(DATASET_SCHEMA, COLUMN_DOCS), ins={"universe": AssetIn(key=KEYS["universe"])},
+    deps=[KEYS["features"]], checks=DATASET_CHECKS, config=DatasetConfig, tags=FMP,
 )
 def dataset(context: AssetExecutionContext, universe: pl.DataFrame, lake: Lake):
     """The training dataset of the universe: one row per symbol and sample date with a label,

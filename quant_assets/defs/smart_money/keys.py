@@ -53,8 +53,12 @@ TIME_ORDER_CHECK = "time_ordered"
 CHANCE_CHECK = "roc_auc_above_chance"
 
 
+# Every smart-money asset's vendor tag.
+FMP = {"vendor": "fmp"}
+
+
 def smart_money_kwargs(layer: str, kinds: set[str], code_version: str = "1") -> dict:
-    return md.asset_kwargs(DOMAIN, layer=layer, kinds=kinds, code_version=code_version, tags={"vendor": "fmp"})
+    return md.asset_kwargs(DOMAIN, layer=layer, kinds=kinds, code_version=code_version, tags=FMP)
 
 
 def schedule_of(universe: pl.DataFrame) -> Schedule:

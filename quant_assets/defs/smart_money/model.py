@@ -5,14 +5,15 @@ split (``quant_assets.lib.smart_money.splits`` and ``.model``)."""
 import json
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, AssetRecordsFilter, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, AssetRecordsFilter, Failure, MaterializeResult, MetadataValue
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import lib_params, mirrors, parse
 from quant_assets.defs.resources import Lake
-from quant_assets.defs.smart_money.keys import CHANCE_CHECK, DOMAIN, KEYS, SPLITS_DOCS, SPLITS_SCHEMA, TIME_ORDER_CHECK, smart_money_kwargs
+from quant_assets.defs.smart_money.keys import CHANCE_CHECK, DOMAIN, FMP, KEYS, SPLITS_DOCS, SPLITS_SCHEMA, TIME_ORDER_CHECK
 from quant_assets.lib.smart_money.dataset import to_csv
 from quant_assets.lib.smart_money.model import (
     Normalizer,
@@ -46,13 +47,10 @@ class SplitsConfig(BaseModel):
     test_fraction: float = Field(default=0.15, gt=0, lt=1, description="Share of examples (latest dates) for testing.")
 
 
-@asset(
-    key=KEYS["splits"],
-    **smart_money_kwargs("dataset", {"polars", "parquet", "csv"}),
-    ins={"dataset": AssetIn(key=KEYS["dataset"])},
-    metadata=md.table_definition_metadata(SPLITS_SCHEMA, SPLITS_DOCS),
-    check_specs=SPLIT_CHECKS.specs,
-    config_schema=config_schema(SplitsConfig),
+@house_asset(
+    KEYS["splits"], "dataset", {"polars", "parquet", "csv"}, "1",
+    metadata=md.table_definition_metadata(SPLITS_SCHEMA, SPLITS_DOCS), ins={"dataset": AssetIn(key=KEYS["dataset"])}, checks=SPLIT_CHECKS,
+    config=SplitsConfig, tags=FMP,
 )
 def splits(context: AssetExecutionContext, dataset: pl.DataFrame, lake: Lake):
     """Train / validation / test (70/15/15 by default) of the dataset, ordered by date: whole sample
@@ -99,11 +97,9 @@ def _round(v: float | None) -> float:
     return round(v, 4) if v is not None else float("nan")
 
 
-@asset(
-    key=KEYS["model"],
-    **smart_money_kwargs("model", {"lightgbm", "python"}),
-    ins={"splits": AssetIn(key=KEYS["splits"])},
-    config_schema=config_schema(ModelConfig),
+@house_asset(
+    KEYS["model"], "model", {"lightgbm", "python"}, "1",
+    ins={"splits": AssetIn(key=KEYS["splits"])}, config=ModelConfig, tags=FMP,
 )
 def model(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
     """The LightGBM classifier of the 14-day label, trained on the training split with early stopping
@@ -147,12 +143,9 @@ def model(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
     )
 
 
-@asset(
-    key=KEYS["evaluation"],
-    **smart_money_kwargs("analysis", {"lightgbm", "python"}, "2"),  # v2: precision at k and no-skill baselines
-    ins={"splits": AssetIn(key=KEYS["splits"])},
-    deps=[KEYS["model"]],
-    check_specs=EVALUATION_CHECKS.specs,
+@house_asset(
+    KEYS["evaluation"], "analysis", {"lightgbm", "python"}, "2",  # v2: precision at k and no-skill baselines
+    ins={"splits": AssetIn(key=KEYS["splits"])}, deps=[KEYS["model"]], checks=EVALUATION_CHECKS, tags=FMP,
 )
 def evaluation(context: AssetExecutionContext, splits: pl.DataFrame, lake: Lake):
     """The latest ``smart_money/model`` on the test split (the latest dates, never seen in training

@@ -10,14 +10,16 @@ and the permanent response cache makes a rerun of done work free of HTTP calls.
 
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, AssetOut, Failure, MetadataValue, asset, multi_asset
+from dagster import AssetExecutionContext, AssetIn, AssetOut, Failure, MetadataValue, multi_asset
 from pydantic import BaseModel, Field
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
-from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
+from quant_assets.defs.assets import house_asset
+from quant_assets.defs.config import config_schema, fraction, lib_params, mirrors, parse
 from quant_assets.defs.partitions import smart_money_symbols
 from quant_assets.defs.smart_money.keys import (
+    FMP,
     KEYS,
     PER_SYMBOL,
     QUARANTINE_CHECK,
@@ -74,12 +76,9 @@ class UniverseConfig(BaseModel):
     sample_day: int = Field(default=Schedule.sample_day, ge=1, le=28, description="Day of the month sampled; the next NYSE session when not one.")
 
 
-@asset(
-    key=KEYS["universe"],
-    **smart_money_kwargs("curated", {"polars", "parquet"}, "2"),  # v2: sample_dates per symbol (dated membership), survivorship
-    metadata=md.table_definition_metadata(UNIVERSE_SCHEMA, UNIVERSE_DOCS),
-    check_specs=UNIVERSE_CHECKS.specs,
-    config_schema=config_schema(UniverseConfig),
+@house_asset(
+    KEYS["universe"], "curated", {"polars", "parquet"}, "2",  # v2: sample_dates per symbol (dated membership), survivorship
+    metadata=md.table_definition_metadata(UNIVERSE_SCHEMA, UNIVERSE_DOCS), checks=UNIVERSE_CHECKS, config=UniverseConfig, tags=FMP,
 )
 def universe(context: AssetExecutionContext):
     """The stocks and the monthly sample dates of the study; registers one ``smart_money_symbols``
@@ -135,11 +134,9 @@ class FmpFetchConfig(BaseModel):
     holders_page_size: int = Field(
         default=100, ge=1, le=1000, description="Rows per 13F holder-analytics page (not above the vendor's cap)."
     )
-    max_conflict_share: float = Field(
-        default=0.01,
-        ge=0.0,
-        le=1.0,
-        description="The quarantine_share check of each raw table fails (blocking the features) when more than this "
+    max_conflict_share: float = fraction(
+        0.01,
+        "The quarantine_share check of each raw table fails (blocking the features) when more than this "
         "fraction of a symbol's rows conflict (same day, filer and quarter, or ETF with different values; all "
         "copies are held back).",
     )

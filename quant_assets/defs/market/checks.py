@@ -62,26 +62,29 @@ def _check_missing(context: AssetCheckExecutionContext, landing: LandingZone, ki
     )
 
 
-@asset_check(
-    asset=ingest.day_aggs,
-    name="check_missing",
-    description="Day files without a built partition, partitions built from bytes the vendor has since "
-    "re-published (stale), and partitions whose file vanished.",
+def check_missing(asset, kind: str, prefix: str, description: str):
+    """``asset``'s ``check_missing``: the ``kind`` files under ``prefix`` against its partitions."""
+
+    @asset_check(asset=asset, name="check_missing", description=description)
+    def _check(context: AssetCheckExecutionContext, landing: LandingZone) -> AssetCheckResult:
+        return _check_missing(context, landing, kind, prefix)
+
+    return _check
+
+
+day_aggs_check_missing = check_missing(
+    ingest.day_aggs,
+    "day",
+    polygon.DAY_PREFIX,
+    "Day files without a built partition, partitions built from bytes the vendor has since re-published (stale), "
+    "and partitions whose file vanished.",
 )
-def day_aggs_check_missing(context: AssetCheckExecutionContext, landing: LandingZone) -> AssetCheckResult:
-    return _check_missing(context, landing, "day", polygon.DAY_PREFIX)
-
-
-@asset_check(
-    asset=ingest.minute_aggs,
-    name="check_missing",
-    description="Minute files without a built partition, stale partitions (file re-published since) and "
-    "partitions whose file vanished.",
+minute_aggs_check_missing = check_missing(
+    ingest.minute_aggs,
+    "minute",
+    polygon.MINUTE_PREFIX,
+    "Minute files without a built partition, stale partitions (file re-published since) and partitions whose file vanished.",
 )
-def minute_aggs_check_missing(context: AssetCheckExecutionContext, landing: LandingZone) -> AssetCheckResult:
-    return _check_missing(context, landing, "minute", polygon.MINUTE_PREFIX)
-
-
 market_checks = [day_aggs_check_missing, minute_aggs_check_missing]
 
 def _latest_tick(cron: str, now: dt.datetime) -> dt.datetime:

@@ -62,3 +62,50 @@ def test_a_drifting_default_fails_at_import_naming_the_knob():
 
     with pytest.raises(TypeError, match="does not mirror"):
         lib_params(Unmirrored(), Params)
+
+
+def test_a_knob_is_declared_once_in_lib_and_offered_by_the_config_with_its_bounds():
+    from collections.abc import Sequence
+
+    from quant_assets.defs.config import config_schema
+    from quant_assets.lib.knobs import check_knobs, knob
+
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        window: int = knob(20, "Window length, sessions.", ge=2, le=250)
+        cuts: Sequence[float] = knob((0.1, 0.5), "Cut points.")
+        internal: int = 3  # not a knob: the launchpad does not offer it
+
+        def __post_init__(self) -> None:
+            check_knobs(self)
+
+    @mirrors(Params)
+    class Knobs(BaseModel):
+        """Doc."""
+
+        label: str = Field(default="x", description="Another field of the run.")
+
+    assert list(Knobs.model_fields) == ["label", "window", "cuts"]
+    assert Knobs.__name__ == "Knobs" and Knobs.__doc__ == "Doc."
+    schema = config_schema(Knobs)
+    assert schema["window"].description == "Window length, sessions. (>= 2; <= 250)"
+    assert schema["window"].default_value == 20 and schema["cuts"].default_value == [0.1, 0.5]
+    assert lib_params(Knobs(window=30, cuts=[0.2]), Params) == Params(window=30, cuts=(0.2,))
+    with pytest.raises(ValueError, match="Params.window must be <= 250, got 251"):
+        Params(window=251)
+
+    with pytest.raises(TypeError, match=r"declares \['window'\] again"):
+
+        @mirrors(Params)
+        class Twice(BaseModel):
+            window: int = Field(default=20)
+
+
+def test_lib_parameter_dataclasses_refuse_out_of_bounds_knobs_as_the_launchpad_does():
+    from quant_assets.lib.pump.portfolio import PortfolioRules
+    from quant_assets.lib.smart_money.model import TrainParams
+
+    with pytest.raises(ValueError, match=r"PortfolioRules.sl must be < 1, got 1.5"):
+        PortfolioRules(sl=1.5)
+    with pytest.raises(ValueError, match=r"TrainParams.feature_fraction must be > 0, got 0"):
+        TrainParams(feature_fraction=0)

@@ -7,10 +7,14 @@ with plain types, the model's defaults and descriptions (constraints appended), 
 ``parse(Model, context)`` validates the run's values with pydantic, failing with a message that
 names the field.
 
-A knob with a lib counterpart is declared once, in the lib parameter dataclass: the Config model
-is decorated ``@mirrors(Params)``, its ``Field(default=...)`` reads the dataclass's default, and
-``lib_params(config, Params)`` builds the dataclass from the run's values. A Config default that
-differs from the dataclass's fails at import.
+A knob with a lib counterpart is declared once, in the lib parameter dataclass, with
+``lib.knobs.knob(default, description, ge=..., ...)``. The Config model is decorated
+``@mirrors(Params)``, which adds one field per knob (name, type, default, description and bounds
+as the dataclass declares them); the model itself declares only the run's other fields, and
+those a run states in other units or under another name (``rename=``, ``convert=``), whose
+``Field(default=...)`` reads the dataclass's default. ``lib_params(config, Params)`` builds the
+dataclass from the run's values. A Config that declares a knob again, or a default that differs
+from the dataclass's, fails at import.
 
     class FilterConfig(BaseModel):
         min_days: int = Field(60, ge=1, le=90, description="Window length in sessions.")
@@ -22,6 +26,7 @@ differs from the dataclass's fails at import.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import types
 import typing
@@ -29,9 +34,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dagster import Array, Bool, Failure, Field, Float, Int, Map, Noneable, String
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, create_model
 from pydantic import Field as PydanticField
 from pydantic_core import PydanticUndefined
+
+from quant_assets.lib.knobs import knobs_of
 
 _PLAIN = {int: Int, float: Float, bool: Bool, str: String}
 
@@ -163,15 +170,48 @@ def lib_default(params: type, name: str) -> Any:
     raise AttributeError(f"{params.__name__} has no field {name!r}")
 
 
+def _model_annotation(hint: Any) -> Any:
+    """A dataclass field's type as a Config field's: sequences are lists, mappings dicts."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is collections.abc.Sequence:
+        return list[args]
+    if origin is collections.abc.Mapping:
+        return dict[args]
+    return hint
+
+
+def _with_knobs(config: type[BaseModel], params: type, taken: set[str]) -> type[BaseModel]:
+    """``config`` with one field per knob of ``params`` (a subclass under the same name), or
+    ``config`` itself when ``params`` declares no knob."""
+    declared = knobs_of(params)
+    again = sorted(taken & set(declared))
+    if again:
+        raise TypeError(f"{config.__name__} declares {again} again: they are knobs of {params.__name__}, declared there")
+    hints = typing.get_type_hints(params)
+    fields = {}
+    for name, spec in declared.items():
+        default = lib_default(params, name)
+        default = list(default) if isinstance(default, tuple) else default
+        fields[name] = (_model_annotation(hints[name]), PydanticField(default=default, description=spec["description"], **spec["bounds"]))
+    if not fields:
+        return config
+    return create_model(
+        config.__name__, __base__=config, __module__=config.__module__, __qualname__=config.__qualname__, __doc__=config.__doc__, **fields
+    )
+
+
 def mirrors(params: type, *, rename: Mapping[str, str] | None = None, convert: Mapping[str, Callable[[Any], Any]] | None = None):
-    """Class decorator: the Config's knobs are ``params``'s fields (see :class:`Mirror`); a
-    default that differs from the dataclass's fails at import, naming the knob."""
+    """Class decorator: the Config offers ``params``'s knobs (see the module's docstring and
+    :class:`Mirror`); a knob declared again, or a default that differs from the dataclass's,
+    fails at import, naming the knob."""
 
     def wrap(config: type[BaseModel]) -> type[BaseModel]:
-        mirror = Mirror(config, params, dict(rename or {}), dict(convert or {}))
-        unknown = sorted(set(mirror.rename) - set(config.model_fields))
+        rename_ = dict(rename or {})
+        unknown = sorted(set(rename_) - set(config.model_fields))
         if unknown:
             raise TypeError(f"{config.__name__}: rename names unknown fields {unknown}")
+        config = _with_knobs(config, params, {rename_.get(c, c) for c in config.model_fields})
+        mirror = Mirror(config, params, rename_, dict(convert or {}))
         bad = mirror.disagreements()
         if bad:
             raise TypeError(f"{config.__name__} defaults differ from {params.__name__}'s: {bad}")
@@ -183,7 +223,8 @@ def mirrors(params: type, *, rename: Mapping[str, str] | None = None, convert: M
 
 def lib_params(config: BaseModel, params: type):
     """``params`` (a lib dataclass the Config mirrors) built from the config's values."""
-    for mirror in MIRRORS:
-        if mirror.config is type(config) and mirror.params is params:
-            return mirror.build(config)
-    raise TypeError(f"{type(config).__name__} does not mirror {params.__name__}")
+    lineage = type(config).__mro__
+    found = [m for m in MIRRORS if m.params is params and m.config in lineage]
+    if not found:
+        raise TypeError(f"{type(config).__name__} does not mirror {params.__name__}")
+    return min(found, key=lambda m: lineage.index(m.config)).build(config)

@@ -95,15 +95,8 @@ def _agreement(scope: str, champions: pl.DataFrame, trades: pl.DataFrame) -> qc.
 
 @mirrors(portfolio.PortfolioRules, rename={"timeout": "timeout_minutes", "slippage_bps": "slippage"}, convert={"slippage_bps": lambda bps: bps / 10_000.0})
 class PortfolioConfig(BaseModel):
-    sl: float = Field(default=portfolio.PortfolioRules.sl, gt=0, lt=1, description="Stop loss below the entry reference price, fraction.")
-    activation: float = Field(default=portfolio.PortfolioRules.activation, ge=0, description="Rise over the entry that arms the trailing exit, fraction.")
-    callback: float = Field(default=portfolio.PortfolioRules.callback, gt=0, lt=1, description="Fall from the running high that exits once armed, fraction.")
     timeout: int = Field(default=portfolio.PortfolioRules.timeout_minutes, ge=1, description="Longest hold, minutes.")
-    fee_rate: float = Field(default=portfolio.PortfolioRules.fee_rate, ge=0, description="Fee per side, fraction of the notional (0.05 % taker).")
     slippage_bps: float = Field(default=portfolio.PortfolioRules.slippage * 10_000.0, ge=0, description="Slippage per fill, basis points (entries pay up, exits give up).")
-    initial_capital: float = Field(default=portfolio.PortfolioRules.initial_capital, gt=0, description="Starting cash, USDT.")
-    position_size: float = Field(default=portfolio.PortfolioRules.position_size, gt=0, le=1, description="Notional per position, fraction of book equity.")
-    max_positions: int = Field(default=portfolio.PortfolioRules.max_positions, ge=1, description="Most positions open at once.")
     only_composite_signals: bool = Field(
         default=False, description="Trade only signals passing their score range's champion filter (else every research signal)."
     )

@@ -50,12 +50,6 @@ class BacktestConfig(BaseModel):
         default=10, ge=1, description="When tickers is empty: the first n_liquid members of each rebalance date, each traded only while a member."
     )
     strategies: list[str] = Field(default=["macd", "rsi"], description="Strategies to run: 'macd' and/or 'rsi'.")
-    rsi_period: int = Field(default=BacktestParams.rsi_period, ge=2, description="RSI lookback of the rsi strategy.")
-    oversold: float = Field(default=BacktestParams.oversold, description="RSI crossing below this enters.")
-    overbought: float = Field(default=BacktestParams.overbought, description="RSI crossing above this exits.")
-    fees: float = Field(default=BacktestParams.fees, ge=0, description="Fees per fill, fraction of traded value (0.001 = 10 bp).")
-    slippage: float = Field(default=BacktestParams.slippage, ge=0, description="Slippage per fill, fraction of price, against the trade.")
-    init_cash: float = Field(default=BacktestParams.init_cash, gt=0, description="Starting cash per ticker and strategy, USD.")
     min_bars: int = Field(default=60, ge=35, description="Tickers with fewer bars are skipped (and listed).")
     delisting_return: float = delisting_field()
 

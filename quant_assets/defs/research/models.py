@@ -37,16 +37,8 @@ class ModelConfig(BaseModel):
 
 @mirrors(modeling.LgbmParams)
 class LgbmConfig(ModelConfig):
-    n_estimators: int = Field(default=modeling.LgbmParams.n_estimators, ge=1, description="Boosting rounds.")
-    learning_rate: float = Field(default=modeling.LgbmParams.learning_rate, gt=0, description="Shrinkage per round.")
-    num_leaves: int = Field(default=modeling.LgbmParams.num_leaves, ge=2, description="Leaves per tree.")
-    min_child_samples: int = Field(default=modeling.LgbmParams.min_child_samples, ge=1, description="Minimum rows in a leaf.")
-    n_jobs: int = Field(
-        default=modeling.LgbmParams.n_jobs,
-        ge=1,
-        description="LightGBM threads. More help only on an idle machine: its threads spin while waiting, so on a busy "
-        "one (or beside other steps) one thread is faster.",
-    )
+    """A model's fields and LightGBM's knobs (declared in ``lib.research.modeling.LgbmParams``)."""
+
 
 class LinearConfig(ModelConfig):
     regularization: str = Field(default="none", description="'none' (OLS), 'ridge', 'lasso' or 'elasticnet'.")

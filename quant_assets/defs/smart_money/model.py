@@ -82,15 +82,6 @@ def splits(context: AssetExecutionContext, dataset: pl.DataFrame, lake: Lake):
 @mirrors(TrainParams)
 class ModelConfig(BaseModel):
     version: str = Field(default="1.0.0", description="Model version X.Y.Z: artifacts go to models/smart-money-flow/vX.Y.Z/.")
-    num_leaves: int = Field(default=TrainParams.num_leaves, ge=2, description="LightGBM num_leaves.")
-    learning_rate: float = Field(default=TrainParams.learning_rate, gt=0, description="LightGBM learning_rate.")
-    num_boost_round: int = Field(default=TrainParams.num_boost_round, ge=1, description="Most boosting rounds.")
-    early_stopping_rounds: int = Field(default=TrainParams.early_stopping_rounds, ge=1, description="Stop when validation log-loss has not improved for this many rounds.")
-    min_data_in_leaf: int = Field(default=TrainParams.min_data_in_leaf, ge=1, description="LightGBM min_data_in_leaf.")
-    feature_fraction: float = Field(default=TrainParams.feature_fraction, gt=0, le=1, description="LightGBM feature_fraction.")
-    bagging_fraction: float = Field(default=TrainParams.bagging_fraction, gt=0, le=1, description="LightGBM bagging_fraction.")
-    lambda_l2: float = Field(default=TrainParams.lambda_l2, ge=0, description="LightGBM lambda_l2.")
-    seed: int = Field(default=TrainParams.seed, description="Random seed (LightGBM runs deterministic, single-threaded).")
     tune_threshold: bool = Field(default=True, description="Choose the decision threshold maximising F1 on validation (else 0.5).")
 
 def _round(v: float | None) -> float:

@@ -31,6 +31,7 @@ import numba as nb
 import numpy as np
 import polars as pl
 
+from quant_assets.lib.knobs import check_knobs, knob
 from quant_assets.lib.pump.schemas import EQUITY_SCHEMA, UTC_MS
 
 STOP, TRAILING, TIMEOUT, END = 1, 2, 3, 4
@@ -39,15 +40,18 @@ REASONS = {STOP: "stop", TRAILING: "trailing", TIMEOUT: "timeout", END: "end_of_
 
 @dataclasses.dataclass(frozen=True)
 class PortfolioRules:
-    sl: float = 0.05
-    activation: float = 0.04
-    callback: float = 0.02
-    timeout_minutes: int = 240
-    fee_rate: float = 0.0005
-    slippage: float = 0.001
-    initial_capital: float = 10_000.0
-    position_size: float = 0.1
-    max_positions: int = 5
+    sl: float = knob(0.05, "Stop loss below the entry reference price, fraction.", gt=0, lt=1)
+    activation: float = knob(0.04, "Rise over the entry that arms the trailing exit, fraction.", ge=0)
+    callback: float = knob(0.02, "Fall from the running high that exits once armed, fraction.", gt=0, lt=1)
+    timeout_minutes: int = 240  # the launchpad's ``timeout``
+    fee_rate: float = knob(0.0005, "Fee per side, fraction of the notional (0.05 % taker).", ge=0)
+    slippage: float = 0.001  # a fraction of price; the launchpad's ``slippage_bps`` in basis points
+    initial_capital: float = knob(10_000.0, "Starting cash, USDT.", gt=0)
+    position_size: float = knob(0.1, "Notional per position, fraction of book equity.", gt=0, le=1)
+    max_positions: int = knob(5, "Most positions open at once.", ge=1)
+
+    def __post_init__(self) -> None:
+        check_knobs(self)
 
 
 @nb.njit(cache=True)

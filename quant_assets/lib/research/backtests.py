@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from quant_assets.lib.knobs import check_knobs, knob
 from quant_assets.lib.research import indicators, performance
 from quant_assets.lib.research.universe import DELISTING_RETURN
 
@@ -80,12 +81,15 @@ EQUITY_SCHEMA = {"date": pl.Date(), "ticker": pl.String(), "strategy": pl.String
 
 @dataclasses.dataclass(frozen=True)
 class BacktestParams:
-    rsi_period: int = 14
-    oversold: float = 30.0
-    overbought: float = 70.0
-    fees: float = 0.001
-    slippage: float = 0.0005
-    init_cash: float = 10_000.0
+    rsi_period: int = knob(14, "RSI lookback of the rsi strategy.", ge=2)
+    oversold: float = knob(30.0, "RSI crossing below this enters.")
+    overbought: float = knob(70.0, "RSI crossing above this exits.")
+    fees: float = knob(0.001, "Fees per fill, fraction of traded value (0.001 = 10 bp).", ge=0)
+    slippage: float = knob(0.0005, "Slippage per fill, fraction of price, against the trade.", ge=0)
+    init_cash: float = knob(10_000.0, "Starting cash per ticker and strategy, USD.", gt=0)
+
+    def __post_init__(self) -> None:
+        check_knobs(self)
 
 
 def macd_signals(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 
 from quant_assets.lib import calendar as cal
+from quant_assets.lib.knobs import check_knobs, knob
 from quant_assets.lib.research import datasets, indicators
 
 SOURCES = ("technical_features", "training_dataset")
@@ -402,16 +403,24 @@ def _data_summary(data: ModelData) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class LgbmParams:
-    n_estimators: int = 200
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_child_samples: int = 50
+    n_estimators: int = knob(200, "Boosting rounds.", ge=1)
+    learning_rate: float = knob(0.05, "Shrinkage per round.", gt=0)
+    num_leaves: int = knob(31, "Leaves per tree.", ge=2)
+    min_child_samples: int = knob(50, "Minimum rows in a leaf.", ge=1)
     subsample: float = 0.8
     colsample_bytree: float = 0.8
     random_state: int = 0
     # One thread by default: LightGBM's OpenMP threads spin while they wait, and on a busy
     # machine (or beside other Dagster steps) two threads ran 6x slower than one here.
-    n_jobs: int = 1
+    n_jobs: int = knob(
+        1,
+        "LightGBM threads. More help only on an idle machine: its threads spin while waiting, so on a busy "
+        "one (or beside other steps) one thread is faster.",
+        ge=1,
+    )
+
+    def __post_init__(self) -> None:
+        check_knobs(self)
 
     def estimator(self, kind: str):
         import lightgbm as lgb

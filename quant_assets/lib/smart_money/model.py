@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
+from quant_assets.lib.knobs import check_knobs, knob
 from quant_assets.lib.smart_money.features import FEATURE_NAMES
 
 MODEL_NAME = "smart-money-flow"
@@ -89,16 +90,19 @@ def _matrix(frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
-    num_leaves: int = 15
-    learning_rate: float = 0.03
-    num_boost_round: int = 400
-    early_stopping_rounds: int = 40
-    min_data_in_leaf: int = 20
-    feature_fraction: float = 0.8
-    bagging_fraction: float = 0.8
+    num_leaves: int = knob(15, "LightGBM num_leaves.", ge=2)
+    learning_rate: float = knob(0.03, "LightGBM learning_rate.", gt=0)
+    num_boost_round: int = knob(400, "Most boosting rounds.", ge=1)
+    early_stopping_rounds: int = knob(40, "Stop when validation log-loss has not improved for this many rounds.", ge=1)
+    min_data_in_leaf: int = knob(20, "LightGBM min_data_in_leaf.", ge=1)
+    feature_fraction: float = knob(0.8, "LightGBM feature_fraction.", gt=0, le=1)
+    bagging_fraction: float = knob(0.8, "LightGBM bagging_fraction.", gt=0, le=1)
     bagging_freq: int = 1
-    lambda_l2: float = 1.0
-    seed: int = 7
+    lambda_l2: float = knob(1.0, "LightGBM lambda_l2.", ge=0)
+    seed: int = knob(7, "Random seed (LightGBM runs deterministic, single-threaded).")
+
+    def __post_init__(self) -> None:
+        check_knobs(self)
 
     def lightgbm(self) -> dict:
         return {
@@ -136,14 +140,7 @@ def precision_at_k(y: np.ndarray, p: np.ndarray, fraction: float = TOP_FRACTION)
 def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     """Accuracy, precision, recall, F1, ROC-AUC, precision at k (top 10 %) and the confusion
     matrix at ``threshold``."""
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        f1_score,
-        precision_score,
-        recall_score,
-        roc_auc_score,
-    )
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
     y = np.asarray(y).astype(int)
     pred = (np.asarray(p) >= threshold).astype(int)

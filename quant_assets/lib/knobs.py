@@ -13,6 +13,7 @@ and bounds. A field without ``knob`` is internal to lib and not offered to a run
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -25,7 +26,10 @@ def knob(default: Any, description: str, *, ge: float | None = None, gt: float |
     if not description:
         raise ValueError("a knob needs a description")
     bounds = {name: value for name, value in zip(BOUND_NAMES, (ge, gt, le, lt)) if value is not None}
-    return dataclasses.field(default=default, metadata={"knob": {"description": description, "bounds": bounds}})
+    metadata = {"knob": {"description": description, "bounds": bounds}}
+    if isinstance(default, (dict, list, set)):  # a fresh copy for every instance
+        return dataclasses.field(default_factory=lambda: copy.copy(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def knobs_of(params: type) -> dict[str, dict[str, Any]]:

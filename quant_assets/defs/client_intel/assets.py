@@ -125,31 +125,12 @@ WAREHOUSE_CHECKS = qc.AssetChecks(
 class ClientWorldConfig(BaseModel):
     """The knobs of the client-intelligence world (the old seed scripts' defaults)."""
 
-    n_clients: int = Field(
-        default=S.DEFAULT_N_CLIENTS,
-        ge=1,
-        le=S.MAX_CLIENTS,
-        description=f"Number of clients in the book (1-{S.MAX_CLIENTS:,}).",
-    )
-    months_history: int = Field(
-        default=S.DEFAULT_MONTHS_HISTORY,
-        ge=S.MIN_MONTHS_HISTORY,
-        le=S.MAX_MONTHS_HISTORY,
-        description=f"Calendar months of history ending on as_of ({S.MIN_MONTHS_HISTORY}-{S.MAX_MONTHS_HISTORY}; "
-        "Hedgers hold 30-90 days, so a shorter history cannot show a closed hedge).",
-    )
-    seed: int = Field(default=S.DEFAULT_SEED, ge=0, description="Seed of the world: the same seed gives the same tables.")
-    segment_mix: dict[str, float] = Field(
-        default=dict(S.DEFAULT_SEGMENT_MIX),
-        description="Relative weight of each segment in the book (Trend Follower, Mean Reverter, Hedger, Trend "
-        "Setter); weights are normalised, an unnamed segment gets none.",
-    )
     as_of: str = Field(
         default=S.DEFAULT_AS_OF.isoformat(),
         description="Last day of the history (YYYY-MM-DD); positions and features are as of this day.",
     )
 
-    @field_validator("segment_mix")
+    @field_validator("segment_mix", check_fields=False)  # the knob @mirrors adds from WorldSpec
     @classmethod
     def _known_segments(cls, value: dict[str, float]) -> dict[str, float]:
         S.validate_segment_mix(value)

@@ -50,21 +50,6 @@ class FlatFileConfig(BaseModel):
         "the previous 5 sessions (a file that parses but carries almost nothing). 0 disables the rule; "
         "a file with no rows always fails.",
     )
-    max_price: float = Field(
-        default=polygon.Bounds.max_price,
-        gt=0,
-        description="Quarantine bars with a price above this many USD (rule implausible_value).",
-    )
-    max_volume: int = Field(
-        default=polygon.Bounds.max_volume,
-        gt=0,
-        description="Quarantine bars with more shares than this (rule implausible_value).",
-    )
-    max_transactions: int = Field(
-        default=polygon.Bounds.max_transactions,
-        gt=0,
-        description="Quarantine bars with more trades than this (rule implausible_value).",
-    )
 
 
 

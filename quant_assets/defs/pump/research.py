@@ -122,19 +122,6 @@ def _read_window(lake: Lake, window: list[dt.date]) -> tuple[pl.DataFrame, pl.Da
 
 @mirrors(optimizer.GridSpec)
 class StrategyMatrixConfig(BaseModel):
-    sl_levels: list[float] = Field(
-        default=list(optimizer.GridSpec.sl_levels), description="Stop-loss levels below the entry, fractions (0.05 = 5 %)."
-    )
-    profiles: list[str] = Field(
-        default=list(optimizer.GridSpec.profiles),
-        description="Trailing profiles: SCALPING 0.4/0.2, BALANCED 4/2, MODERATE 7/3, CONSERVATIVE 10/4 "
-        "(activation/callback, %).",
-    )
-    timeouts_s: list[int] = Field(default=list(optimizer.GridSpec.timeouts_s), description="Longest holds, seconds after entry.")
-    entry_delays_s: list[int] = Field(
-        default=list(optimizer.GridSpec.entry_delays_s), description="Entry delays, seconds after the signal's first second."
-    )
-    fee: float = Field(default=optimizer.GridSpec.fee, description="Round-trip fee deducted from each trade, fraction.")
     reference_sample: int = Field(
         default=2000, ge=0, description="(strategy, signal) cells re-walked bar by bar by the matches_bar_by_bar check."
     )

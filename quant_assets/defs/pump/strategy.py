@@ -43,9 +43,6 @@ class OptimizationConfig(BaseModel):
     score_bands: list[int] = Field(
         default=list(filters.FilterGrid.bands), description="Lower bounds of the score ranges (each 100 wide; 800-900 includes 900)."
     )
-    rsi_cuts: list[float] = Field(
-        default=list(filters.FilterGrid.rsi_cuts), description="RSI cut points; every pair (and the open ends) is a range."
-    )
     volume_zscore_cuts: list[float] = Field(default=list(filters.FilterGrid.volume_cuts), description="Volume z-score cut points.")
     oi_change_cuts: list[float] = Field(default=list(filters.FilterGrid.oi_cuts), description="Open-interest change (%) cut points.")
     min_trades: int = Field(default=3, ge=1, description="Fewest trades for a configuration to be kept.")
@@ -55,14 +52,6 @@ class OptimizationConfig(BaseModel):
     max_results_per_range: int = Field(
         default=5000, ge=0, description="Rows kept per score range, best total PnL first (0 = every kept candidate)."
     )
-    selection: str = Field(
-        default=walkforward.WalkForwardSpec.selection,
-        description="'walk_forward': rank on a selection window, report on the later evaluation window it never saw, "
-        "stepping forward; 'in_sample': rank on every research signal (figures labelled in sample).",
-    )
-    train_days: int = Field(default=walkforward.WalkForwardSpec.train_days, ge=1, description="Walk-forward selection window, UTC days.")
-    test_days: int = Field(default=walkforward.WalkForwardSpec.test_days, ge=1, description="Walk-forward evaluation window, UTC days.")
-    step_days: int = Field(default=walkforward.WalkForwardSpec.step_days, ge=1, description="Days between consecutive folds' starts.")
 
     def walk_forward(self) -> walkforward.WalkForwardSpec:
         return lib_params(self, walkforward.WalkForwardSpec)

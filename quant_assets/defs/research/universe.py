@@ -17,14 +17,6 @@ from quant_assets.lib.research import universe
 
 @mirrors(universe.UniverseSpec)
 class LiquidUniverseConfig(BaseModel):
-    count: int = Field(default=universe.UniverseSpec.count, ge=1, description="Members on each rebalance date.")
-    window: int = Field(
-        default=universe.UniverseSpec.window, ge=1, description="Trailing sessions (ending on the rebalance date) the ranking uses."
-    )
-    rebalance: str = Field(default=universe.UniverseSpec.rebalance, description="'daily', 'weekly' or 'monthly' (first session of each).")
-    min_history: int = Field(
-        default=universe.UniverseSpec.min_history, ge=1, description="Bars a candidate needs within the window (and one on the rebalance date)."
-    )
     exclude: list[str] = Field(default=[BENCHMARK], description="Tickers never admitted (the benchmark).")
 
 

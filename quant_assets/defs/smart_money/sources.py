@@ -71,9 +71,6 @@ class UniverseConfig(BaseModel):
         "or a dated membership file with `symbol, start, end` (and optionally `rank`) per membership span. "
         "Empty = the embedded S&P 500 list ranked by market capitalisation (static: survivorship bias).",
     )
-    start_month: str = Field(default=Schedule.start_month, description="First sample month (YYYY-MM).")
-    end_month: str = Field(default=Schedule.end_month, description="Last sample month (YYYY-MM).")
-    sample_day: int = Field(default=Schedule.sample_day, ge=1, le=28, description="Day of the month sampled; the next NYSE session when not one.")
 
 
 @house_asset(

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from quant_assets.lib.knobs import knob
+
 # --------------------------------------------------------------------------- segments
 
 TREND_FOLLOWER = "Trend Follower"
@@ -168,11 +170,21 @@ def parse_as_of(value: str | dt.date) -> dt.date:
 class WorldSpec:
     """The knobs of one world. Validated on construction; errors name the knob."""
 
-    n_clients: int = DEFAULT_N_CLIENTS
-    months_history: int = DEFAULT_MONTHS_HISTORY
-    seed: int = DEFAULT_SEED
-    segment_mix: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SEGMENT_MIX))
-    as_of: dt.date = DEFAULT_AS_OF
+    n_clients: int = knob(DEFAULT_N_CLIENTS, f"Number of clients in the book (1-{MAX_CLIENTS:,}).", ge=1, le=MAX_CLIENTS)
+    months_history: int = knob(
+        DEFAULT_MONTHS_HISTORY,
+        f"Calendar months of history ending on as_of ({MIN_MONTHS_HISTORY}-{MAX_MONTHS_HISTORY}; "
+        "Hedgers hold 30-90 days, so a shorter history cannot show a closed hedge).",
+        ge=MIN_MONTHS_HISTORY,
+        le=MAX_MONTHS_HISTORY,
+    )
+    seed: int = knob(DEFAULT_SEED, "Seed of the world: the same seed gives the same tables.", ge=0)
+    segment_mix: Mapping[str, float] = knob(
+        DEFAULT_SEGMENT_MIX,
+        "Relative weight of each segment in the book (Trend Follower, Mean Reverter, Hedger, Trend "
+        "Setter); weights are normalised, an unnamed segment gets none.",
+    )
+    as_of: dt.date = DEFAULT_AS_OF  # the launchpad's as_of is a YYYY-MM-DD string
 
     def __post_init__(self) -> None:
         if isinstance(self.n_clients, bool) or not isinstance(self.n_clients, int) or not 1 <= self.n_clients <= MAX_CLIENTS:

@@ -20,11 +20,7 @@ import numba as nb
 import numpy as np
 import polars as pl
 
-from quant_assets.lib.pump.schemas import (
-    DELTA_BARS_SCHEMA,
-    MINUTE_CANDLES_SCHEMA,
-    UTC_MS,
-)
+from quant_assets.lib.pump.schemas import DELTA_BARS_SCHEMA, MINUTE_CANDLES_SCHEMA, UTC_MS
 from quant_assets.lib.pump.trades import window_start_expr
 
 

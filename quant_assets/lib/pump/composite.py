@@ -51,7 +51,6 @@ import polars as pl
 
 from quant_assets.lib.pump import overfitting, walkforward
 from quant_assets.lib.pump.filters import DEFAULT_BANDS
-from quant_assets.lib.pump.signals import score_band
 from quant_assets.lib.pump.schemas import (
     COMPOSITE_SCHEMA,
     FIGURES_SCHEMA,
@@ -61,6 +60,7 @@ from quant_assets.lib.pump.schemas import (
     OVERFITTING_FIGURES_SCHEMA,
     STRATEGY_SCHEMA,
 )
+from quant_assets.lib.pump.signals import score_band
 
 FILTER_KEYS = [k for k in FILTER_SCHEMA if k != "score_range"]
 STRATEGY_KEYS = list(STRATEGY_SCHEMA)

@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 from numba.cpython.unsafe.numbers import trailing_zeros
 
+from quant_assets.lib.knobs import knob
 from quant_assets.lib.pump.schemas import PHASE2_RESULTS_SCHEMA
 from quant_assets.lib.pump.signals import SCORE_MAX, SCORE_MIN
 
@@ -51,7 +52,7 @@ ATTRIBUTES = (("rsi", "rsi"), ("volume_zscore", "volume_zscore"), ("oi_change_pc
 class FilterGrid:
     bands: Sequence[int] = DEFAULT_BANDS
     band_width: int = 100
-    rsi_cuts: Sequence[float] = DEFAULT_RSI_CUTS
+    rsi_cuts: Sequence[float] = knob(DEFAULT_RSI_CUTS, "RSI cut points; every pair (and the open ends) is a range.")
     volume_cuts: Sequence[float] = DEFAULT_VOLUME_CUTS
     oi_cuts: Sequence[float] = DEFAULT_OI_CUTS
 

@@ -34,6 +34,7 @@ from llvmlite import ir as llvm_ir
 from numba.core import types
 from numba.extending import intrinsic
 
+from quant_assets.lib.knobs import knob
 from quant_assets.lib.pump.schemas import STRATEGY_SCHEMA
 
 # Trailing profiles: (activation, callback) as fractions.
@@ -67,11 +68,14 @@ class StrategyError(ValueError):
 class GridSpec:
     """A product grid of exit strategies."""
 
-    sl_levels: Sequence[float] = DEFAULT_SL_LEVELS
-    profiles: Sequence[str] = tuple(PROFILES)
-    timeouts_s: Sequence[int] = DEFAULT_TIMEOUTS_S
-    entry_delays_s: Sequence[int] = DEFAULT_ENTRY_DELAYS_S
-    fee: float = DEFAULT_FEE
+    sl_levels: Sequence[float] = knob(DEFAULT_SL_LEVELS, "Stop-loss levels below the entry, fractions (0.05 = 5 %).")
+    profiles: Sequence[str] = knob(
+        tuple(PROFILES),
+        "Trailing profiles: SCALPING 0.4/0.2, BALANCED 4/2, MODERATE 7/3, CONSERVATIVE 10/4 (activation/callback, %).",
+    )
+    timeouts_s: Sequence[int] = knob(DEFAULT_TIMEOUTS_S, "Longest holds, seconds after entry.")
+    entry_delays_s: Sequence[int] = knob(DEFAULT_ENTRY_DELAYS_S, "Entry delays, seconds after the signal's first second.")
+    fee: float = knob(DEFAULT_FEE, "Round-trip fee deducted from each trade, fraction.")
 
     @property
     def size(self) -> int:

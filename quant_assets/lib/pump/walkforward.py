@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from quant_assets.lib.knobs import check_knobs, knob
 from quant_assets.lib.pump import filters as pf
 
 SELECTIONS = ("walk_forward", "in_sample")
@@ -51,10 +52,14 @@ class WalkForwardSpec:
     after its first 4 days.
     """
 
-    selection: str = "walk_forward"
-    train_days: int = 4
-    test_days: int = 2
-    step_days: int = 2
+    selection: str = knob(
+        "walk_forward",
+        "'walk_forward': rank on a selection window, report on the later evaluation window it never saw, "
+        "stepping forward; 'in_sample': rank on every research signal (figures labelled in sample).",
+    )
+    train_days: int = knob(4, "Walk-forward selection window, UTC days.", ge=1)
+    test_days: int = knob(2, "Walk-forward evaluation window, UTC days.", ge=1)
+    step_days: int = knob(2, "Days between consecutive folds' starts.", ge=1)
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:
@@ -62,6 +67,7 @@ class WalkForwardSpec:
         for name in ("train_days", "test_days", "step_days"):
             if int(getattr(self, name)) < 1:
                 raise WalkForwardError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_knobs(self)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,8 +15,8 @@ import polars as pl
 
 from quant_assets.lib import calendar as cal
 from quant_assets.lib.research import indicators
-from quant_assets.lib.research.macd import EVENT_DOCS, EVENTS_SCHEMA, MACD_DAY_SCHEMA, MACD_FEATURE_COLUMNS
 from quant_assets.lib.research.macd import COLUMN_DOCS as MACD_DOCS
+from quant_assets.lib.research.macd import EVENT_DOCS, EVENTS_SCHEMA, MACD_DAY_SCHEMA, MACD_FEATURE_COLUMNS
 
 # Columns of an event row that are outcomes: they look forward and are never features.
 TARGET_COLUMNS: tuple[str, ...] = ("label", "ret_fwd", "outcome", "bars_to_outcome", "forward_bars")

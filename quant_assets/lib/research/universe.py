@@ -25,6 +25,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import polars as pl
 
+from quant_assets.lib.knobs import check_knobs, knob
+
 REBALANCES = ("daily", "weekly", "monthly")
 # A held name that stops trading is sold at its last close x (1 + this): 0 = at the last close.
 # Studies of CRSP delistings (Shumway 1997) put performance-related delisting returns near -30 %.
@@ -47,10 +49,10 @@ UNIVERSE_DOCS: dict[str, str] = {
 
 @dataclasses.dataclass(frozen=True)
 class UniverseSpec:
-    count: int = 20
-    window: int = 63  # sessions, about a quarter
-    rebalance: str = "monthly"
-    min_history: int = 50  # bars within the window (80 % of 63)
+    count: int = knob(20, "Members on each rebalance date.", ge=1)
+    window: int = knob(63, "Trailing sessions (ending on the rebalance date) the ranking uses.", ge=1)  # about a quarter
+    rebalance: str = knob("monthly", "'daily', 'weekly' or 'monthly' (first session of each).")
+    min_history: int = knob(50, "Bars a candidate needs within the window (and one on the rebalance date).", ge=1)  # 80 % of 63
 
     def __post_init__(self) -> None:
         if self.rebalance not in REBALANCES:
@@ -59,6 +61,7 @@ class UniverseSpec:
             raise ValueError(f"count and window must be at least 1, got {self.count} and {self.window}")
         if not 1 <= self.min_history <= self.window:
             raise ValueError(f"min_history must be between 1 and window ({self.window}), got {self.min_history}")
+        check_knobs(self)
 
 
 def rebalance_dates(sessions: Iterable[dt.date], rebalance: str) -> list[dt.date]:

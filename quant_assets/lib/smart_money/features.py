@@ -34,10 +34,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from quant_assets.lib.smart_money.universe import (
-    latest_filed_quarter,
-    previous_quarter_end,
-)
+from quant_assets.lib.smart_money.universe import latest_filed_quarter, previous_quarter_end
 
 EPOCH = dt.date(1970, 1, 1)
 ETF_POLICIES = ("static", "strict")

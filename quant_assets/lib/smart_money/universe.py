@@ -30,6 +30,7 @@ from pathlib import Path
 import polars as pl
 
 from quant_assets.lib import calendar as cal
+from quant_assets.lib.knobs import check_knobs, knob
 
 UNIVERSES = ("test", "custom", "top50", "top100", "top500")
 TEST_SYMBOLS = ("TSLA", "NVDA", "AAPL")
@@ -292,9 +293,9 @@ def select_universe(name: str, symbols: list[str] | None = None, universe_file: 
 class Schedule:
     """Monthly sample dates: ``sample_day`` of each month ``start_month``..``end_month``."""
 
-    start_month: str = "2022-01"
-    end_month: str = "2024-12"
-    sample_day: int = 15
+    start_month: str = knob("2022-01", "First sample month (YYYY-MM).")
+    end_month: str = knob("2024-12", "Last sample month (YYYY-MM).")
+    sample_day: int = knob(15, "Day of the month sampled; the next NYSE session when not one.", ge=1, le=28)
 
     def __post_init__(self) -> None:
         first, last = _month(self.start_month), _month(self.end_month)
@@ -302,6 +303,7 @@ class Schedule:
             raise UniverseError(f"end_month {self.end_month} is before start_month {self.start_month}")
         if not 1 <= self.sample_day <= 28:
             raise UniverseError(f"sample_day must be within 1..28 (every month has it), got {self.sample_day}")
+        check_knobs(self)
 
     def nominal_dates(self) -> list[dt.date]:
         y, m = _month(self.start_month)

@@ -54,6 +54,7 @@ import zlib
 import polars as pl
 
 from quant_assets.lib import calendar as cal
+from quant_assets.lib.knobs import check_knobs, knob
 
 COLUMNS: tuple[str, ...] = ("ticker", "volume", "open", "close", "high", "low", "window_start", "transactions")
 SCHEMA: dict[str, pl.DataType] = {
@@ -97,9 +98,12 @@ class Bounds:
     weeks and minutes could overflow Int64.
     """
 
-    max_price: float = 10_000_000.0
-    max_volume: int = 100_000_000_000
-    max_transactions: int = 1_000_000_000
+    max_price: float = knob(10_000_000.0, "Quarantine bars with a price above this many USD (rule implausible_value).", gt=0)
+    max_volume: int = knob(100_000_000_000, "Quarantine bars with more shares than this (rule implausible_value).", gt=0)
+    max_transactions: int = knob(1_000_000_000, "Quarantine bars with more trades than this (rule implausible_value).", gt=0)
+
+    def __post_init__(self) -> None:
+        check_knobs(self)
 
 
 DEFAULT_BOUNDS = Bounds()

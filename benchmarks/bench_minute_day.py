@@ -49,8 +49,8 @@ from quant_assets.simulate import polygon as sim
 warnings.filterwarnings("ignore", message="`is_in` with a collection", category=DeprecationWarning)
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
-# MinuteFeaturesConfig.vol_spike_lookback's default: the baseline the asset computes unless told.
-SPIKE_LOOKBACK = 20
+# The baseline the asset computes unless told (the vol_spike_lookback knob's default).
+SPIKE_LOOKBACK = market.SpikeBaseline.vol_spike_lookback
 # Calendar days of simulated history before the minute day; prices are compounded from the start.
 HISTORY_DAYS = 35
 

@@ -21,6 +21,8 @@ EXPECTED = {
     ("LiquidUniverseConfig", "UniverseSpec"),
     ("ModelConfig", "TrainParams"),
     ("UniverseConfig", "Schedule"),
+    ("DailyFilteredConfig", "UniverseRule"),
+    ("MinuteFeaturesConfig", "SpikeBaseline"),
 }
 
 

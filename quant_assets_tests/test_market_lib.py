@@ -136,6 +136,14 @@ def test_daily_filtered_matches_slow_reference_and_is_point_in_time():
     assert a.equals(b)
 
 
+def test_daily_filtered_refuses_a_window_longer_than_the_bars_it_reads():
+    daily = _random_daily(start=dt.date(2024, 1, 2), end=dt.date(2024, 1, 31))
+    with pytest.raises(ValueError, match=r"UniverseRule.min_days must be <= 90, got 91"):
+        market.build_daily_filtered(daily, [dt.date(2024, 1, 31)], min_days=91)
+    with pytest.raises(ValueError, match=r"SpikeBaseline.vol_spike_lookback must be >= 1, got 0"):
+        market.add_volume_spike(daily, daily, 0)
+
+
 def test_daily_filtered_needs_full_history():
     daily = _random_daily(start=dt.date(2024, 1, 2), end=dt.date(2024, 1, 31))
     out = market.build_daily_filtered(

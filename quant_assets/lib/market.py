@@ -6,12 +6,14 @@ fractions (0.01 = 1 %), timestamps in New York time.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Iterable
 
 import polars as pl
 
 from quant_assets.lib import calendar as cal
+from quant_assets.lib.knobs import check_knobs, knob
 
 # ---------------------------------------------------------------------------------------------
 # Typed vendor tables
@@ -395,16 +397,34 @@ def require_no_overflow(df: pl.DataFrame, *columns: str) -> pl.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 DAILY_FILTERED_EXTRA: dict[str, pl.DataType] = {"avg_volume": pl.Float64(), "days_observed": pl.UInt32()}
+# Weekdays of daily bars market/daily_filtered reads before each day; a window of sessions at
+# most 10 shorter fits in it whatever the holidays.
+FILTER_LOOKBACK = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class UniverseRule:
+    """Who is in the swing-trading universe on a day (:func:`build_daily_filtered`)."""
+
+    price_min: float = knob(1.0, "Lowest close on the day, USD (inclusive).")
+    price_max: float = knob(9.99, "Highest close on the day, USD (inclusive).")
+    min_avg_volume: float = knob(750_000, "Minimum mean daily share volume over the trailing `min_days` sessions ending on the day.")
+    min_days: int = knob(
+        60, "Window length in NYSE sessions; the ticker must have a bar in every one of them.", ge=1, le=FILTER_LOOKBACK - 10
+    )
+
+    def __post_init__(self) -> None:
+        check_knobs(self)
 
 
 def build_daily_filtered(
     daily: pl.DataFrame,
     targets: list[dt.date],
     *,
-    price_min: float,
-    price_max: float,
-    min_avg_volume: float,
-    min_days: int,
+    price_min: float = UniverseRule.price_min,
+    price_max: float = UniverseRule.price_max,
+    min_avg_volume: float = UniverseRule.min_avg_volume,
+    min_days: int = UniverseRule.min_days,
 ) -> pl.DataFrame:
     """Bars of the tickers in the swing-trading universe on each target date.
 
@@ -415,7 +435,10 @@ def build_daily_filtered(
       * ``avg_volume`` -- the arithmetic mean of its daily share volume over those sessions -- is
         at least ``min_avg_volume``;
       * its close on D is within ``[price_min, price_max]``.
+
+    The defaults and bounds are :class:`UniverseRule`'s.
     """
+    UniverseRule(price_min=price_min, price_max=price_max, min_avg_volume=min_avg_volume, min_days=min_days)
     schema = {**DAILY_BARS_SCHEMA, **DAILY_FILTERED_EXTRA}
     if not targets or daily.is_empty():
         return empty_frame(schema)
@@ -562,13 +585,31 @@ def minute_day_features(minute: pl.DataFrame) -> pl.DataFrame:
     return out.select(list(MINUTE_DAY_SCHEMA)).sort(["date", "ticker"]).collect()
 
 
-def add_volume_spike(features: pl.DataFrame, daily: pl.DataFrame, lookback: int) -> pl.DataFrame:
+# Weekdays of daily bars before a day market/minute_features reads for the spike baseline; a
+# baseline of sessions at most 15 shorter fits in it whatever the holidays.
+SPIKE_LOOKBACK = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class SpikeBaseline:
+    """The baseline of ``volume_spike_ratio`` (:func:`add_volume_spike`)."""
+
+    vol_spike_lookback: int = knob(
+        20, "Sessions before the day whose mean daily volume is the spike ratio's baseline.", ge=1, le=SPIKE_LOOKBACK - 15
+    )
+
+    def __post_init__(self) -> None:
+        check_knobs(self)
+
+
+def add_volume_spike(features: pl.DataFrame, daily: pl.DataFrame, lookback: int = SpikeBaseline.vol_spike_lookback) -> pl.DataFrame:
     """Add ``baseline_volume`` and ``volume_spike_ratio = volume_total / baseline_volume``.
 
     ``baseline_volume`` is the mean daily share volume (from ``market/daily_bars``) over the
     ``lookback`` NYSE sessions strictly before the feature's date; null unless the ticker traded
     in all of them, so new listings do not get ratios against a few days.
     """
+    SpikeBaseline(vol_spike_lookback=lookback)
     if features.is_empty():
         return features.with_columns(
             pl.lit(None, dtype=pl.Float64).alias("baseline_volume"),

@@ -7,12 +7,12 @@ import datetime as dt
 from dagster import AssetKey, FreshnessPolicy
 
 from quant_assets.lib import calendar as cal
+from quant_assets.lib.market import FILTER_LOOKBACK, SPIKE_LOOKBACK  # noqa: F401 (named here for the stage modules)
 
 DOMAIN = "market"
-# Weekday partitions an asset looks back over; they bound the Config lookbacks below.
+# Weekday partitions an asset looks back over. FILTER_LOOKBACK and SPIKE_LOOKBACK bound knobs of
+# lib.market and are declared there, beside them.
 DAY_AGGS_LOOKBACK = 5
-FILTER_LOOKBACK = 100
-SPIKE_LOOKBACK = 60
 # Minute days are ~2M rows each: range backfills run a few days per run to bound memory.
 MINUTE_DAYS_PER_RUN = 5
 # A backfill of the day-file assets runs at most this many sessions (about a year) per run, and

@@ -5,12 +5,12 @@ import datetime as dt
 
 import polars as pl
 from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.assets import house_asset
-from quant_assets.defs.config import parse
+from quant_assets.defs.config import mirrors, parse
 from quant_assets.defs.market.common import day_window, require_sessions, table_meta
 from quant_assets.defs.market.keys import (
     DAY_AGGS_LOOKBACK,
@@ -124,19 +124,9 @@ def weekly_bars(context: AssetExecutionContext, daily_bars: pl.DataFrame):
     return WEEKLY_CHECKS.materialize(context, out)
 
 
+@mirrors(market.UniverseRule)
 class DailyFilteredConfig(BaseModel):
-    price_min: float = Field(default=1.0, description="Lowest close on the day, USD (inclusive).")
-    price_max: float = Field(default=9.99, description="Highest close on the day, USD (inclusive).")
-    min_avg_volume: float = Field(
-        default=750_000,
-        description="Minimum mean daily share volume over the trailing `min_days` sessions ending on the day.",
-    )
-    min_days: int = Field(
-        default=60,
-        ge=1,
-        le=FILTER_LOOKBACK - 10,
-        description="Window length in NYSE sessions; the ticker must have a bar in every one of them.",
-    )
+    """The universe rule's knobs (declared in ``lib.market.UniverseRule``)."""
 
 
 @house_asset(
@@ -174,13 +164,9 @@ def daily_filtered(context: AssetExecutionContext, daily_bars: pl.DataFrame):
     return FILTERED_CHECKS.materialize(context, out, outcomes={UNIVERSE_CHECK: _universe(out, targets, first_full)})
 
 
+@mirrors(market.SpikeBaseline)
 class MinuteFeaturesConfig(BaseModel):
-    vol_spike_lookback: int = Field(
-        default=20,
-        ge=1,
-        le=SPIKE_LOOKBACK - 15,
-        description="Sessions before the day whose mean daily volume is the spike ratio's baseline.",
-    )
+    """The spike baseline's knob (declared in ``lib.market.SpikeBaseline``)."""
 
 
 @house_asset(

@@ -310,6 +310,10 @@ def test_house_schedules_are_stopped_in_their_timezone_and_select_whole_stages()
     assert research_range_labels_schedule(build_schedule_context(scheduled_execution_time=tue)).partition_key == "2024-01-12"
     sat = dt.datetime(2024, 3, 2, 14, 0, tzinfo=cal.NEW_YORK)
     assert research_analysis_schedule(build_schedule_context(scheduled_execution_time=sat)).run_key == sat.isoformat()
+    from quant_assets.defs.market.automation import market_completeness_schedule
+
+    assert market_completeness_schedule.name == "market_completeness_schedule" and market_completeness_schedule.default_status.value == "STOPPED"
+    assert market_completeness_schedule(build_schedule_context(scheduled_execution_time=sat)).run_key == sat.isoformat()
     # A stage's assets, never its checks.
     assert sorted(a.key.to_user_string() for a in DAILY_ASSETS) == sorted(
         a.key.to_user_string() for a in (ingest.signals, ingest.agg_trades, bars.delta_bars_1s, bars.minute_candles)

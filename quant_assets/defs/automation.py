@@ -52,9 +52,11 @@ def asset_job(
     return define_asset_job(name, selection=selection, description=description, config=config)
 
 
-def stopped_schedule(cron: str, job, description: str, *, timezone: str = cal.NY_TZ_NAME):
-    """The decorator of a house schedule: ``cron`` in ``timezone``, off by default."""
+def stopped_schedule(cron: str, job, description: str, *, timezone: str = cal.NY_TZ_NAME, name: str | None = None):
+    """The decorator of a house schedule: ``cron`` in ``timezone``, off by default (named after
+    the function unless ``name`` is given)."""
     return schedule(
+        name=name,
         cron_schedule=cron,
         job=job,
         execution_timezone=timezone,
@@ -76,3 +78,9 @@ def previous_weekday_request(context: ScheduleEvaluationContext, sessions_before
 def tick_request(context: ScheduleEvaluationContext) -> RunRequest:
     """One run per tick of an unpartitioned job."""
     return RunRequest(run_key=context.scheduled_execution_time.isoformat())
+
+
+def tick_schedule(name: str, cron: str, job, description: str, *, timezone: str = cal.NY_TZ_NAME):
+    """A house schedule (see :func:`stopped_schedule`) of an unpartitioned job: one run per tick,
+    keyed by the tick's time so a tick never runs twice."""
+    return stopped_schedule(cron, job, description, timezone=timezone, name=name)(tick_request)

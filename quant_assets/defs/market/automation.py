@@ -16,7 +16,7 @@ from dagster import (
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.events import AssetKeyPartitionKey
 
-from quant_assets.defs.automation import asset_job, previous_weekday_request, stopped_schedule, tick_request
+from quant_assets.defs.automation import asset_job, previous_weekday_request, stopped_schedule, tick_schedule
 from quant_assets.defs.market import ingest, tables, warehouse
 from quant_assets.defs.market import landing as lz
 from quant_assets.defs.market.checks import market_checks, market_freshness_checks
@@ -188,13 +188,12 @@ market_weekly_schedule = build_schedule_from_partitioned_job(
 )
 
 
-@stopped_schedule(
+market_completeness_schedule = tick_schedule(
+    "market_completeness_schedule",
     "0 12 * * 2-6",
     market_completeness_job,
     "12:00 New York, Tuesday-Saturday (the publication deadline): check_missing and partition_freshness.",
 )
-def market_completeness_schedule(context):
-    return tick_request(context)
 
 
 market_jobs = [market_trading_day_job, market_minute_job, market_weekly_job, market_completeness_job]

@@ -6,7 +6,7 @@ performance) read every materialized day. Schedules are off by default, like the
 they run after the market group's 11:00 New York materialization.
 """
 
-from quant_assets.defs.automation import asset_job, previous_weekday_request, stage_assets, stopped_schedule, tick_request
+from quant_assets.defs.automation import asset_job, previous_weekday_request, stage_assets, stopped_schedule, tick_schedule
 from quant_assets.defs.research import backtests, dataset, factors, features, labels, models, universe
 from quant_assets.defs.research.keys import MINUTE_DAYS_PER_RUN
 
@@ -69,13 +69,12 @@ def research_range_labels_schedule(context):
     return previous_weekday_request(context, sessions_before=1)
 
 
-@stopped_schedule(
+research_analysis_schedule = tick_schedule(
+    "research_analysis_schedule",
     "0 14 * * 6",
     research_analysis_job,
     "Saturday 14:00 New York: retrain the models and refresh IC, factor models, backtests and performance.",
 )
-def research_analysis_schedule(context):
-    return tick_request(context)
 
 
 research_jobs = [research_technical_job, research_range_labels_job, research_minute_job, research_analysis_job]

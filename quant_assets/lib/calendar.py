@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 NEW_YORK = ZoneInfo("America/New_York")
 NY_TZ_NAME = "America/New_York"
 NS_PER_SECOND = 1_000_000_000
+# NYSE sessions in a year: what daily figures are annualised with (x 252, x sqrt(252)).
+TRADING_DAYS_PER_YEAR = 252
 
 # Minutes after New York midnight that bound the sessions of a US equity day.
 PRE_OPEN_MINUTE = 4 * 60  # 04:00 pre-market opens

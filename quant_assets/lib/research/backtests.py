@@ -82,8 +82,8 @@ EQUITY_SCHEMA = {"date": pl.Date(), "ticker": pl.String(), "strategy": pl.String
 @dataclasses.dataclass(frozen=True)
 class BacktestParams:
     rsi_period: int = knob(14, "RSI lookback of the rsi strategy.", ge=2)
-    oversold: float = knob(30.0, "RSI crossing below this enters.")
-    overbought: float = knob(70.0, "RSI crossing above this exits.")
+    oversold: float = knob(indicators.RSI_OVERSOLD, "RSI crossing below this enters.")
+    overbought: float = knob(indicators.RSI_OVERBOUGHT, "RSI crossing above this exits.")
     fees: float = knob(0.001, "Fees per fill, fraction of traded value (0.001 = 10 bp).", ge=0)
     slippage: float = knob(0.0005, "Slippage per fill, fraction of price, against the trade.", ge=0)
     init_cash: float = knob(10_000.0, "Starting cash per ticker and strategy, USD.", gt=0)

@@ -381,12 +381,12 @@ def factor_models(
                 "start": joined["date"][0],
                 "end": joined["date"][-1],
                 "alpha_daily": float(fit["params"][0]),
-                "alpha_annual": float(fit["params"][0]) * 252,
+                "alpha_annual": float(fit["params"][0]) * cal.TRADING_DAYS_PER_YEAR,
                 "alpha_t": float(fit["tvalues"][0]),
                 "alpha_p": float(fit["pvalues"][0]),
                 "r_squared": fit["r_squared"],
                 "adj_r_squared": fit["adj_r_squared"],
-                "resid_vol_annual": fit["resid_std"] * math.sqrt(252),
+                "resid_vol_annual": fit["resid_std"] * math.sqrt(cal.TRADING_DAYS_PER_YEAR),
             }
             for i, f in enumerate(names):
                 row[f"beta_{f}"] = float(fit["params"][i + 1])

@@ -44,6 +44,8 @@ import numpy as np
 import polars as pl
 from numba import njit, prange
 
+from quant_assets.lib.calendar import TRADING_DAYS_PER_YEAR
+
 # Output columns of the numba kernel, in order.
 _KERNEL_COLUMNS = (
     "rsi_14",
@@ -71,7 +73,6 @@ _KERNEL_COLUMNS = (
 )
 _COL = {name: i for i, name in enumerate(_KERNEL_COLUMNS)}
 
-TRADING_DAYS_PER_YEAR = 252
 RSI_OVERBOUGHT = 70.0
 RSI_OVERSOLD = 30.0
 STRONG_TREND_ADX = 25.0
@@ -552,7 +553,7 @@ def _technical_kernel(starts, ends, high, low, close, volume, out, bars):
         _cross_into(out[7, s:e], out[8, s:e], out[10, s:e])
         _cross_into(out[8, s:e], out[9, s:e], out[11, s:e])
         _atr_into(h, lo, c, 14, out[12, s:e])
-        _hv_into(c, 20, 252.0, out[13, s:e])
+        _hv_into(c, 20, float(TRADING_DAYS_PER_YEAR), out[13, s:e])
         _bbands_into(c, 20, 2.0, out[14, s:e], out[15, s:e], out[16, s:e])
         _obv_into(c, v, out[17, s:e])
         _vwap_into(h, lo, c, v, 20, out[18, s:e])

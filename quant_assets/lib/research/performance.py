@@ -17,9 +17,10 @@ from collections.abc import Mapping
 import numpy as np
 import polars as pl
 
+from quant_assets.lib.calendar import TRADING_DAYS_PER_YEAR
 from quant_assets.lib.research.universe import DELISTING_RETURN, held_returns
 
-PERIODS_PER_YEAR = 252
+PERIODS_PER_YEAR = TRADING_DAYS_PER_YEAR
 PORTFOLIO_SCHEMA = {"date": pl.Date, "ret_1d": pl.Float64, "names": pl.UInt32, "exits": pl.UInt32}
 
 PERFORMANCE_COLUMNS: tuple[str, ...] = (

@@ -25,9 +25,16 @@ import itertools
 import math
 
 import numpy as np
-from scipy import stats
 
 EULER_GAMMA = 0.5772156649015329
+
+
+def _stats():
+    """``scipy.stats``, imported when first used: importing it takes about a second, and every
+    run process and code-server load imports this module through the asset definitions."""
+    from scipy import stats
+
+    return stats
 
 
 def expected_max_sharpe(n_trials: int, variance: float) -> float:
@@ -38,7 +45,7 @@ def expected_max_sharpe(n_trials: int, variance: float) -> float:
     if not variance >= 0:
         raise ValueError(f"the variance of the trials' Sharpe ratios must be >= 0, got {variance}")
     n = float(n_trials)
-    bracket = (1 - EULER_GAMMA) * stats.norm.ppf(1 - 1 / n) + EULER_GAMMA * stats.norm.ppf(1 - 1 / (n * math.e))
+    bracket = (1 - EULER_GAMMA) * _stats().norm.ppf(1 - 1 / n) + EULER_GAMMA * _stats().norm.ppf(1 - 1 / (n * math.e))
     return math.sqrt(variance) * bracket
 
 
@@ -50,7 +57,7 @@ def probabilistic_sharpe(sharpe: float, benchmark: float, n_returns: int, skew: 
     denom = 1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2
     if not denom > 0:
         return math.nan
-    return float(stats.norm.cdf((sharpe - benchmark) * math.sqrt(n_returns - 1) / math.sqrt(denom)))
+    return float(_stats().norm.cdf((sharpe - benchmark) * math.sqrt(n_returns - 1) / math.sqrt(denom)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +85,7 @@ def sharpe_moments(returns: np.ndarray) -> tuple[float, float, float]:
     if not sd > 0:
         return math.nan, math.nan, math.nan
     sr = r.mean() / sd
-    return float(sr), float(stats.skew(r)), float(stats.kurtosis(r, fisher=False))
+    return float(sr), float(_stats().skew(r)), float(_stats().kurtosis(r, fisher=False))
 
 
 def deflated_sharpe(returns: np.ndarray, n_trials: int, trial_variance: float) -> Deflated:

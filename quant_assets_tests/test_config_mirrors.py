@@ -111,3 +111,28 @@ def test_lib_parameter_dataclasses_refuse_out_of_bounds_knobs_as_the_launchpad_d
         PortfolioRules(sl=1.5)
     with pytest.raises(ValueError, match=r"TrainParams.feature_fraction must be > 0, got 0"):
         TrainParams(feature_fraction=0)
+
+
+def test_every_lib_knob_is_offered_by_a_launchpad_config():
+    """A ``knob`` says "a run may set this": every parameter dataclass in lib that declares one is
+    mirrored by a Config, which offers each of its knobs."""
+    import importlib
+    import inspect
+    from pathlib import Path
+
+    import quant_assets.lib
+    from quant_assets.lib.knobs import knobs_of
+
+    root = Path(quant_assets.lib.__file__).parent
+    declared = {}
+    for path in sorted(root.rglob("*.py")):  # lib/pump is a namespace package: walk the files
+        module = importlib.import_module(".".join(("quant_assets", "lib", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"))
+        for _, cls in inspect.getmembers(module, dataclasses.is_dataclass):
+            if isinstance(cls, type) and cls.__module__ == module.__name__ and knobs_of(cls):
+                declared[cls] = set(knobs_of(cls))
+    assert len(declared) == 13, sorted(c.__name__ for c in declared)
+    offered = {}
+    for mirror in MIRRORS:
+        offered.setdefault(mirror.params, set()).update(mirror.pairs().values())
+    for cls, names in declared.items():
+        assert names <= offered.get(cls, set()), f"{cls.__name__} knobs no Config offers: {sorted(names - offered.get(cls, set()))}"

@@ -9,7 +9,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from quant_assets.defs.resources import cached_store, env_or_default
-from quant_assets.lib import settings
+from quant_assets.lib import http, settings
 
 
 class HttpClientResource(ConfigurableResource):
@@ -21,12 +21,12 @@ class HttpClientResource(ConfigurableResource):
     Secrets (API keys) are passed by the caller from the environment and masked in every
     message."""
 
-    calls_per_minute: int = Field(default=300, gt=0, description="Most requests per minute to one vendor.")
-    max_concurrency: int = Field(default=8, ge=1, description="Most requests in flight at once.")
+    calls_per_minute: int = Field(default=http.CALLS_PER_MINUTE, gt=0, description="Most requests per minute to one vendor.")
+    max_concurrency: int = Field(default=http.MAX_CONCURRENCY, ge=1, description="Most requests in flight at once.")
     timeout_s: float = Field(
-        default=30.0, gt=0, description="Deadline of each request, seconds: connecting and every read together."
+        default=http.TIMEOUT_S, gt=0, description="Deadline of each request, seconds: connecting and every read together."
     )
-    max_attempts: int = Field(default=5, ge=1, description="Tries per request (1 = no retry).")
+    max_attempts: int = Field(default=http.RetryPolicy.max_attempts, ge=1, description="Tries per request (1 = no retry).")
     cache_dir: str = Field(
         default="",
         description="Response cache: a folder or an s3:// URL; empty = $QUANT_DATA_DIR/http_cache.",

@@ -159,6 +159,12 @@ class ClientStats:
     seconds_waiting: float = 0.0
 
 
+# A vendor client's limits unless told otherwise (HttpClientResource offers them to a run).
+CALLS_PER_MINUTE = 300
+MAX_CONCURRENCY = 8
+TIMEOUT_S = 30.0  # one deadline per request: connecting and every read together
+
+
 class PoliteClient:
     """GET requests against one vendor base URL, within its limits."""
 
@@ -166,9 +172,9 @@ class PoliteClient:
         self,
         base_url: str,
         *,
-        calls_per_minute: float = 300,
-        max_concurrency: int = 8,
-        timeout_s: float = 30.0,
+        calls_per_minute: float = CALLS_PER_MINUTE,
+        max_concurrency: int = MAX_CONCURRENCY,
+        timeout_s: float = TIMEOUT_S,
         retry: RetryPolicy = RetryPolicy(),
         secret_params: Iterable[str] = (),
         throttled: Callable[[httpx.Response], bool] | None = None,

@@ -16,6 +16,7 @@ from quant_assets.defs.research import lakeio
 from quant_assets.defs.research.common import all_daily, dated_returns, key_table, table_meta
 from quant_assets.defs.research.keys import ALL_DAYS, BENCHMARK, COVERAGE_CHECK, FACTOR_COVERAGE_CHECK, KEYS
 from quant_assets.defs.resources import Lake, LandingZone
+from quant_assets.lib import http
 from quant_assets.lib.research import factors, indicators
 from quant_assets.lib.sources import kenfrench
 
@@ -43,8 +44,8 @@ class FactorEvaluationConfig(BaseModel):
         default="all",
         description="'all' (every numeric indicator of research/technical_features), one column, or a comma-separated list.",
     )
-    horizons: list[int] = Field(default=[1, 5, 10], description="Forward-return horizons in NYSE sessions.")
-    min_pairs: int = Field(default=10, ge=3, description="Dates with fewer (feature, return) pairs are skipped.")
+    horizons: list[int] = Field(default=list(factors.HORIZONS), description="Forward-return horizons in NYSE sessions.")
+    min_pairs: int = Field(default=factors.MIN_PAIRS, ge=3, description="Dates with fewer (feature, return) pairs are skipped.")
 
 
 @house_asset(
@@ -115,8 +116,8 @@ class FactorModelConfig(BaseModel):
         description="'landing' (Ken French zips under kenfrench/ in the landing zone) or 'http' (download them).",
     )
     kenfrench_base_url: str = Field(default=kenfrench.BASE_URL, description="Where the Ken French zips are downloaded from.")
-    http_timeout_s: float = Field(default=30.0, gt=0, description="Deadline of each download (connect and every read together), seconds.")
-    min_obs: int = Field(default=60, ge=5, description="Regressions with fewer common days are skipped (and listed).")
+    http_timeout_s: float = Field(default=http.TIMEOUT_S, gt=0, description="Deadline of each download (connect and every read together), seconds.")
+    min_obs: int = Field(default=factors.MIN_OBS, ge=5, description="Regressions with fewer common days are skipped (and listed).")
 
 
 def _models_for(config: FactorModelConfig) -> list[str]:

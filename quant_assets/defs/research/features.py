@@ -84,7 +84,7 @@ def _daily_history(lake: Lake, first: dt.date, columns: list[str]) -> pl.DataFra
 
 class MacdDayConfig(BaseModel):
     modes: list[str] = Field(
-        default=["all", "rth"],
+        default=list(macd.MODES),
         description="Bar sets to summarise: 'all' (every session, the old --mode default) and/or 'rth' "
         "(regular hours only). Both by default, as the mode column.",
     )

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.assets import house_asset
-from quant_assets.defs.config import parse
+from quant_assets.defs.config import mirrors, parse
 from quant_assets.defs.market.keys import KEYS as MARKET_KEYS
 from quant_assets.defs.partitions import partition_dates, trading_days
 from quant_assets.defs.research.common import closed, day_window, rounded, table_meta
@@ -22,12 +22,9 @@ EVENT_CHECKS = qc.AssetChecks(KEYS["macd_event_labels"], BALANCE)
 RANGE_CHECKS = qc.AssetChecks(KEYS["range_expansion_labels"], BALANCE)
 
 
+@mirrors(labels.EventRule)
 class EventLabelConfig(BaseModel):
-    target_move: float = Field(default=0.008, gt=0, lt=1, description="Barrier distance from the entry close, fraction (0.008 = 80 bp).")
-    time_window: int = Field(default=30, ge=1, description="Forward bars (not clock minutes) scanned for a barrier, within the day.")
-    mode: str = Field(default="all", description="Bars used: 'all' sessions or 'rth' only (MACD and forward window alike).")
-    long_only: bool = Field(default=False, description="Keep only cross-up (long) events.")
-    short_only: bool = Field(default=False, description="Keep only cross-down (short) events.")
+    """The barrier rule's knobs (declared in ``lib.research.macd.EventRule``, re-exported by ``labels``)."""
 
 
 def _balance(label: pl.Series) -> dict[str, qc.Outcome]:

@@ -27,7 +27,7 @@ from quant_assets.lib.smart_money.model import (
     model_metadata,
     train,
 )
-from quant_assets.lib.smart_money.splits import SPLITS, SplitError, bullish_shares, by_split, time_split
+from quant_assets.lib.smart_money.splits import SPLITS, SplitError, SplitFractions, bullish_shares, by_split, time_split
 
 SPLIT_CHECKS = qc.AssetChecks(
     KEYS["splits"],
@@ -41,10 +41,9 @@ EVALUATION_CHECKS = qc.AssetChecks(
 )
 
 
+@mirrors(SplitFractions)
 class SplitsConfig(BaseModel):
-    train_fraction: float = Field(default=0.70, gt=0, lt=1, description="Share of examples (earliest dates) for training.")
-    val_fraction: float = Field(default=0.15, gt=0, lt=1, description="Share of examples (next dates) for validation.")
-    test_fraction: float = Field(default=0.15, gt=0, lt=1, description="Share of examples (latest dates) for testing.")
+    """The split shares (declared in ``lib.smart_money.splits.SplitFractions``)."""
 
 
 @house_asset(

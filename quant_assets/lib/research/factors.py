@@ -35,6 +35,8 @@ import polars as pl
 from quant_assets.lib import calendar as cal
 
 HORIZONS = (1, 5, 10)
+MIN_PAIRS = 10  # (feature, forward return) pairs a date needs for its IC
+MIN_OBS = 60  # common days a factor regression needs
 FACTOR_EVALUATION_COLUMNS: tuple[str, ...] = (
     "feature",
     "horizon",
@@ -214,7 +216,7 @@ def factor_evaluation(
     horizons: Sequence[int] = HORIZONS,
     *,
     quantiles: int = 5,
-    min_pairs: int = 10,
+    min_pairs: int = MIN_PAIRS,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(summary with ``FACTOR_EVALUATION_COLUMNS``, per-date ICs) of ``columns`` of ``features``
     (ticker, date, close and the columns). A column that is entirely null gets a row with
@@ -345,7 +347,7 @@ def factor_models(
     tickers: Sequence[str],
     models: Sequence[str],
     *,
-    min_obs: int = 60,
+    min_obs: int = MIN_OBS,
 ) -> tuple[pl.DataFrame, list[str]]:
     """Regress each ticker's daily excess return (``ret_1d - rf``) on the factors of each model.
 

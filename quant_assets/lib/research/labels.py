@@ -9,11 +9,12 @@ from collections.abc import Iterable
 import polars as pl
 
 from quant_assets.lib import calendar as cal
-from quant_assets.lib.research.macd import EVENT_DOCS, EVENTS_SCHEMA, macd_events
+from quant_assets.lib.research.macd import EVENT_DOCS, EVENTS_SCHEMA, EventRule, macd_events
 
 __all__ = [
     "EVENTS_SCHEMA",
     "EVENT_DOCS",
+    "EventRule",
     "RANGE_LABEL_DOCS",
     "RANGE_LABEL_SCHEMA",
     "label_balance",

@@ -23,6 +23,7 @@ timeframe gets null summaries there (``bars__1m`` / ``bars__5m`` say how many it
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ import polars as pl
 from numba import njit, prange
 
 from quant_assets.lib import market
+from quant_assets.lib.knobs import knob
 from quant_assets.lib.research.indicators import _macd_into
 
 FAST, SLOW, SIGNAL = 12, 26, 9
@@ -447,14 +449,25 @@ def empty_events() -> pl.DataFrame:
     return pl.DataFrame(schema=EVENTS_SCHEMA)
 
 
+@dataclasses.dataclass(frozen=True)
+class EventRule:
+    """The knobs of :func:`macd_events` (research/macd_event_labels)."""
+
+    target_move: float = knob(0.008, "Barrier distance from the entry close, fraction (0.008 = 80 bp).", gt=0, lt=1)
+    time_window: int = knob(30, "Forward bars (not clock minutes) scanned for a barrier, within the day.", ge=1)
+    mode: str = knob("all", "Bars used: 'all' sessions or 'rth' only (MACD and forward window alike).")
+    long_only: bool = knob(False, "Keep only cross-up (long) events.")
+    short_only: bool = knob(False, "Keep only cross-down (short) events.")
+
+
 def macd_events(
     minute: pl.DataFrame,
     *,
-    mode: str = "all",
-    target_move: float = 0.008,
-    time_window: int = 30,
-    long_only: bool = False,
-    short_only: bool = False,
+    mode: str = EventRule.mode,
+    target_move: float = EventRule.target_move,
+    time_window: int = EventRule.time_window,
+    long_only: bool = EventRule.long_only,
+    short_only: bool = EventRule.short_only,
 ) -> pl.DataFrame:
     """One event per 1-minute MACD histogram zero cross of each ticker-day, with its label.
 

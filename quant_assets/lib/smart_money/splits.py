@@ -18,6 +18,7 @@ import datetime as dt
 
 import polars as pl
 
+from quant_assets.lib.knobs import knob
 from quant_assets.lib.smart_money.dataset import HORIZON_DAYS, label_dates
 
 SPLITS = ("train", "val", "test")
@@ -25,6 +26,15 @@ SPLITS = ("train", "val", "test")
 
 class SplitError(ValueError):
     """The dataset cannot be split as asked (too few dates, bad fractions)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitFractions:
+    """How :func:`time_split` shares the examples out, earliest dates first."""
+
+    train_fraction: float = knob(0.70, "Share of examples (earliest dates) for training.", gt=0, lt=1)
+    val_fraction: float = knob(0.15, "Share of examples (next dates) for validation.", gt=0, lt=1)
+    test_fraction: float = knob(0.15, "Share of examples (latest dates) for testing.", gt=0, lt=1)
 
 
 @dataclasses.dataclass
@@ -46,9 +56,9 @@ def _cut(cum: list[int], target: float, lo: int) -> int:
 
 def time_split(
     dataset: pl.DataFrame,
-    train_fraction: float = 0.70,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
+    train_fraction: float = SplitFractions.train_fraction,
+    val_fraction: float = SplitFractions.val_fraction,
+    test_fraction: float = SplitFractions.test_fraction,
     horizon_days: int = HORIZON_DAYS,
 ) -> tuple[pl.DataFrame, SplitReport]:
     """``dataset`` with a ``split`` column (train / val / test), purged rows removed."""

@@ -229,12 +229,13 @@ def missing_sessions(table: pl.DataFrame, start: dt.date, end: dt.date) -> list[
     return [d for d in calendar.trading_days(start, end) if d not in have]
 
 
-def download_client(base_url: str = BASE_URL, *, timeout_s: float = 30.0, **kwargs):
+def download_client(base_url: str = BASE_URL, *, timeout_s: float | None = None, **kwargs):
     """A :class:`~quant_assets.lib.http.PoliteClient` for the library: one deadline per
     download, retries on 429 / 5xx with ``Retry-After``, and the browser-like ``User-Agent``."""
-    from quant_assets.lib.http import PoliteClient, RetryPolicy
+    from quant_assets.lib.http import TIMEOUT_S, PoliteClient, RetryPolicy
 
     kwargs.setdefault("retry", RetryPolicy(max_attempts=3))
+    timeout_s = TIMEOUT_S if timeout_s is None else timeout_s
     return PoliteClient(base_url, calls_per_minute=30, max_concurrency=2, timeout_s=timeout_s, headers={"User-Agent": USER_AGENT}, **kwargs)
 
 

@@ -150,7 +150,7 @@ def overfitting_cost(signals, pnl, ex, strategies, grid, args, res) -> float:
         pfil.optimize_filters(signals, pnl, ex, strategies, grid, min_trades=args.min_trades, trial_sharpe=False)
         without_t.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        res = pfil.optimize_filters(signals, pnl, ex, strategies, grid, min_trades=args.min_trades)
+        pfil.optimize_filters(signals, pnl, ex, strategies, grid, min_trades=args.min_trades)
         with_t.append(time.perf_counter() - t0)
     research = signals.with_columns(score_band_expr().alias("score_range"), pl.col("signal_ts").dt.date().alias("signal_date"))
     days = research["signal_date"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 
-from dagster import BetaWarning, PreviewWarning, SupersessionWarning
+from dagster import BetaWarning, SupersessionWarning
 
 # (class, message regex): features we use on purpose, with the reason.
 ACCEPTED: tuple[tuple[type[Warning], str], ...] = (

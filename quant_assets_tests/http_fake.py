@@ -12,7 +12,6 @@ import http.server
 import threading
 import time
 import urllib.parse
-from collections import defaultdict
 
 import pytest
 

@@ -305,7 +305,6 @@ def optimize_filters(
     attrs = [signals[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c, _ in ATTRIBUTES]
     delays = strategies["entry_delay_s"].to_numpy().astype(np.int64)
     ranges = grid.attribute_ranges()
-    sizes = [len(r) for r in ranges]
     frames: list[pl.DataFrame] = []
     stats: list[BandStats] = []
     evaluated = 0

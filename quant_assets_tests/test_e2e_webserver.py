@@ -44,6 +44,10 @@ def stack(simulated_landing, tmp_path_factory):
         "QUANT_START_DATE": START,
         "QUANT_END_DATE": END,
         "QUANT_LANDING_SENSOR_INTERVAL_S": "3",
+        # Sensor and backfill runs execute their steps in the run's process: a process per step
+        # costs ~5 s of imports each (about 110 s over this module), and the orchestration is what
+        # they test. The first run names the executor users get by default (multiprocess).
+        "QUANT_EXECUTOR": "in_process",
     }
     s = DagsterStack(home, env, root / "dagster-dev.log")
     try:
@@ -52,6 +56,19 @@ def stack(simulated_landing, tmp_path_factory):
         yield s
     finally:
         s.stop()
+
+
+def _step_processes(stack, run_id: str) -> tuple[int, int]:
+    """(steps started, steps launched in a process of their own: the multiprocess executor's
+    "Launching subprocess" engine events) of the run."""
+    data = stack.graphql(
+        "query($r: ID!) { logsForRun(runId: $r) { ... on EventConnection { events { __typename ... on MessageEvent { message } } } } }",
+        {"r": run_id},
+    )
+    events = data["logsForRun"]["events"]
+    started = sum(1 for e in events if e["__typename"] == "ExecutionStepStartEvent")
+    launched = sum(1 for e in events if (e.get("message") or "").startswith("Launching subprocess for"))
+    return started, launched
 
 
 def _lake(stack, asset: str, day: str) -> Path:
@@ -64,9 +81,12 @@ def test_single_partition_then_range_backfill(stack):
         DAY_JOB,
         repository_location_name="quant_assets",
         asset_selection=[["market", "day_aggs"], ["market", "daily_bars"]],
+        run_config={"execution": {"config": {"multiprocess": {}}}},
         tags={"dagster/partition": BUILT[0]},
     )
     assert stack.wait_run(run_id) == "SUCCESS", stack.log_tail()
+    started, launched = _step_processes(stack, run_id)
+    assert started == launched >= 2  # the multiprocess executor: every step in a process of its own
     assert pl.read_parquet(_lake(stack, "market/daily_bars", BUILT[0])).height > 0
 
     backfill = stack.launch_backfill([["market", "day_aggs"], ["market", "daily_bars"], ["market", "daily_filtered"], ["market", "warehouse_daily_bars"]], BUILT[0], BUILT[-1])

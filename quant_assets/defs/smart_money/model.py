@@ -16,6 +16,7 @@ from quant_assets.defs.resources import Lake
 from quant_assets.defs.smart_money.keys import CHANCE_CHECK, DOMAIN, FMP, KEYS, SPLITS_DOCS, SPLITS_SCHEMA, TIME_ORDER_CHECK
 from quant_assets.lib.smart_money.dataset import to_csv
 from quant_assets.lib.smart_money.model import (
+    TUNE_THRESHOLD,
     Normalizer,
     TrainParams,
     baseline_markdown,
@@ -81,7 +82,7 @@ def splits(context: AssetExecutionContext, dataset: pl.DataFrame, lake: Lake):
 @mirrors(TrainParams)
 class ModelConfig(BaseModel):
     version: str = Field(default="1.0.0", description="Model version X.Y.Z: artifacts go to models/smart-money-flow/vX.Y.Z/.")
-    tune_threshold: bool = Field(default=True, description="Choose the decision threshold maximising F1 on validation (else 0.5).")
+    tune_threshold: bool = Field(default=TUNE_THRESHOLD, description="Choose the decision threshold maximising F1 on validation (else 0.5).")
 
 def _round(v: float | None) -> float:
     return round(v, 4) if v is not None else float("nan")

@@ -124,6 +124,8 @@ class TrainParams:
 
 
 TOP_FRACTION = 0.1  # precision at k: the top 10 % of rows by predicted probability
+# The decision threshold is the one maximising F1 on validation unless told (else 0.5).
+TUNE_THRESHOLD = True
 
 
 def precision_at_k(y: np.ndarray, p: np.ndarray, fraction: float = TOP_FRACTION) -> tuple[float | None, int]:
@@ -206,7 +208,7 @@ def train(
     val_frame: pl.DataFrame,
     params: TrainParams = TrainParams(),
     *,
-    tune_threshold: bool = True,
+    tune_threshold: bool = TUNE_THRESHOLD,
     features: Sequence[str] = FEATURE_NAMES,
 ) -> TrainedModel:
     """Fit the normaliser on train, train LightGBM with early stopping on validation."""
@@ -262,7 +264,7 @@ def no_skill_baselines(
     model_metrics: dict,
     params: TrainParams = TrainParams(),
     *,
-    tune_threshold: bool = True,
+    tune_threshold: bool = TUNE_THRESHOLD,
     seed: int = 0,
     features: Sequence[str] = FEATURE_NAMES,
 ) -> dict:
@@ -355,7 +357,7 @@ def evaluate(splits: pl.DataFrame, booster, normalizer: Normalizer, meta: Mappin
         test,
         metrics,
         params_from_metadata(meta),
-        tune_threshold=bool(meta.get("tune_threshold", True)),
+        tune_threshold=bool(meta.get("tune_threshold", TUNE_THRESHOLD)),
         features=meta["features"],
     )
     return Evaluation(test, metrics, baselines)

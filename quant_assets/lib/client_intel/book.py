@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 from numba import njit, prange
 
-from quant_assets.lib.client_intel import spec as S
+from quant_assets.lib.client_intel import spec
 from quant_assets.lib.client_intel.market import Panel
 
 VAR_WINDOW = 60
@@ -90,7 +90,7 @@ class TradeArrays:
                 f"{unknown.height} trade(s) of unknown client(s) {unknown['client_id'].unique().head(5).to_list()} "
                 "(not in client_intel/clients)"
             )
-        bad_inst = trades.filter(~pl.col("instrument").is_in(list(S.SYMBOLS)))
+        bad_inst = trades.filter(~pl.col("instrument").is_in(list(spec.SYMBOLS)))
         if bad_inst.height:
             raise TradesError(f"{bad_inst.height} trade(s) in unknown instrument(s) {bad_inst['instrument'].unique().to_list()}")
         day = (trades["trade_date"].to_numpy().astype("datetime64[D]") - panel.dates[0]).astype(np.int64)
@@ -108,7 +108,7 @@ class TradeArrays:
                 raise TradesError(f"trades.{column} has value(s) {other}; expected {list(allowed)}")
         codes = trades.select(
             pl.col("client_id").cast(pl.Enum(client_ids)).to_physical().cast(pl.Int64).alias("client"),
-            pl.col("instrument").cast(pl.Enum(list(S.SYMBOLS))).to_physical().cast(pl.Int64).alias("instrument"),
+            pl.col("instrument").cast(pl.Enum(list(spec.SYMBOLS))).to_physical().cast(pl.Int64).alias("instrument"),
             pl.Series("day", day),
             pl.col("executed_at"),
             pl.col("trade_id"),
@@ -239,7 +239,7 @@ def positions_frame(fi: Fifo, panel: Panel, client_ids: list[str]) -> pl.DataFra
     df = pl.DataFrame(
         {
             "client_id": pl.Series(client_ids).gather(c),
-            "instrument": pl.Series(S.SYMBOLS).gather(i),
+            "instrument": pl.Series(spec.SYMBOLS).gather(i),
             "quantity": qty,
             "avg_entry_price": cost / qty,
             "market_price": last[i],

@@ -13,9 +13,9 @@ import math
 
 import polars as pl
 
-from quant_assets.lib.client_intel import spec as S
+from quant_assets.lib.client_intel import spec
 
-_BASE_IS_USD = {i.symbol: i.base == "USD" for i in S.INSTRUMENTS}
+_BASE_IS_USD = {i.symbol: i.base == "USD" for i in spec.INSTRUMENTS}
 
 
 def fifo_replay(trades: pl.DataFrame) -> tuple[list[dict], dict[tuple[str, str], list[list]]]:

@@ -15,8 +15,7 @@ from collections.abc import Callable
 import polars as pl
 
 from quant_assets.lib.client_intel import book as B
-from quant_assets.lib.client_intel import clients as C
-from quant_assets.lib.client_intel import features as F
+from quant_assets.lib.client_intel import clients, features
 from quant_assets.lib.client_intel import market as M
 from quant_assets.lib.client_intel import quality as Q
 from quant_assets.lib.client_intel import regimes as R
@@ -37,12 +36,12 @@ TABLES: tuple[str, ...] = (
 
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "market_bars": M.MARKET_BARS_SCHEMA,
-    "clients": C.CLIENTS_SCHEMA,
+    "clients": clients.CLIENTS_SCHEMA,
     "trades": TR.TRADES_SCHEMA,
     "positions": B.POSITIONS_SCHEMA,
     "headlines": M.HEADLINES_SCHEMA,
     "pnl_risk": B.PNL_RISK_SCHEMA,
-    "features": F.FEATURES_SCHEMA,
+    "features": features.FEATURES_SCHEMA,
     "client_regimes": R.REGIMES_SCHEMA,
     "switch_probability_history": R.SWITCH_SCHEMA,
 }
@@ -174,7 +173,7 @@ def build_world(spec: S.WorldSpec) -> World:
     market = timed("market_bars", lambda: M.simulate_market(spec))
     tables["market_bars"] = timed("market_bars", lambda: M.market_bars_frame(market))
     panel = timed("market_bars", lambda: M.panel_from_bars(tables["market_bars"]))
-    book = timed("clients", lambda: C.build_clients(spec))
+    book = timed("clients", lambda: clients.build_clients(spec))
     tables["clients"] = book.frame
     ids = book.frame["client_id"].to_list()
     segments = book.segment_codes
@@ -191,7 +190,7 @@ def build_world(spec: S.WorldSpec) -> World:
     tables["headlines"] = timed("headlines", lambda: M.headlines_frame(panel, spec))
     daily = timed("pnl_risk", lambda: B.daily(ledger, fifo, panel, len(ids)))
     tables["pnl_risk"] = timed("pnl_risk", lambda: B.pnl_risk_frame(daily, panel, ids))
-    tables["features"] = timed("features", lambda: F.features_frame(ledger, fifo, daily, panel, ids))
+    tables["features"] = timed("features", lambda: features.features_frame(ledger, fifo, daily, panel, ids))
     tables["client_regimes"] = timed(
         "client_regimes", lambda: R.regimes_frame(book.frame, segments, tables["features"], spec.start, spec.seed)
     )

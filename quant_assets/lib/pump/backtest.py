@@ -20,9 +20,7 @@ import math
 import numpy as np
 import polars as pl
 
-from quant_assets.lib.pump import filters as pf
-from quant_assets.lib.pump import optimizer as opt
-from quant_assets.lib.pump import walkforward as wf
+from quant_assets.lib.pump import filters, optimizer, walkforward
 from quant_assets.lib.pump.schemas import BACKTEST_TRADES_SCHEMA, FIGURES_SCHEMA, UTC_MS
 
 SCOPES = ("score_range", "global")
@@ -31,7 +29,7 @@ SCOPES = ("score_range", "global")
 def passes_champion(row: dict, champion: dict) -> bool:
     """The optimizer's filter semantics for one signal (``lo <= x < hi``; a missing attribute
     passes only an open range)."""
-    if not pf.in_band(np.array([row["total_score"]]), int(champion["score_min"]), int(champion["score_max"] - champion["score_min"]))[0]:
+    if not filters.in_band(np.array([row["total_score"]]), int(champion["score_min"]), int(champion["score_max"] - champion["score_min"]))[0]:
         return False
     for col, lo_key, hi_key in (
         ("rsi", "rsi_min", "rsi_max"),
@@ -40,7 +38,7 @@ def passes_champion(row: dict, champion: dict) -> bool:
     ):
         x = row[col]
         value = np.array([np.nan if x is None else float(x)])
-        if not pf.passes(value, champion[lo_key], champion[hi_key])[0]:
+        if not filters.passes(value, champion[lo_key], champion[hi_key])[0]:
             return False
     return True
 
@@ -73,7 +71,7 @@ def replay(
     walk_forward = champions.height > 0 and champions["selection"][0] == "walk_forward"
     ws = research["window_start"].to_numpy()
     if walk_forward:
-        fold_of = wf.evaluation_fold(ws, wf.folds_from_frame(champions))
+        fold_of = walkforward.evaluation_fold(ws, walkforward.folds_from_frame(champions))
     else:
         fold_of = np.zeros(research.height, dtype=np.int64)
     sample = "out_of_sample" if walk_forward else "in_sample"
@@ -96,10 +94,10 @@ def replay(
             continue
         c = closes[offsets[i] : offsets[i + 1]]
         e = int(champ["entry_delay_s"])
-        pnl, exit_s, reason = opt.simulate_one(
+        pnl, exit_s, reason = optimizer.simulate_one(
             c, e, float(champ["sl"]), float(champ["activation"]), float(champ["callback"]), int(champ["timeout_s"]), float(champ["fee"])
         )
-        if reason == opt.NO_ENTRY:
+        if reason == optimizer.NO_ENTRY:
             no_entry += 1
             continue
         busy[sleeve] = start + e + int(exit_s)
@@ -118,7 +116,7 @@ def replay(
                 "entry_price": float(c[e]),
                 "exit_time": (start + e + int(exit_s)) * 1000,
                 "exit_price": float(c[e + int(exit_s)]),
-                "exit_reason": opt.REASONS[int(reason)],
+                "exit_reason": optimizer.REASONS[int(reason)],
                 "hold_s": int(exit_s),
                 "pnl": float(pnl),
                 "cumulative_pnl": cum[sleeve],
@@ -139,7 +137,7 @@ def figures(trades: pl.DataFrame, by: tuple[str, ...] = ("score_range",)) -> dic
     has more than one column)."""
     out: dict = {}
     for key, group in trades.group_by(list(by), maintain_order=True):
-        out[key if len(by) > 1 else key[0]] = wf.figures_from_returns(group["pnl"].to_list())
+        out[key if len(by) > 1 else key[0]] = walkforward.figures_from_returns(group["pnl"].to_list())
     return out
 
 

@@ -30,8 +30,8 @@ import numba as nb
 import numpy as np
 import polars as pl
 
-from quant_assets.lib import overfitting as of
-from quant_assets.lib.pump import walkforward as wf
+from quant_assets.lib import overfitting
+from quant_assets.lib.pump import walkforward
 from quant_assets.lib.pump.schemas import OVERFITTING_FIGURES_SCHEMA
 
 DSR_BAR = 0.95
@@ -102,9 +102,9 @@ def measure(
     exit_s: np.ndarray,
     results: pl.DataFrame,
     champions: pl.DataFrame,
-    folds: Sequence[wf.Fold],
+    folds: Sequence[walkforward.Fold],
     *,
-    horizon_s: int = wf.DAY_S,
+    horizon_s: int = walkforward.DAY_S,
     spa_reps: int = 200,
 ) -> pl.DataFrame:
     """One row per (fold, range) with a champion (``OVERFITTING_SCHEMA``): the fold's PBO and
@@ -117,15 +117,15 @@ def measure(
         champs = champions.filter((pl.col("fold") == fold.fold) & pl.col("has_champion"))
         if not champs.height:
             continue
-        members = np.flatnonzero(wf.selectable(ws, fold, horizon_s))
+        members = np.flatnonzero(walkforward.selectable(ws, fold, horizon_s))
         members = members[np.lexsort((ids[members], ws[members]))]
         kept = results.filter(pl.col("fold") == fold.fold).with_row_index("_j")
         series, traded = config_series(research[members], pnl[:, members], exit_s[:, members], kept)
         band_of = research["score_range"].to_numpy()[members]
-        p = of.pbo_cscv(series, metric="total")
+        p = overfitting.pbo_cscv(series, metric="total")
         # Identical columns (configurations trading the same signals the same way) change
         # nothing in SPA's maximum statistic: test each distinct one once.
-        spa = of.spa_pvalue(np.unique(series, axis=1), reps=spa_reps, seed=fold.fold + 1) if series.shape[1] and spa_reps else {}
+        spa = overfitting.spa_pvalue(np.unique(series, axis=1), reps=spa_reps, seed=fold.fold + 1) if series.shape[1] and spa_reps else {}
         for champ in champs.iter_rows(named=True):
             pos = kept.filter(
                 (pl.col("score_range") == champ["score_range"])
@@ -136,7 +136,7 @@ def measure(
             returns = series[band_of == champ["score_range"], j]
             trials = champ.get("sharpe_trials") or 0
             variance = champ.get("sharpe_trials_variance")
-            d = of.deflated_sharpe(returns, max(int(trials), 2), variance if variance is not None and variance == variance else 0.0)
+            d = overfitting.deflated_sharpe(returns, max(int(trials), 2), variance if variance is not None and variance == variance else 0.0)
             rows.append(
                 {
                     "fold": fold.fold,

@@ -33,7 +33,7 @@ import numpy as np
 import polars as pl
 
 from quant_assets.lib.knobs import check_knobs, knob
-from quant_assets.lib.pump import filters as pf
+from quant_assets.lib.pump import filters
 
 SELECTIONS = ("walk_forward", "in_sample")
 DAY_S = 86_400
@@ -210,14 +210,14 @@ def champion_mask(signals: pl.DataFrame, champion: dict) -> np.ndarray:
     """Signals passing a champion's filter (band and attribute ranges, the optimizer's rules)."""
     score = signals["total_score"].to_numpy()
     lo = int(champion["score_min"])
-    ok = pf.in_band(score, lo, int(champion["score_max"]) - lo)
+    ok = filters.in_band(score, lo, int(champion["score_max"]) - lo)
     for col, lo_key, hi_key in (
         ("rsi", "rsi_min", "rsi_max"),
         ("volume_zscore", "volume_zscore_min", "volume_zscore_max"),
         ("oi_change_pct", "oi_change_min", "oi_change_max"),
     ):
         values = signals[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        ok &= pf.passes(values, champion[lo_key], champion[hi_key])
+        ok &= filters.passes(values, champion[lo_key], champion[hi_key])
     return ok
 
 
@@ -288,7 +288,7 @@ def select_per_fold(
     pnl: np.ndarray,
     exit_s: np.ndarray,
     strategies: pl.DataFrame,
-    grid: pf.FilterGrid,
+    grid: filters.FilterGrid,
     folds: Sequence[Fold],
     selection: str,
     *,
@@ -306,7 +306,7 @@ def select_per_fold(
     for f in folds:
         mask = selectable(ws, f, horizon_s)
         idx = np.flatnonzero(mask)
-        res = pf.optimize_filters(
+        res = filters.optimize_filters(
             research[idx], np.ascontiguousarray(pnl[:, idx]), np.ascontiguousarray(exit_s[:, idx]), strategies, grid, **phase2
         )
         evaluated += res.evaluated_pairs

@@ -15,7 +15,7 @@ import io
 import numpy as np
 import polars as pl
 
-from quant_assets.lib.smart_money import features as fx
+from quant_assets.lib.smart_money import features
 from quant_assets.lib.smart_money.universe import next_session
 
 HORIZON_DAYS = 14
@@ -24,7 +24,7 @@ LABEL_THRESHOLD = 0.05
 MAX_BAR_GAP_DAYS = 7
 
 META_COLUMNS = ("symbol", "date", "price_at_sample", "price_after_14d", "return_14d")
-DATASET_COLUMNS: tuple[str, ...] = (*META_COLUMNS, *fx.FEATURE_NAMES, "label")
+DATASET_COLUMNS: tuple[str, ...] = (*META_COLUMNS, *features.FEATURE_NAMES, "label")
 
 DATASET_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.String,
@@ -32,7 +32,7 @@ DATASET_SCHEMA: dict[str, pl.DataType] = {
     "price_at_sample": pl.Float64,
     "price_after_14d": pl.Float64,
     "return_14d": pl.Float64,
-    **{name: (pl.Int64 if name in fx.COUNT_FEATURES else pl.Float64) for name in fx.FEATURE_NAMES},
+    **{name: (pl.Int64 if name in features.COUNT_FEATURES else pl.Float64) for name in features.FEATURE_NAMES},
     "label": pl.Int8,
 }
 
@@ -45,7 +45,7 @@ COLUMN_DOCS: dict[str, str] = {
     "is not a session), USD on the sample date's share basis (a split in between is divided out).",
     "return_14d": "price_after_14d / price_at_sample - 1 (fraction; 0.07 = 7%). Looks forward: the label's input, "
     "never a feature.",
-    **fx.feature_docs(),
+    **features.feature_docs(),
     "label": "1 (bullish) when return_14d > 0.05, else 0 (bearish).",
 }
 
@@ -77,12 +77,12 @@ def dataset_rows(
     """One row per symbol and sample date (DATASET_COLUMNS): prices, the forward return and
     label (null when a price is missing), and the 27 features as known on the date. ``raw``
     holds the raw tables of any number of symbols (a ``symbol`` column tells them apart)."""
-    views = fx.build_views(raw, symbols, etf_policy)
-    prices = fx.SymbolTable(
-        raw["prices"], {"date": fx.day_number("date"), "close": pl.col("close"), "basis": pl.col("split_factor")}, ("date",)
+    views = features.build_views(raw, symbols, etf_policy)
+    prices = features.SymbolTable(
+        raw["prices"], {"date": features.day_number("date"), "close": pl.col("close"), "basis": pl.col("split_factor")}, ("date",)
     )
-    t = np.array([fx.to_days(d) for d in dates], dtype=np.int64)
-    after_days = np.array([fx.to_days(d) for d in label_dates(dates, horizon_days)], dtype=np.int64)
+    t = np.array([features.to_days(d) for d in dates], dtype=np.int64)
+    after_days = np.array([features.to_days(d) for d in label_dates(dates, horizon_days)], dtype=np.int64)
     columns: dict[str, list[np.ndarray]] = {c: [] for c in DATASET_COLUMNS if c not in ("symbol", "date")}
     for symbol in symbols:
         px = prices.of(symbol)
@@ -99,7 +99,7 @@ def dataset_rows(
         columns["price_after_14d"].append(after)
         columns["return_14d"].append(ret)
         columns["label"].append(np.where(np.isfinite(ret), (ret > threshold).astype(float), np.nan))
-        for name, values in fx.compute_features(views[symbol], dates).items():
+        for name, values in features.compute_features(views[symbol], dates).items():
             columns[name].append(values)
     n = len(symbols) * len(dates)
     data = {
@@ -155,7 +155,7 @@ def assemble(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 def quality(dataset: pl.DataFrame, expected: int) -> Quality:
     rows = dataset.height
-    feats = list(fx.FEATURE_NAMES)
+    feats = list(features.FEATURE_NAMES)
     missing_by = {c: int(dataset[c].null_count()) for c in feats} if rows else {c: 0 for c in feats}
     rows_missing = int(dataset.select(pl.any_horizontal([pl.col(c).is_null() for c in feats])).to_series().sum()) if rows else 0
     return Quality(

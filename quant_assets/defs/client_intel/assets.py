@@ -19,7 +19,7 @@ from quant_assets.defs import metadata as md
 from quant_assets.defs.assets import house_asset
 from quant_assets.defs.config import config_schema, lib_params, mirrors, parse
 from quant_assets.defs.resources import WarehouseResource
-from quant_assets.lib.client_intel import spec as S
+from quant_assets.lib.client_intel import spec
 from quant_assets.lib.client_intel.classifier import cross_validate
 from quant_assets.lib.client_intel.quality import Verdict, classifier_verdict, table_figures
 from quant_assets.lib.client_intel.world import COLUMN_DOCS, SCHEMAS, TABLES, build_world, verify
@@ -121,25 +121,25 @@ WAREHOUSE_CHECKS = qc.AssetChecks(
 )
 
 
-@mirrors(S.WorldSpec, convert={"as_of": S.parse_as_of})
+@mirrors(spec.WorldSpec, convert={"as_of": spec.parse_as_of})
 class ClientWorldConfig(BaseModel):
     """The knobs of the client-intelligence world (the old seed scripts' defaults)."""
 
     as_of: str = Field(
-        default=S.DEFAULT_AS_OF.isoformat(),
+        default=spec.DEFAULT_AS_OF.isoformat(),
         description="Last day of the history (YYYY-MM-DD); positions and features are as of this day.",
     )
 
     @field_validator("segment_mix", check_fields=False)  # the knob @mirrors adds from WorldSpec
     @classmethod
     def _known_segments(cls, value: dict[str, float]) -> dict[str, float]:
-        S.validate_segment_mix(value)
+        spec.validate_segment_mix(value)
         return value
 
     @field_validator("as_of")
     @classmethod
     def _date(cls, value: str) -> str:
-        S.parse_as_of(value)
+        spec.parse_as_of(value)
         return value
 
 
@@ -167,7 +167,7 @@ def _outcome(verdict: Verdict) -> qc.Outcome:
     name="client_intel_world",
     outs={t: _out(t) for t in TABLES},
     internal_asset_deps={t: {KEYS[u] for u in UPSTREAM[t]} for t in TABLES},
-    check_specs=[spec for checks in TABLE_CHECKS.values() for spec in checks.specs],
+    check_specs=[check_spec for checks in TABLE_CHECKS.values() for check_spec in checks.specs],
     can_subset=False,
     description="Builds one client-intelligence world (all nine client_intel tables) for the configured seed.",
     config_schema=config_schema(ClientWorldConfig),
@@ -175,28 +175,28 @@ def _outcome(verdict: Verdict) -> qc.Outcome:
 def client_intel_world(context: AssetExecutionContext):
     """Generate the world, verify it, and hand every table to the lake with its checks."""
     config = parse(ClientWorldConfig, context)
-    spec = lib_params(config, S.WorldSpec)
+    world_spec = lib_params(config, spec.WorldSpec)
     t0 = time.perf_counter()
-    world = build_world(spec)
+    world = build_world(world_spec)
     built = time.perf_counter() - t0
     verdicts = verify(world)
-    classifier = cross_validate(world["features"], world["clients"], spec.seed)
+    classifier = cross_validate(world["features"], world["clients"], world_spec.seed)
     verdicts["features"][CLASSIFIER_CHECK] = classifier_verdict(classifier)
-    future = S.as_of_warning(spec.as_of)
+    future = spec.as_of_warning(world_spec.as_of)
     if future:
         context.log.warning(f"client_intel: {future}")
-    verdicts["clients"][AS_OF_CHECK] = Verdict(not future, future or f"as_of {spec.as_of} is not after today.", {"as_of": str(spec.as_of)})
+    verdicts["clients"][AS_OF_CHECK] = Verdict(not future, future or f"as_of {world_spec.as_of} is not after today.", {"as_of": str(world_spec.as_of)})
     context.log.info(
-        f"client_intel world seed={spec.seed}: {spec.n_clients} clients, {spec.start}..{spec.as_of}, "
+        f"client_intel world seed={world_spec.seed}: {world_spec.n_clients} clients, {world_spec.start}..{world_spec.as_of}, "
         f"{world['trades'].height:,} trades, built in {built:.2f}s"
     )
     for table in TABLES:
         df = world[table]
         figures = {k: (MetadataValue.json(v) if isinstance(v, dict) else v) for k, v in table_figures(table, df, world["clients"]).items()}
         meta = {
-            "seed": spec.seed,
-            "n_clients": spec.n_clients,
-            "history": f"{spec.start}..{spec.as_of}",
+            "seed": world_spec.seed,
+            "n_clients": world_spec.n_clients,
+            "history": f"{world_spec.start}..{world_spec.as_of}",
             "compute_seconds": round(world.seconds.get(table, 0.0), 4),
             **figures,
             **({"segment_classifier_accuracy": classifier.accuracy} if table == "features" and classifier.accuracy is not None else {}),

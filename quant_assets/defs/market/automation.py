@@ -18,9 +18,9 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 
 from quant_assets.defs.automation import asset_job, previous_weekday_request, stopped_schedule, tick_schedule
 from quant_assets.defs.market import ingest, tables, warehouse
-from quant_assets.defs.market import landing as lz
 from quant_assets.defs.market.checks import market_checks, market_freshness_checks
 from quant_assets.defs.market.keys import MINUTE_DAYS_PER_RUN
+from quant_assets.defs.market.landing import ROOT_OF, lookup, never_a_partition, observation, partition_exists_fn
 from quant_assets.defs.resources import LandingZone
 from quant_assets.lib import settings
 from quant_assets.lib.landing import LandingPlan, parse_listing, plan
@@ -92,7 +92,7 @@ def landing_requests(plan: LandingPlan, asset_graph, materialized) -> list[RunRe
     runs upstream first."""
     requests = []
     if plan.rebuild:
-        roots = {AssetKeyPartitionKey(lz.ROOT_OF[f.kind], f.partition) for f in plan.rebuild}
+        roots = {AssetKeyPartitionKey(ROOT_OF[f.kind], f.partition) for f in plan.rebuild}
         subset = AssetGraphSubset.from_asset_partition_set(
             downstream_partitions(asset_graph, roots, materialized), asset_graph
         )
@@ -132,9 +132,9 @@ def polygon_landing_sensor(context: SensorEvaluationContext, landing: LandingZon
     result = plan(
         files,
         context.cursor,
-        partition_exists=lz.partition_exists_fn(context.instance),
-        never_a_partition=lz.never_a_partition,
-        lookup=lz.lookup(context.instance),
+        partition_exists=partition_exists_fn(context.instance),
+        never_a_partition=never_a_partition,
+        lookup=lookup(context.instance),
     )
     if result.waiting:
         context.log.info(
@@ -143,7 +143,7 @@ def polygon_landing_sensor(context: SensorEvaluationContext, landing: LandingZon
         )
     for f, reason in result.ignored[:5]:
         context.log.info(f"ignored {f.key}: {reason}")
-    events = [lz.observation(f, landing.describe(f.key)) for f in result.observe]
+    events = [observation(f, landing.describe(f.key)) for f in result.observe]
     requests = landing_requests(result, context.repository_def.asset_graph, context.instance.get_materialized_partitions)
     if not requests:
         return SensorResult(

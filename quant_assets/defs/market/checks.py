@@ -5,8 +5,8 @@ import datetime as dt
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from quant_assets.defs.market import ingest, tables, warehouse
-from quant_assets.defs.market import landing as lz
 from quant_assets.defs.market.keys import PUBLICATION_DEADLINE_CRON, WEEKLY_DEADLINE_CRON
+from quant_assets.defs.market.landing import ROOT_OF, materialized_etags, observation, observed_etags
 from quant_assets.defs.partitions import trading_days
 from quant_assets.defs.resources import LandingZone
 from quant_assets.lib import calendar as cal
@@ -38,13 +38,13 @@ def _check_missing(context: AssetCheckExecutionContext, landing: LandingZone, ki
     listed = [f for f in parse_listing(landing.store().list(prefix + "/")) if f.kind == kind]
     files = {f.partition: f.etag for f in listed}
     instance = context.instance
-    materialized = lz.materialized_etags(instance, kind, instance.get_materialized_partitions(lz.ROOT_OF[kind]))
+    materialized = materialized_etags(instance, kind, instance.get_materialized_partitions(ROOT_OF[kind]))
     # Record the data version of every file whose bytes the instance has not seen yet, so the
     # partitions built from older bytes show as stale in the UI even while the sensor is off.
-    observed = lz.observed_etags(instance, kind, sorted(files))
+    observed = observed_etags(instance, kind, sorted(files))
     for f in listed:
         if observed.get(f.partition) != f.etag and f.partition in materialized:
-            context.op_execution_context.log_event(lz.observation(f, landing.describe(f.key)))
+            context.op_execution_context.log_event(observation(f, landing.describe(f.key)))
     found = completeness(files, materialized, trading_days.get_partition_keys(dynamic_partitions_store=instance))
     errors = found["stale"] or found["file_disappeared"]
     problems = [f"{len(v)} {k.replace('_', ' ')}" for k, v in found.items() if v]

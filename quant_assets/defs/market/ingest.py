@@ -13,7 +13,6 @@ from quant_assets.defs import checks as qc
 from quant_assets.defs import metadata as md
 from quant_assets.defs.assets import house_asset
 from quant_assets.defs.config import fraction, lib_params, mirrors, parse
-from quant_assets.defs.market import landing as lz
 from quant_assets.defs.market.common import table_meta
 from quant_assets.defs.market.keys import (
     DAYS_PER_RUN,
@@ -24,6 +23,7 @@ from quant_assets.defs.market.keys import (
     QUARANTINE_CHECK,
     ROW_COUNT_REFERENCE_SESSIONS,
 )
+from quant_assets.defs.market.landing import POLYGON_DAY_FILES, POLYGON_MINUTE_FILES, SOURCE_ETAG, SOURCE_OF, observation, observed_etags
 from quant_assets.defs.partitions import history_start, partition_dates, trading_days
 from quant_assets.defs.quarantine import keep_rejected, share_outcome
 from quant_assets.defs.resources import Lake, LandingZone
@@ -107,7 +107,7 @@ def _ingest(context: AssetExecutionContext, config: FlatFileConfig, landing: Lan
     for r in run.reports:
         rejected = run.rejected[r.day].with_columns(pl.lit(r.day).alias("date")) if run.rejected[r.day].height else run.rejected[r.day]
         figures = {**r.figures(), "ignored_columns": MetadataValue.json(r.ignored_columns)}
-        meta[r.day.isoformat()] = {"source_file": MetadataValue.path(r.source), lz.SOURCE_ETAG: r.etag, **figures}
+        meta[r.day.isoformat()] = {"source_file": MetadataValue.path(r.source), SOURCE_ETAG: r.etag, **figures}
         meta[r.day.isoformat()].update(keep_rejected(lake, f"{qprefix}/{r.day.isoformat()}.parquet", rejected))
     md.per_partition(context, meta)
     context.log.info(
@@ -137,13 +137,13 @@ def _observe_sources(context: AssetExecutionContext, kind: str, files: dict[str,
     """Record each landing file's ETag as the data version of its source partition before this
     materialization's provenance is taken, so that a later re-publish shows what was built from
     the old bytes as stale in the UI, however this run was started."""
-    seen = lz.observed_etags(context.instance, kind, sorted(files))
+    seen = observed_etags(context.instance, kind, sorted(files))
     fresh = {pk: v for pk, v in files.items() if seen.get(pk) != v[1].etag}
     for pk, (source, info) in fresh.items():
-        context.log_event(lz.observation(LandingFile(info.key, kind, dt.date.fromisoformat(pk), info.etag), source))
+        context.log_event(observation(LandingFile(info.key, kind, dt.date.fromisoformat(pk), info.etag), source))
     if fresh:
         # Dagster read the inputs' versions when the step started; read them again with these.
-        context.op_execution_context._step_execution_context.wipe_input_asset_version_info(lz.SOURCE_OF[kind])
+        context.op_execution_context._step_execution_context.wipe_input_asset_version_info(SOURCE_OF[kind])
 
 
 QUARANTINE = qc.Check(
@@ -157,7 +157,7 @@ CHECKS = {"day": qc.AssetChecks(KEYS["day_aggs"], QUARANTINE), "minute": qc.Asse
 @house_asset(
     KEYS["day_aggs"], "raw", {"polars", "parquet"}, "2",
     partitions_def=trading_days, per_run=DAYS_PER_RUN, freshness_policy=PUBLICATION_FRESHNESS, metadata=table_meta(market.DAY_AGGS_SCHEMA),
-    deps=[lz.POLYGON_DAY_FILES], checks=CHECKS["day"], config=FlatFileConfig, tags={"vendor": "polygon"},
+    deps=[POLYGON_DAY_FILES], checks=CHECKS["day"], config=FlatFileConfig, tags={"vendor": "polygon"},
 )
 def day_aggs(context: AssetExecutionContext, landing: LandingZone, lake: Lake):
     """Polygon day aggregates: one row per ticker and trading day, as delivered, typed.
@@ -173,7 +173,7 @@ def day_aggs(context: AssetExecutionContext, landing: LandingZone, lake: Lake):
 @house_asset(
     KEYS["minute_aggs"], "raw", {"polars", "parquet"}, "2",
     partitions_def=trading_days, per_run=MINUTE_DAYS_PER_RUN, freshness_policy=PUBLICATION_FRESHNESS,
-    metadata=table_meta(market.MINUTE_AGGS_SCHEMA), deps=[lz.POLYGON_MINUTE_FILES], checks=CHECKS["minute"], config=FlatFileConfig,
+    metadata=table_meta(market.MINUTE_AGGS_SCHEMA), deps=[POLYGON_MINUTE_FILES], checks=CHECKS["minute"], config=FlatFileConfig,
     tags={"vendor": "polygon"},
 )
 def minute_aggs(context: AssetExecutionContext, landing: LandingZone, lake: Lake):

@@ -14,7 +14,7 @@ import json
 import numpy as np
 import polars as pl
 
-from quant_assets.lib.client_intel import spec as S
+from quant_assets.lib.client_intel.spec import SEGMENTS
 
 FEATURE_COLUMNS = (
     "momentum_beta_1d",
@@ -85,7 +85,7 @@ def cross_validate(features: pl.DataFrame, clients: pl.DataFrame, seed: int) -> 
 
     df = features.join(clients.select("client_id", "segment"), on="client_id", how="inner")
     y = df["segment"].to_numpy()
-    labels = [s for s in S.SEGMENTS if s in set(y)]
+    labels = [s for s in SEGMENTS if s in set(y)]
     counts = {s: int((y == s).sum()) for s in labels}
     folds = min(MAX_FOLDS, min(counts.values(), default=0))
     if len(labels) < 2 or folds < 2:

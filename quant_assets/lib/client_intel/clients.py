@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import polars as pl
 
-from quant_assets.lib.client_intel import spec as S
+from quant_assets.lib.client_intel.spec import HEDGER, MEAN_REVERTER, SEGMENT_CODE, SEGMENTS, TREND_FOLLOWER, TREND_SETTER, WorldSpec
 
 CLIENTS_SCHEMA: dict[str, pl.DataType] = {
     "client_id": pl.String(),
@@ -32,10 +32,10 @@ _SECOND = (
 REGIONS = ("EMEA", "Americas", "APAC")
 # Desks by segment: corporates hedge, funds follow or set trends, prop desks revert.
 _DESKS = {
-    S.TREND_FOLLOWER: (("Hedge Funds", 0.6), ("Real Money", 0.25), ("Prop Trading", 0.15)),
-    S.MEAN_REVERTER: (("Prop Trading", 0.55), ("Hedge Funds", 0.30), ("Banks", 0.15)),
-    S.HEDGER: (("Corporates", 0.70), ("Real Money", 0.20), ("Banks", 0.10)),
-    S.TREND_SETTER: (("Hedge Funds", 0.65), ("Real Money", 0.20), ("Prop Trading", 0.15)),
+    TREND_FOLLOWER: (("Hedge Funds", 0.6), ("Real Money", 0.25), ("Prop Trading", 0.15)),
+    MEAN_REVERTER: (("Prop Trading", 0.55), ("Hedge Funds", 0.30), ("Banks", 0.15)),
+    HEDGER: (("Corporates", 0.70), ("Real Money", 0.20), ("Banks", 0.10)),
+    TREND_SETTER: (("Hedge Funds", 0.65), ("Real Money", 0.20), ("Prop Trading", 0.15)),
 }
 
 
@@ -55,17 +55,17 @@ def client_ids(n: int) -> list[str]:
 
 def allocate_segments(n: int, mix: dict[str, float], rng: np.random.Generator) -> np.ndarray:
     """Exactly ``round(n * share)`` clients per segment (largest remainder), in random order."""
-    shares = np.array([mix[s] for s in S.SEGMENTS])
+    shares = np.array([mix[s] for s in SEGMENTS])
     exact = shares * n
     counts = np.floor(exact).astype(np.int64)
     short = n - counts.sum()
     order = np.argsort(-(exact - counts), kind="stable")
     counts[order[:short]] += 1
-    codes = np.repeat(np.arange(len(S.SEGMENTS)), counts)
+    codes = np.repeat(np.arange(len(SEGMENTS)), counts)
     return rng.permutation(codes)
 
 
-def build_clients(spec: S.WorldSpec) -> Book:
+def build_clients(spec: WorldSpec) -> Book:
     """One row per client: id, name, desk, region, segment, onboarding date (always before the
     history starts, 1 month to 6 years earlier, so every client trades over the whole history)."""
     rng = np.random.default_rng([spec.seed, 3])
@@ -80,7 +80,7 @@ def build_clients(spec: S.WorldSpec) -> Book:
         names.append(base if p < combos else f"{base} Fund {p // combos + 1}")
     desks = np.empty(n, dtype=object)
     u = rng.random(n)
-    for code, seg in enumerate(S.SEGMENTS):
+    for code, seg in enumerate(SEGMENTS):
         options = _DESKS[seg]
         cum = np.cumsum([w for _, w in options])
         idx = np.minimum(np.searchsorted(cum, u, side="right"), len(options) - 1)
@@ -95,7 +95,7 @@ def build_clients(spec: S.WorldSpec) -> Book:
             "name": names,
             "desk": desks.tolist(),
             "region": regions.tolist(),
-            "segment": [S.SEGMENTS[c] for c in codes],
+            "segment": [SEGMENTS[c] for c in codes],
             "onboarding_date": onboarding,
         },
         schema=CLIENTS_SCHEMA,
@@ -105,7 +105,7 @@ def build_clients(spec: S.WorldSpec) -> Book:
 
 def segment_codes(clients: pl.DataFrame) -> np.ndarray:
     """Integer segment code per row of ``clients``; an unknown segment is an error naming it."""
-    unknown = sorted(set(clients["segment"].unique().to_list()) - set(S.SEGMENTS))
+    unknown = sorted(set(clients["segment"].unique().to_list()) - set(SEGMENTS))
     if unknown:
-        raise ValueError(f"client_intel/clients has unknown segment(s) {unknown}; expected {list(S.SEGMENTS)}")
-    return clients["segment"].replace_strict(S.SEGMENT_CODE, return_dtype=pl.Int64).to_numpy()
+        raise ValueError(f"client_intel/clients has unknown segment(s) {unknown}; expected {list(SEGMENTS)}")
+    return clients["segment"].replace_strict(SEGMENT_CODE, return_dtype=pl.Int64).to_numpy()

@@ -34,9 +34,9 @@ import json
 import numpy as np
 import polars as pl
 
-from quant_assets.lib.client_intel import spec as S
 from quant_assets.lib.client_intel.book import Daily, Fifo, TradeArrays
 from quant_assets.lib.client_intel.market import Panel
+from quant_assets.lib.client_intel.spec import SYMBOLS
 
 MOMENTUM_HORIZONS = (1, 5, 20)
 LEAD_LAG_DAYS = 5
@@ -119,14 +119,14 @@ def concentration(exposure_usd: np.ndarray) -> list[str]:
         share = np.where(total > 0, avg / total, 0.0)
     out = []
     for row in np.round(share, 4):
-        out.append(json.dumps({s: float(v) for s, v in zip(S.SYMBOLS, row, strict=True) if v > 0}))
+        out.append(json.dumps({s: float(v) for s, v in zip(SYMBOLS, row, strict=True) if v > 0}))
     return out
 
 
 def features_frame(tr: TradeArrays, fi: Fifo, dl: Daily, panel: Panel, client_ids: list[str]) -> pl.DataFrame:
     n = len(client_ids)
     T = panel.days
-    n_inst = len(S.SYMBOLS)
+    n_inst = len(SYMBOLS)
     n_trades = np.bincount(tr.client, minlength=n)
     traded = np.zeros((n, n_inst), dtype=bool)
     traded[tr.client, tr.instrument] = True

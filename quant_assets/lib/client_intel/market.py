@@ -18,7 +18,7 @@ import json
 import numpy as np
 import polars as pl
 
-from quant_assets.lib.client_intel import spec as S
+from quant_assets.lib.client_intel.spec import INSTRUMENTS, SYMBOLS, Instrument, WorldSpec, instrument_arrays
 from quant_assets.lib.market import OHLCV
 
 WARMUP_DAYS = 40
@@ -51,11 +51,11 @@ def _decimals(tick: float) -> int:
     return int(round(-np.log10(tick)))
 
 
-def simulate_market(spec: S.WorldSpec) -> Market:
+def simulate_market(spec: WorldSpec) -> Market:
     """The whole simulated path (published history plus hidden warm-up and future)."""
     rng = np.random.default_rng([spec.seed, 1])
-    consts = S.instrument_arrays()
-    n_inst = len(S.INSTRUMENTS)
+    consts = instrument_arrays()
+    n_inst = len(INSTRUMENTS)
     T = spec.days
     n = WARMUP_DAYS + T + FUTURE_DAYS
     sigma = consts["daily_vol"][:, None]
@@ -93,11 +93,11 @@ def simulate_market(spec: S.WorldSpec) -> Market:
     out = {}
     for name, arr in (("open", open_raw), ("high", high_raw), ("low", low_raw), ("close", close_raw)):
         rounded = np.empty_like(arr)
-        for i, inst in enumerate(S.INSTRUMENTS):
+        for i, inst in enumerate(INSTRUMENTS):
             # Rounding is monotone, so low <= open, close <= high survives it.
             rounded[i] = np.round(arr[i], _decimals(inst.tick))
         out[name] = rounded
-    base_volume = np.array([2.0e9 if inst.lot > 1 else 1.5e6 for inst in S.INSTRUMENTS])[:, None]
+    base_volume = np.array([2.0e9 if inst.lot > 1 else 1.5e6 for inst in INSTRUMENTS])[:, None]
     z = np.abs(ret / vol)
     volume = np.round(base_volume * (0.6 + 0.4 * z) * np.exp(0.2 * rng.standard_normal((n_inst, n)))).astype(np.int64)
     return Market(
@@ -118,13 +118,13 @@ MARKET_BARS_SCHEMA: dict[str, pl.DataType] = {"instrument": pl.String(), "date":
 def market_bars_frame(market: Market) -> pl.DataFrame:
     """The published bars: one row per instrument and calendar day of the history."""
     lo, hi = market.offset, market.offset + market.days
-    n_inst = len(S.INSTRUMENTS)
+    n_inst = len(INSTRUMENTS)
     close = market.close[:, lo:hi]
     ret = np.full_like(close, np.nan)
     ret[:, 1:] = close[:, 1:] / close[:, :-1] - 1.0
     return pl.DataFrame(
         {
-            "instrument": np.repeat(np.array(S.SYMBOLS), market.days),
+            "instrument": np.repeat(np.array(SYMBOLS), market.days),
             "date": np.tile(market.dates, n_inst),
             "open": market.open[:, lo:hi].ravel(),
             "high": market.high[:, lo:hi].ravel(),
@@ -154,12 +154,12 @@ class Panel:
 
     def quote_to_usd(self) -> np.ndarray:
         """USD per unit of each instrument's quote currency, at each day's close."""
-        base_is_usd = S.instrument_arrays()["base_is_usd"][:, None]
+        base_is_usd = instrument_arrays()["base_is_usd"][:, None]
         return np.where(base_is_usd, 1.0 / self.close, 1.0)
 
     def base_to_usd(self) -> np.ndarray:
         """USD per unit of each instrument's base currency (or ounce), at each day's close."""
-        base_is_usd = S.instrument_arrays()["base_is_usd"][:, None]
+        base_is_usd = instrument_arrays()["base_is_usd"][:, None]
         return np.where(base_is_usd, 1.0, self.close)
 
     def log_returns(self) -> np.ndarray:
@@ -175,20 +175,20 @@ class BarsError(ValueError):
 
 def panel_from_bars(bars: pl.DataFrame) -> Panel:
     """Dense arrays from ``market_bars``; fails when an instrument or a day is missing or repeated."""
-    missing = sorted(set(S.SYMBOLS) - set(bars["instrument"].unique().to_list()))
+    missing = sorted(set(SYMBOLS) - set(bars["instrument"].unique().to_list()))
     if missing:
         raise BarsError(f"client_intel/market_bars has no rows for instrument(s) {missing}")
-    bars = bars.filter(pl.col("instrument").is_in(list(S.SYMBOLS)))
+    bars = bars.filter(pl.col("instrument").is_in(list(SYMBOLS)))
     dates = np.sort(bars["date"].unique().to_numpy().astype("datetime64[D]"))
     full = np.arange(dates[0], dates[-1] + 1, dtype="datetime64[D]")
-    if len(full) != len(dates) or bars.height != len(S.SYMBOLS) * len(dates):
+    if len(full) != len(dates) or bars.height != len(SYMBOLS) * len(dates):
         raise BarsError(
             f"client_intel/market_bars is not one row per instrument and calendar day from {dates[0]} to "
-            f"{dates[-1]}: {bars.height} rows for {len(S.SYMBOLS)} x {len(full)} expected"
+            f"{dates[-1]}: {bars.height} rows for {len(SYMBOLS)} x {len(full)} expected"
         )
-    order = {s: i for i, s in enumerate(S.SYMBOLS)}
+    order = {s: i for i, s in enumerate(SYMBOLS)}
     b = bars.with_columns(pl.col("instrument").replace_strict(order, return_dtype=pl.Int64).alias("_i")).sort("_i", "date")
-    shape = (len(S.SYMBOLS), len(dates))
+    shape = (len(SYMBOLS), len(dates))
     return Panel(
         dates=dates,
         open=b["open"].to_numpy().reshape(shape).astype(np.float64),
@@ -236,11 +236,11 @@ _DOWN = ("slides", "falls", "drops", "slumps", "retreats", "weakens")
 _FLAT = ("steadies", "holds range", "drifts", "consolidates")
 
 
-def _pair(inst: S.Instrument) -> str:
+def _pair(inst: Instrument) -> str:
     return "Gold" if inst.base == "XAU" else f"{inst.base}/{inst.quote}"
 
 
-def headlines_frame(panel: Panel, spec: S.WorldSpec) -> pl.DataFrame:
+def headlines_frame(panel: Panel, spec: WorldSpec) -> pl.DataFrame:
     """``spec.n_headlines`` headlines on the bars' moves: a day's big move is more likely to make
     the news, and the sentiment follows the move's sign and size (from the base currency's side:
     positive when the pair rises).
@@ -251,7 +251,7 @@ def headlines_frame(panel: Panel, spec: S.WorldSpec) -> pl.DataFrame:
     rng = np.random.default_rng([spec.seed, 2])
     n_inst, T = panel.close.shape
     logret = panel.log_returns()
-    sigma = S.instrument_arrays()["daily_vol"][:, None]
+    sigma = instrument_arrays()["daily_vol"][:, None]
     z = np.nan_to_num(logret / sigma)
     weight = (0.25 + z**2).ravel()
     weight[np.isnan(logret).ravel()] = 0.0  # the first day has no move to report
@@ -265,7 +265,7 @@ def headlines_frame(panel: Panel, spec: S.WorldSpec) -> pl.DataFrame:
     pick = rng.integers(0, 1 << 30, size=(n, 3))
     texts, tags, sources = [], [], []
     for k in range(n):
-        inst = S.INSTRUMENTS[inst_idx[k]]
+        inst = INSTRUMENTS[inst_idx[k]]
         side = inst.quote if inst.base in ("USD", "XAU") and inst.quote != "USD" else inst.base
         if inst.base == "XAU":
             side = "XAU"
@@ -281,7 +281,7 @@ def headlines_frame(panel: Panel, spec: S.WorldSpec) -> pl.DataFrame:
     df = pl.DataFrame(
         {
             "published_at": published,
-            "instrument": np.array(S.SYMBOLS)[inst_idx],
+            "instrument": np.array(SYMBOLS)[inst_idx],
             "headline": texts,
             "source": sources,
             "sentiment": np.round(sentiment, 4),

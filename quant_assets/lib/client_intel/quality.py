@@ -15,10 +15,22 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from quant_assets.lib.client_intel import spec as S
 from quant_assets.lib.client_intel.classifier import MIN_ACCURACY, ClassifierReport
 from quant_assets.lib.client_intel.market import MA_WINDOW, Panel
 from quant_assets.lib.client_intel.regimes import MAX_STEP, POINTS, PROB_CEIL, PROB_FLOOR
+from quant_assets.lib.client_intel.spec import (
+    BEHAVIOURS,
+    HEDGER,
+    HEDGER_SELL_SHARE,
+    HEDGER_SELL_SHARE_TOL,
+    INSTRUMENTS,
+    MEAN_REVERTER,
+    SEGMENTS,
+    SYMBOLS,
+    TREND_FOLLOWER,
+    TREND_SETTER,
+    WorldSpec,
+)
 from quant_assets.lib.client_intel.trades import CLIENT_SHARE_SD, TREND_LOOKBACK
 
 # Share of rule-bound opening trades that must follow their segment's rule.
@@ -47,11 +59,11 @@ def _fail_or_pass(problems: list[str], ok_text: str, metadata: dict[str, Any], m
 # --------------------------------------------------------------------------- market bars
 
 
-def bars_complete(bars: pl.DataFrame, spec: S.WorldSpec) -> Verdict:
-    expected = len(S.SYMBOLS) * spec.days
+def bars_complete(bars: pl.DataFrame, spec: WorldSpec) -> Verdict:
+    expected = len(SYMBOLS) * spec.days
     problems = []
     if bars.height != expected:
-        problems.append(f"{bars.height} bars, expected {expected} ({len(S.SYMBOLS)} instruments x {spec.days} days)")
+        problems.append(f"{bars.height} bars, expected {expected} ({len(SYMBOLS)} instruments x {spec.days} days)")
     dup = bars.group_by("instrument", "date").len().filter(pl.col("len") > 1).height
     if dup:
         problems.append(f"{dup} (instrument, date) pairs appear more than once")
@@ -71,7 +83,7 @@ def bars_complete(bars: pl.DataFrame, spec: S.WorldSpec) -> Verdict:
         problems.append(f"{nulls} null values outside ret_1d")
     return _fail_or_pass(
         problems,
-        f"{bars.height:,} bars: {len(S.SYMBOLS)} instruments x {spec.days} calendar days, OHLC consistent.",
+        f"{bars.height:,} bars: {len(SYMBOLS)} instruments x {spec.days} calendar days, OHLC consistent.",
         {"rows": bars.height, "expected_rows": expected},
     )
 
@@ -79,18 +91,18 @@ def bars_complete(bars: pl.DataFrame, spec: S.WorldSpec) -> Verdict:
 # --------------------------------------------------------------------------- clients
 
 
-def clients_valid(clients: pl.DataFrame, spec: S.WorldSpec) -> Verdict:
+def clients_valid(clients: pl.DataFrame, spec: WorldSpec) -> Verdict:
     problems = []
     if clients.height != spec.n_clients:
         problems.append(f"{clients.height} clients, expected n_clients={spec.n_clients}")
     if clients["client_id"].n_unique() != clients.height:
         problems.append("client_id is not unique")
-    unknown = sorted(set(clients["segment"].to_list()) - set(S.SEGMENTS))
+    unknown = sorted(set(clients["segment"].to_list()) - set(SEGMENTS))
     if unknown:
         problems.append(f"unknown segment(s) {unknown}")
     counts = dict(clients.group_by("segment").len().iter_rows())
-    expected = {s: round(spec.segment_mix[s] * spec.n_clients) for s in S.SEGMENTS}
-    off = {s: (counts.get(s, 0), expected[s]) for s in S.SEGMENTS if abs(counts.get(s, 0) - expected[s]) > 1}
+    expected = {s: round(spec.segment_mix[s] * spec.n_clients) for s in SEGMENTS}
+    off = {s: (counts.get(s, 0), expected[s]) for s in SEGMENTS if abs(counts.get(s, 0) - expected[s]) > 1}
     if off:
         problems.append(f"segment counts (got, expected) {off} do not follow segment_mix")
     late = clients.filter(pl.col("onboarding_date") >= spec.start).height
@@ -101,7 +113,7 @@ def clients_valid(clients: pl.DataFrame, spec: S.WorldSpec) -> Verdict:
     return _fail_or_pass(
         problems,
         f"{clients.height} clients with unique ids; per segment {counts}.",
-        {"rows": clients.height, "per_segment": {s: counts.get(s, 0) for s in S.SEGMENTS}},
+        {"rows": clients.height, "per_segment": {s: counts.get(s, 0) for s in SEGMENTS}},
     )
 
 
@@ -122,7 +134,7 @@ def trades_valid(trades: pl.DataFrame, clients: pl.DataFrame, bars: pl.DataFrame
     outside = joined.filter((pl.col("price") < pl.col("low")) | (pl.col("price") > pl.col("high"))).height
     if outside:
         problems.append(f"{outside} trade(s) priced outside their day's [low, high]")
-    lots = {s.symbol: s.lot for s in S.INSTRUMENTS}
+    lots = {s.symbol: s.lot for s in INSTRUMENTS}
     bad_qty = trades.filter(
         (pl.col("quantity") <= 0) | (pl.col("quantity") % pl.col("instrument").replace_strict(lots, default=1) != 0)
     ).height
@@ -145,20 +157,20 @@ def _rule_shares(trades: pl.DataFrame, clients: pl.DataFrame, panel: Panel) -> d
     """(followed, checked) of the opening trades of rule-bound segments, from the bars."""
     opens = trades.filter(pl.col("position_effect") == "OPEN").join(clients.select("client_id", "segment"), on="client_id")
     day = (opens["trade_date"].to_numpy().astype("datetime64[D]") - panel.dates[0]).astype(np.int64)
-    inst = opens["instrument"].replace_strict({s: i for i, s in enumerate(S.SYMBOLS)}, return_dtype=pl.Int64).to_numpy()
+    inst = opens["instrument"].replace_strict({s: i for i, s in enumerate(SYMBOLS)}, return_dtype=pl.Int64).to_numpy()
     side = np.where(opens["side"].to_numpy() == "BUY", 1, -1)
     seg = opens["segment"].to_numpy()
     close = panel.close
     out = {}
-    tf = (seg == S.TREND_FOLLOWER) & (day - 1 - TREND_LOOKBACK >= 0)
+    tf = (seg == TREND_FOLLOWER) & (day - 1 - TREND_LOOKBACK >= 0)
     trend = np.sign(np.log(close[inst[tf], day[tf] - 1] / close[inst[tf], day[tf] - 1 - TREND_LOOKBACK]))
-    out[S.TREND_FOLLOWER] = (int((trend == side[tf]).sum()), int(tf.sum()))
-    mr = (seg == S.MEAN_REVERTER) & (day - MA_WINDOW >= 0)
+    out[TREND_FOLLOWER] = (int((trend == side[tf]).sum()), int(tf.sum()))
+    mr = (seg == MEAN_REVERTER) & (day - MA_WINDOW >= 0)
     csum = np.concatenate([np.zeros((close.shape[0], 1)), np.cumsum(close, axis=1)], axis=1)
     d, i = day[mr], inst[mr]
     ma = (csum[i, d] - csum[i, d - MA_WINDOW]) / MA_WINDOW
     below = close[i, d - 1] < ma
-    out[S.MEAN_REVERTER] = (int(((side[mr] > 0) == below).sum()), int(mr.sum()))
+    out[MEAN_REVERTER] = (int(((side[mr] > 0) == below).sum()), int(mr.sum()))
     return out
 
 
@@ -172,7 +184,7 @@ def share_tolerance(target: float, tol: float, n_trades: int, n_clients: int = 1
     return max(tol, 4.0 * math.sqrt(var) + 0.5 / n)
 
 
-def segment_patterns(trades: pl.DataFrame, clients: pl.DataFrame, panel: Panel, spec: S.WorldSpec) -> Verdict:
+def segment_patterns(trades: pl.DataFrame, clients: pl.DataFrame, panel: Panel, spec: WorldSpec) -> Verdict:
     """Order-type shares per segment, Hedgers' sell share and trade counts, and the trend / moving
     average rules of Trend Followers and Mean Reverters, from the trades and the bars."""
     problems = []
@@ -189,7 +201,7 @@ def segment_patterns(trades: pl.DataFrame, clients: pl.DataFrame, panel: Panel, 
         .iter_rows()
     }
     shares = {}
-    for name, b in S.BEHAVIOURS.items():
+    for name, b in BEHAVIOURS.items():
         if name not in per_seg:
             continue
         n, m, sell, k = per_seg[name]
@@ -198,18 +210,18 @@ def segment_patterns(trades: pl.DataFrame, clients: pl.DataFrame, panel: Panel, 
         if abs(m - b.market_share) > tol + EPS:
             problems.append(f"{name}: market-order share {m:.3f}, expected {b.market_share:.2f} +/- {tol:.3f}")
     sell_share = None
-    if S.HEDGER in per_seg:
-        n, _, sell_share, k = per_seg[S.HEDGER]
-        tol = share_tolerance(S.HEDGER_SELL_SHARE, S.HEDGER_SELL_SHARE_TOL, n, k)
-        if abs(sell_share - S.HEDGER_SELL_SHARE) > tol + EPS:
-            problems.append(f"Hedger sell share {sell_share:.3f}, expected {S.HEDGER_SELL_SHARE:.2f} +/- {tol:.3f}")
+    if HEDGER in per_seg:
+        n, _, sell_share, k = per_seg[HEDGER]
+        tol = share_tolerance(HEDGER_SELL_SHARE, HEDGER_SELL_SHARE_TOL, n, k)
+        if abs(sell_share - HEDGER_SELL_SHARE) > tol + EPS:
+            problems.append(f"Hedger sell share {sell_share:.3f}, expected {HEDGER_SELL_SHARE:.2f} +/- {tol:.3f}")
     counts = clients.join(j.group_by("client_id").len(), on="client_id", how="left").with_columns(pl.col("len").fill_null(0))
     lo, hi = spec.hedger_trade_band()
-    bad_h = counts.filter((pl.col("segment") == S.HEDGER) & ~pl.col("len").is_between(lo, hi))
+    bad_h = counts.filter((pl.col("segment") == HEDGER) & ~pl.col("len").is_between(lo, hi))
     if bad_h.height:
         problems.append(f"{bad_h.height} Hedger(s) outside {lo}-{hi} trades, e.g. {bad_h.head(3).select('client_id', 'len').rows()}")
     min_active = math.ceil(MIN_ACTIVE_TRADES_PER_6M * spec.months_history / 6)
-    quiet = counts.filter((pl.col("segment") != S.HEDGER) & (pl.col("len") < min_active))
+    quiet = counts.filter((pl.col("segment") != HEDGER) & (pl.col("len") < min_active))
     if quiet.height:
         problems.append(f"{quiet.height} active client(s) with fewer than {min_active} trades")
     rules = _rule_shares(trades, clients, panel)
@@ -218,7 +230,7 @@ def segment_patterns(trades: pl.DataFrame, clients: pl.DataFrame, panel: Panel, 
         share = ok / total if total else 1.0
         rule_meta[name] = {"followed": ok, "checked": total, "share": round(share, 4)}
         if share < RULE_SHARE:
-            what = "trade with the 5-day trend" if name == S.TREND_FOLLOWER else "buy below / sell above the 20-day MA"
+            what = "trade with the 5-day trend" if name == TREND_FOLLOWER else "buy below / sell above the 20-day MA"
             problems.append(f"only {share:.1%} of {name} opening trades {what} (need {RULE_SHARE:.0%})")
     return _fail_or_pass(
         problems,
@@ -263,14 +275,14 @@ def positions_match_trades(positions: pl.DataFrame, trades: pl.DataFrame) -> Ver
 # --------------------------------------------------------------------------- headlines
 
 
-def headlines_valid(headlines: pl.DataFrame, bars: pl.DataFrame, spec: S.WorldSpec) -> Verdict:
+def headlines_valid(headlines: pl.DataFrame, bars: pl.DataFrame, spec: WorldSpec) -> Verdict:
     problems = []
     if headlines.height != spec.n_headlines:
         problems.append(f"{headlines.height} headlines, expected {spec.n_headlines}")
     out = headlines.filter(~pl.col("sentiment").is_between(-1.0, 1.0) | pl.col("sentiment").is_null()).height
     if out:
         problems.append(f"{out} sentiment value(s) outside [-1, 1]")
-    unknown = headlines.filter(~pl.col("instrument").is_in(list(S.SYMBOLS))).height
+    unknown = headlines.filter(~pl.col("instrument").is_in(list(SYMBOLS))).height
     if unknown:
         problems.append(f"{unknown} headline(s) tagged with an unknown instrument")
     dates = headlines["published_at"].dt.date()
@@ -287,7 +299,7 @@ def headlines_valid(headlines: pl.DataFrame, bars: pl.DataFrame, spec: S.WorldSp
             bad_tags += 1
     if bad_tags:
         problems.append(f"{bad_tags} headline(s) whose tags are not a JSON array containing the instrument")
-    vol = {s.symbol: s.annual_vol / math.sqrt(365) for s in S.INSTRUMENTS}
+    vol = {s.symbol: s.annual_vol / math.sqrt(365) for s in INSTRUMENTS}
     moves = headlines.with_columns(pl.col("published_at").dt.date().alias("date")).join(
         bars.select("instrument", "date", "ret_1d"), on=["instrument", "date"], how="left"
     ).with_columns((pl.col("ret_1d") / pl.col("instrument").replace_strict(vol, default=None)).alias("z"))
@@ -305,7 +317,7 @@ def headlines_valid(headlines: pl.DataFrame, bars: pl.DataFrame, spec: S.WorldSp
 # --------------------------------------------------------------------------- pnl / risk
 
 
-def pnl_consistent(pnl: pl.DataFrame, positions: pl.DataFrame, clients: pl.DataFrame, spec: S.WorldSpec) -> Verdict:
+def pnl_consistent(pnl: pl.DataFrame, positions: pl.DataFrame, clients: pl.DataFrame, spec: WorldSpec) -> Verdict:
     problems = []
     expected = clients.height * spec.days
     if pnl.height != expected:
@@ -367,7 +379,7 @@ def features_complete(features: pl.DataFrame, clients: pl.DataFrame) -> Verdict:
     for raw in features["exposure_concentration"].to_list():
         try:
             shares = json.loads(raw)
-            ok = isinstance(shares, dict) and set(shares) <= set(S.SYMBOLS) and abs(sum(shares.values()) - 1) < 1e-3
+            ok = isinstance(shares, dict) and set(shares) <= set(SYMBOLS) and abs(sum(shares.values()) - 1) < 1e-3
         except (TypeError, ValueError):
             ok = False
         bad_json += not ok
@@ -384,7 +396,7 @@ def holding_period_bands(features: pl.DataFrame, clients: pl.DataFrame) -> Verdi
     j = features.join(clients.select("client_id", "segment"), on="client_id")
     problems = []
     summary = {}
-    for name, b in S.BEHAVIOURS.items():
+    for name, b in BEHAVIOURS.items():
         seg = j.filter(pl.col("segment") == name)
         if not seg.height:
             continue
@@ -408,8 +420,8 @@ def lead_lag_signs(features: pl.DataFrame, clients: pl.DataFrame) -> Verdict:
     """Trend Setters lead (positive lead-lag alpha), Trend Followers lag (negative)."""
     j = features.join(clients.select("client_id", "segment"), on="client_id")
     problems = []
-    ts_bad = j.filter((pl.col("segment") == S.TREND_SETTER) & ~(pl.col("lead_lag_alpha") > 0)).height
-    tf_bad = j.filter((pl.col("segment") == S.TREND_FOLLOWER) & ~(pl.col("lead_lag_alpha") < 0)).height
+    ts_bad = j.filter((pl.col("segment") == TREND_SETTER) & ~(pl.col("lead_lag_alpha") > 0)).height
+    tf_bad = j.filter((pl.col("segment") == TREND_FOLLOWER) & ~(pl.col("lead_lag_alpha") < 0)).height
     if ts_bad:
         problems.append(f"{ts_bad} Trend Setter(s) without a positive lead_lag_alpha")
     if tf_bad:
@@ -500,7 +512,7 @@ def regimes_valid(regimes: pl.DataFrame, clients: pl.DataFrame) -> Verdict:
 # --------------------------------------------------------------------------- switch probability
 
 
-def switch_probability_gradual(history: pl.DataFrame, clients: pl.DataFrame, spec: S.WorldSpec) -> Verdict:
+def switch_probability_gradual(history: pl.DataFrame, clients: pl.DataFrame, spec: WorldSpec) -> Verdict:
     problems = []
     h = history.sort("client_id", "computed_at")
     per = h.group_by("client_id").len()

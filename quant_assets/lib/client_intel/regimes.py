@@ -26,9 +26,9 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from quant_assets.lib.client_intel import spec as S
 from quant_assets.lib.client_intel.book import Daily, Fifo, TradeArrays
 from quant_assets.lib.client_intel.market import Panel
+from quant_assets.lib.client_intel.spec import BEHAVIOURS, SEGMENTS
 
 REGIMES_SCHEMA: dict[str, pl.DataType] = {
     "client_id": pl.String(),
@@ -66,15 +66,15 @@ CONCENTRATED_SHARE = 0.8
 
 
 def _band_deviation(hold: np.ndarray, segment: np.ndarray) -> np.ndarray:
-    lo = np.array([S.BEHAVIOURS[s].hold_min for s in S.SEGMENTS], dtype=np.float64)[segment]
-    hi = np.array([S.BEHAVIOURS[s].hold_max for s in S.SEGMENTS], dtype=np.float64)[segment]
+    lo = np.array([BEHAVIOURS[s].hold_min for s in SEGMENTS], dtype=np.float64)[segment]
+    hi = np.array([BEHAVIOURS[s].hold_max for s in SEGMENTS], dtype=np.float64)[segment]
     centre = np.sqrt(lo * hi)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.abs(np.log(hold / centre)) / np.log(hi / centre)
 
 
 def _aggr_deviation(aggr: np.ndarray, segment: np.ndarray) -> np.ndarray:
-    target = np.array([S.BEHAVIOURS[s].market_share for s in S.SEGMENTS])[segment]
+    target = np.array([BEHAVIOURS[s].market_share for s in SEGMENTS])[segment]
     return np.abs(aggr - target) / AGGRESSIVENESS_SCALE
 
 
@@ -124,17 +124,17 @@ def regimes_frame(clients: pl.DataFrame, segment: np.ndarray, features: pl.DataF
             starts[-1] = current_start
         segs = [seg]
         for j in range(k - 1):
-            choices = [x for x in range(len(S.SEGMENTS)) if x != segs[0]]
+            choices = [x for x in range(len(SEGMENTS)) if x != segs[0]]
             segs.insert(0, choices[int(u[c, 4 + j] * len(choices)) % len(choices)])
         for j in range(k):
             rows_c.append(ids[c])
-            rows_s.append(S.SEGMENTS[segs[j]])
+            rows_s.append(SEGMENTS[segs[j]])
             rows_start.append(starts[j].item())
             rows_end.append((starts[j + 1] - np.timedelta64(1, "D")).item() if j < k - 1 else None)
             if j == k - 1:
                 hold, aggr, turn = feats[c]
                 rows_conf.append(float(conf_now[c]))
-                prefix = f"Switched from {S.SEGMENTS[segs[j - 1]]}. " if j else "Since onboarding. "
+                prefix = f"Switched from {SEGMENTS[segs[j - 1]]}. " if j else "Since onboarding. "
                 rows_note.append(
                     prefix
                     + f"Current: holds {_fmt(hold, '.1f')} days on average, {_fmt(aggr, '.0%')} market orders, "
@@ -143,8 +143,8 @@ def regimes_frame(clients: pl.DataFrame, segment: np.ndarray, features: pl.DataF
             else:
                 rows_conf.append(float(earlier_conf[c, j]))
                 rows_note.append(
-                    ("Onboarded as " if j == 0 else f"Switched from {S.SEGMENTS[segs[j - 1]]} to ")
-                    + S.SEGMENTS[segs[j]]
+                    ("Onboarded as " if j == 0 else f"Switched from {SEGMENTS[segs[j - 1]]} to ")
+                    + SEGMENTS[segs[j]]
                     + "; classified from trading before the published history."
                 )
     return pl.DataFrame(
@@ -217,7 +217,7 @@ def switch_probability_frame(
 
         n_w = window(c_trades)
         seg = np.broadcast_to(segment[members][:, None], n_w.shape)
-        share = np.array([S.BEHAVIOURS[s].market_share for s in S.SEGMENTS])[seg]
+        share = np.array([BEHAVIOURS[s].market_share for s in SEGMENTS])[seg]
         lots = window(c_closing)
         with np.errstate(invalid="ignore", divide="ignore"):
             hold_w = window(c_held) / window(c_closed)
@@ -278,7 +278,7 @@ def switch_probability_frame(
                     "computed_at": np.tile(stamp, m),
                     "switch_prob": prob.ravel(),
                     "confidence": np.round(0.3 + 0.65 * n_w / (n_w + 10.0), 4).ravel(),
-                    "segment": pl.Series(S.SEGMENTS).gather(seg.ravel()),
+                    "segment": pl.Series(SEGMENTS).gather(seg.ravel()),
                     "drivers": _json_arrays(names.reshape(m * k, -1), keep.reshape(m * k, -1)),
                     "risk_flags": _json_arrays(
                         np.broadcast_to(flag_names, (m * k, len(flag_names))), flags.reshape(m * k, -1)
@@ -291,7 +291,7 @@ def switch_probability_frame(
 
 
 def _band(seg: np.ndarray, field: str) -> np.ndarray:
-    return np.array([getattr(S.BEHAVIOURS[s], field) for s in S.SEGMENTS], dtype=np.float64)[seg]
+    return np.array([getattr(BEHAVIOURS[s], field) for s in SEGMENTS], dtype=np.float64)[seg]
 
 
 def _json_arrays(names: np.ndarray, keep: np.ndarray) -> pl.Series:

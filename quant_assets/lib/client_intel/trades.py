@@ -33,9 +33,21 @@ import numpy as np
 import polars as pl
 from numba import njit, prange
 
-from quant_assets.lib.client_intel import spec as S
 from quant_assets.lib.client_intel.market import MA_WINDOW, Market
 from quant_assets.lib.client_intel.rng import randint, uniform
+from quant_assets.lib.client_intel.spec import (
+    BEHAVIOURS,
+    HEDGER,
+    INSTRUMENTS,
+    MEAN_REVERTER,
+    SEGMENT_CODE,
+    SEGMENTS,
+    SYMBOLS,
+    TREND_FOLLOWER,
+    TREND_SETTER,
+    WorldSpec,
+    instrument_arrays,
+)
 
 TRADES_SCHEMA: dict[str, pl.DataType] = {
     "trade_id": pl.Int64(),
@@ -58,11 +70,11 @@ DRIFTING_SHARE = 0.2
 CLIENT_SHARE_SD = 0.04  # spread of the clients' market-order shares around their segment's
 
 # Entry probability per day when flat, before the signal filter, by segment code.
-_ENTRY_PROB = {S.TREND_FOLLOWER: 0.9, S.MEAN_REVERTER: 0.95, S.TREND_SETTER: 1.0}
-_TICKET_USD = {S.TREND_FOLLOWER: 5e6, S.MEAN_REVERTER: 2e6, S.HEDGER: 25e6, S.TREND_SETTER: 10e6}
-_INSTRUMENTS_PER_CLIENT = {S.TREND_FOLLOWER: (3, 6), S.MEAN_REVERTER: (3, 6), S.TREND_SETTER: (3, 6)}
+_ENTRY_PROB = {TREND_FOLLOWER: 0.9, MEAN_REVERTER: 0.95, TREND_SETTER: 1.0}
+_TICKET_USD = {TREND_FOLLOWER: 5e6, MEAN_REVERTER: 2e6, HEDGER: 25e6, TREND_SETTER: 10e6}
+_INSTRUMENTS_PER_CLIENT = {TREND_FOLLOWER: (3, 6), MEAN_REVERTER: (3, 6), TREND_SETTER: (3, 6)}
 
-TF, MR, HE, TS = (S.SEGMENT_CODE[s] for s in (S.TREND_FOLLOWER, S.MEAN_REVERTER, S.HEDGER, S.TREND_SETTER))
+TF, MR, HE, TS = (SEGMENT_CODE[s] for s in (TREND_FOLLOWER, MEAN_REVERTER, HEDGER, TREND_SETTER))
 
 
 @dataclasses.dataclass
@@ -82,13 +94,13 @@ def client_params(segments: np.ndarray, seed: int) -> ClientParams:
     rng = np.random.default_rng([seed, 4])
     n = len(segments)
     share = np.zeros(n)
-    for name, code in S.SEGMENT_CODE.items():
-        b = S.BEHAVIOURS[name]
+    for name, code in SEGMENT_CODE.items():
+        b = BEHAVIOURS[name]
         mask = segments == code
         if b.market_share > 0:
             lo, hi = max(0.0, b.market_share - 0.2), min(1.0, b.market_share + 0.15)
             share[mask] = np.clip(b.market_share + CLIENT_SHARE_SD * rng.standard_normal(mask.sum()), lo, hi)
-    ticket = np.array([_TICKET_USD[S.SEGMENTS[c]] for c in segments]) * np.exp(0.5 * rng.standard_normal(n))
+    ticket = np.array([_TICKET_USD[SEGMENTS[c]] for c in segments]) * np.exp(0.5 * rng.standard_normal(n))
     theta = rng.uniform(0.25, 0.6, n)
     theta = np.where(segments == MR, rng.uniform(0.3, 0.7, n), theta)
     theta = np.where(segments == TS, rng.uniform(0.1, 0.3, n), theta)
@@ -332,10 +344,10 @@ def _alloc(n: int) -> tuple[np.ndarray, ...]:
     )
 
 
-def generate_trades(market: Market, segments: np.ndarray, params: ClientParams, spec: S.WorldSpec) -> RawTrades:
+def generate_trades(market: Market, segments: np.ndarray, params: ClientParams, spec: WorldSpec) -> RawTrades:
     """Every client's trades over the history (see the module docstring for the behaviours)."""
-    consts = S.instrument_arrays()
-    n_inst = len(S.INSTRUMENTS)
+    consts = instrument_arrays()
+    n_inst = len(INSTRUMENTS)
     rng = np.random.default_rng([spec.seed, 5])
     close, low, high = market.close, market.low, market.high
     offset, T = market.offset, market.days
@@ -349,7 +361,7 @@ def generate_trades(market: Market, segments: np.ndarray, params: ClientParams, 
         members = active[segments[active] == code]
         if not len(members):
             continue
-        lo, hi = _INSTRUMENTS_PER_CLIENT[S.SEGMENTS[code]]
+        lo, hi = _INSTRUMENTS_PER_CLIENT[SEGMENTS[code]]
         n_each = rng.integers(lo, hi + 1, size=len(members))
         keys = rng.random((len(members), n_inst))
         weights = rng.dirichlet(np.full(n_inst, 2.0), size=len(members))
@@ -358,7 +370,7 @@ def generate_trades(market: Market, segments: np.ndarray, params: ClientParams, 
             w = weights[row, chosen] / weights[row, chosen].sum() * len(chosen)
             pair_client.append(np.full(len(chosen), c))
             pair_inst.append(chosen)
-            pair_prob.append(np.clip(_ENTRY_PROB[S.SEGMENTS[code]] * params.activity[c] * np.sqrt(w), 0.02, 1.0))
+            pair_prob.append(np.clip(_ENTRY_PROB[SEGMENTS[code]] * params.activity[c] * np.sqrt(w), 0.02, 1.0))
     if pair_client:
         pc = np.concatenate(pair_client).astype(np.int64)
         pi = np.concatenate(pair_inst).astype(np.int64)
@@ -400,7 +412,7 @@ def generate_trades(market: Market, segments: np.ndarray, params: ClientParams, 
     )
     client, inst = np.divmod(pair, 8)
     # Round to the tick: low and high are on it, so a price inside [low, high] stays inside.
-    for i, instrument in enumerate(S.INSTRUMENTS):
+    for i, instrument in enumerate(INSTRUMENTS):
         mask = inst == i
         price[mask] = np.round(price[mask], int(round(-math.log10(instrument.tick))))
     return RawTrades(client, inst, day, side, is_market, opening, qty, price, secs)
@@ -408,7 +420,7 @@ def generate_trades(market: Market, segments: np.ndarray, params: ClientParams, 
 
 def trades_frame(raw: RawTrades, client_ids: list[str], dates: np.ndarray) -> pl.DataFrame:
     """The published trades table, in time order, ``trade_id`` 1..n."""
-    base_is_usd = S.instrument_arrays()["base_is_usd"]
+    base_is_usd = instrument_arrays()["base_is_usd"]
     ts = (dates[raw.day].astype("datetime64[s]").astype(np.int64) + raw.seconds) * 1_000_000
     notional = np.where(base_is_usd[raw.instrument], raw.quantity, raw.quantity * raw.price).astype(np.float64)
     # One int64 key (second, client, instrument) sorts faster than a three-key lexsort; a client
@@ -419,7 +431,7 @@ def trades_frame(raw: RawTrades, client_ids: list[str], dates: np.ndarray) -> pl
         {
             "trade_id": np.arange(1, len(order) + 1, dtype=np.int64),
             "client_id": pl.Series(client_ids, dtype=pl.String).gather(raw.client[order]),
-            "instrument": pl.Series(S.SYMBOLS, dtype=pl.String).gather(raw.instrument[order]),
+            "instrument": pl.Series(SYMBOLS, dtype=pl.String).gather(raw.instrument[order]),
             "executed_at": pl.Series(ts[order]).cast(pl.Datetime("us")),
             "_buy": raw.side[order] > 0,
             "_market": raw.market[order],

@@ -6,7 +6,7 @@ import dataclasses
 
 import polars as pl
 
-from quant_assets.lib.pump import bars as pbars
+from quant_assets.lib.pump.bars import candles_json, window_figures
 from quant_assets.lib.pump.schemas import SIGNAL_ANALYSIS_SCHEMA
 from quant_assets.lib.pump.signals import score_band_expr
 from quant_assets.lib.pump.trades import window_start_expr
@@ -22,7 +22,7 @@ def build_signal_analysis(signals: pl.DataFrame, bars: pl.DataFrame) -> Analysis
     """One row per signal that has bars: its attributes, score range, entry price (the first
     close), max growth / drawdown over 24 h (percent), seconds to the peak and the 5-minute
     candles as JSON. Signals without bars (skipped upstream) are listed, not guessed."""
-    figures = pbars.window_figures(bars) if bars.height else pl.DataFrame(
+    figures = window_figures(bars) if bars.height else pl.DataFrame(
         schema={
             "signal_id": pl.Int64,
             "entry_price": pl.Float64,
@@ -31,7 +31,7 @@ def build_signal_analysis(signals: pl.DataFrame, bars: pl.DataFrame) -> Analysis
             "max_drawdown_pct": pl.Float64,
         }
     )
-    json_by_signal = pbars.candles_json(bars)
+    json_by_signal = candles_json(bars)
     candles = pl.DataFrame(
         {"signal_id": list(json_by_signal), "candles_data": list(json_by_signal.values())},
         schema={"signal_id": pl.Int64, "candles_data": pl.String},
